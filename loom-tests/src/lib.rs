@@ -1,0 +1,1 @@
+//! Loom models of k8s-store's concurrency protocols; see tests/.

@@ -1,0 +1,141 @@
+//! The crate's error type.
+
+use std::fmt;
+
+/// The operation that failed, named in every [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Building a store (`new` or a builder's `build`).
+    Build,
+    /// [`MemoryStore::add`](crate::MemoryStore::add).
+    Add,
+    /// [`MemoryStore::update`](crate::MemoryStore::update).
+    Update,
+    /// [`MemoryStore::get`](crate::MemoryStore::get).
+    Get,
+    /// [`MemoryStore::delete`](crate::MemoryStore::delete).
+    Delete,
+    /// [`MemoryStore::remove`](crate::MemoryStore::remove).
+    Remove,
+    /// [`MemoryStore::replace`](crate::MemoryStore::replace).
+    Replace,
+    /// Extracting keys from an object with an [`Indexer`](crate::Indexer).
+    Index,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Build => "build",
+            Operation::Add => "add",
+            Operation::Update => "update",
+            Operation::Get => "get",
+            Operation::Delete => "delete",
+            Operation::Remove => "remove",
+            Operation::Replace => "replace",
+            Operation::Index => "index",
+        })
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A store needs at least one key component. Fix: pass `num_keys >= 1`.
+    #[error("a store needs at least one key component, got num_keys = 0")]
+    ZeroKeys,
+    /// `add`, `update`, `delete` and `replace` take exactly `num_keys` components.
+    /// Fix: pass one component for each entry of the store's `index_by`.
+    #[error("expected {expected} key components, got {given}")]
+    KeyCount {
+        /// The store's `num_keys`.
+        expected: usize,
+        /// How many were given.
+        given: usize,
+    },
+    /// `get` takes between 1 and `num_keys` components (fewer is a prefix lookup).
+    /// Fix: pass at least one component and no more than the store has.
+    #[error("expected 1..={max} key components, got {given}")]
+    PrefixLength {
+        /// The store's `num_keys`.
+        max: usize,
+        /// How many were given.
+        given: usize,
+    },
+    /// A builder setting is out of range; the message says which and what is valid.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// A field path could not be parsed; the message says where and why.
+    #[error("invalid field path {path:?}: {reason}")]
+    InvalidFieldPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An object lacks a field that a key is extracted from (and the indexer is not
+    /// configured to use an empty component for missing fields).
+    #[error("field {path:?} is missing in object {object}")]
+    MissingField {
+        /// The path as given.
+        path: String,
+        /// The object's `namespace/name`.
+        object: String,
+    },
+    /// A field holds an object or array, which cannot be a key component.
+    #[error("field {path:?} of object {object} is {found}, not a string, number or boolean")]
+    NotAScalar {
+        /// The path as given.
+        path: String,
+        /// The object's `namespace/name`.
+        object: String,
+        /// What was found ("an object", "an array").
+        found: &'static str,
+    },
+    /// The object could not be turned into JSON to read a non-metadata field.
+    #[error("object {object} could not be serialised to read its fields: {message}")]
+    Serialize {
+        /// The object's `namespace/name`.
+        object: String,
+        /// serde_json's message.
+        message: String,
+    },
+}
+
+/// The error every fallible operation of this crate returns: the operation, the keys
+/// involved (possibly none) and the cause.
+///
+/// Its message names all three, for example
+/// `add ["default", "a", "b"]: expected 2 key components, got 3`. Keys are printed
+/// with Rust string escapes, so keys containing `/`, quotes, NUL or unicode are shown
+/// unambiguously.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} {keys:?}: {kind}")]
+pub struct StoreError {
+    /// The operation that failed.
+    pub operation: Operation,
+    /// The keys the caller passed (empty where the operation took none).
+    pub keys: Vec<String>,
+    /// Why it failed.
+    pub kind: ErrorKind,
+}
+
+impl StoreError {
+    pub(crate) fn new<S: AsRef<str>>(operation: Operation, keys: &[S], kind: ErrorKind) -> Self {
+        Self {
+            operation,
+            keys: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
+            kind,
+        }
+    }
+
+    pub(crate) fn build(kind: ErrorKind) -> Self {
+        Self {
+            operation: Operation::Build,
+            keys: Vec::new(),
+            kind,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Composite-key in-memory stores for Kubernetes controllers.
+//!
+//! Controllers read the resources they watch far more often than those change. This
+//! crate keeps them indexed by a fixed number of key components pulled from their
+//! fields (namespace and name, labels, spec fields), so that reconcilers and renders
+//! can look them up without locking each other or the watch that feeds them.
+//!
+//! # The index contract
+//!
+//! - A store has `num_keys >= 1` key components, fixed when it is built (`0` is an
+//!   error). Keys need not be unique: many objects may share one composite key.
+//! - **Identity** of an object is its UID when set, else its (namespace, name). At any
+//!   moment an identity lives under exactly one composite key.
+//! - `add` and `update` are upserts by identity. If the keys changed, the object moves;
+//!   nothing stays behind under the old key. They take exactly `num_keys` components.
+//! - `get` takes `1..=num_keys` components. All of them: the objects under exactly that
+//!   key. Fewer: every object whose leading components equal them, compared component by
+//!   component (never as a joined string). Results are sorted by (namespace, name, uid).
+//!   No match is `Ok(vec![])`.
+//! - `delete(keys)` removes every object under exactly that key and returns how many;
+//!   `remove(obj)` removes one object by identity and keeps its siblings. Removing what
+//!   is absent is `Ok(0)` / `Ok(false)`.
+//! - `list()` returns an immutable [`Snapshot`] in the same order.
+//! - Keys are arbitrary UTF-8 (empty strings, `/`, `:`, NUL, any unicode); two different
+//!   key vectors never collide (see [`key`]).
+//! - Wrong key counts return a [`StoreError`] naming the operation, the keys and the
+//!   expected and given counts, and change nothing.
+//!
+//! # Guarantees
+//!
+//! - **Linearizable.** Once a write has returned, every later `get`/`list`/`len` on any
+//!   thread sees it; a snapshot is the state after some prefix of the writes, never a
+//!   torn mix.
+//! - **Reads do not wait for each other** and do not wait for the writer except, for an
+//!   exact get, while the writer holds that key's shard lock (a hash-table update and
+//!   one pointer store). Prefix gets and `list` take no lock at all.
+//! - **The writer is not starved by readers:** readers hold a shard lock only for a hash
+//!   probe and a reference-count increment; result vectors are filled after the lock is
+//!   released.
+//! - **Snapshots never change** and cost O(1) to take; a write after a snapshot copies
+//!   only the O(log n) tree nodes on its path.
+//! - Objects are shared as `Arc<K>`: nothing is deep-copied, nothing is mutable.
+//! - No `Debug` output of this crate prints object bodies (they may be Secrets).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use k8s_store::{Indexer, MemoryStore};
+//!
+//! let indexer = Indexer::new(["metadata.namespace", "metadata.name"])?;
+//! let store = MemoryStore::<ConfigMap>::new(indexer.len())?;
+//!
+//! let mut cm = ConfigMap::default();
+//! cm.metadata.namespace = Some("default".into());
+//! cm.metadata.name = Some("settings".into());
+//! let keys = indexer.keys(&cm)?;
+//! store.add(Arc::new(cm), &keys)?;
+//!
+//! assert_eq!(store.get(&["default", "settings"])?.len(), 1); // exact
+//! assert_eq!(store.get(&["default"])?.len(), 1);             // prefix
+//! assert_eq!(store.list().len(), 1);                         // snapshot
+//! assert!(store.get(&["default", "settings", "extra"]).is_err());
+//! # Ok::<(), k8s_store::StoreError>(())
+//! ```
+
+mod bucket;
+mod error;
+mod indexer;
+pub mod key;
+mod memory;
+mod object;
+mod ptree;
+mod snapshot;
+mod store;
+mod sync;
+
+pub use error::{ErrorKind, Operation, StoreError};
+pub use indexer::{Indexer, MissingField};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use object::{Object, via};
+pub use snapshot::{Iter, Snapshot};
+pub use store::Store;

@@ -1,0 +1,757 @@
+//! The full in-memory tier: [`MemoryStore`].
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashTable;
+
+use crate::bucket::{self, Bucket, Members, by_order};
+use crate::error::{ErrorKind, Operation, StoreError};
+use crate::key::{self, KeyHasher};
+use crate::object::{Accessors, MetaView, Object};
+use crate::ptree::PTree;
+use crate::snapshot::Snapshot;
+use crate::sync::{Arc, Mutex, Published, Shards, Table, default_shard_count};
+
+/// A composite-key index that keeps whole objects in memory.
+///
+/// Each object is stored under exactly one composite key of `num_keys` components;
+/// many objects may share a key. See the [crate documentation](crate) for the full
+/// contract; in short:
+///
+/// - [`add`](Self::add) and [`update`](Self::update) are upserts by identity (UID when
+///   set, else namespace and name). An object whose keys changed moves: nothing stays
+///   behind under the old key.
+/// - [`get`](Self::get) with all `num_keys` components returns the objects under exactly
+///   that key; with fewer, every object whose leading components equal them (compared
+///   component by component). Results are sorted by (namespace, name, uid).
+/// - [`delete`](Self::delete) removes a whole key's objects; [`remove`](Self::remove)
+///   one object, leaving its siblings.
+/// - [`list`](Self::list) returns an immutable [`Snapshot`] in O(1).
+///
+/// # Concurrency
+///
+/// All methods take `&self` and may be called from any thread. Writes are serialised
+/// by a writer mutex (a watch has one writer, so it is uncontended) and are
+/// **linearizable**: once a write has returned, every later read on any thread sees it,
+/// and every snapshot is the state after some prefix of the writes.
+///
+/// - Exact gets take one shard's read lock for a hash probe and one reference-count
+///   increment (a multi-object key: one more), never for a copy of the results.
+/// - Prefix gets and `list` never take a lock: they read the published state through
+///   `ArcSwap` and copy results outside any guard.
+/// - A write holds the write locks of the (at most two) shards of the old and new key
+///   while it publishes the new state, so no reader can see it in one place and miss
+///   it in another.
+#[must_use]
+pub struct MemoryStore<K> {
+    num_keys: usize,
+    acc: Accessors<K>,
+    hasher: KeyHasher,
+    exact: Shards<Bucket<K>>,
+    published: Published<State<K>>,
+    writer: Mutex<Writer<K>>,
+}
+
+impl<K: Send + Sync + 'static> std::fmt::Debug for MemoryStore<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the objects: they may be Secrets.
+        f.debug_struct("MemoryStore")
+            .field("num_keys", &self.num_keys)
+            .field("len", &self.len())
+            .field("shards", &self.exact.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state readers see through `list` and prefix gets, replaced as a whole by each
+/// write and sharing all untouched nodes with its predecessor.
+struct State<K> {
+    /// Every object, in (namespace, name, uid) order.
+    all: PTree<Arc<K>>,
+    /// `prefixes[d - 1]` holds, for depth `d` in `1..num_keys`, the groups of objects
+    /// whose first `d` components are equal, ordered by encoded prefix.
+    prefixes: Box<[PTree<Group<K>>]>,
+}
+
+impl<K> Clone for State<K> {
+    fn clone(&self) -> Self {
+        Self {
+            all: self.all.clone(),
+            prefixes: self.prefixes.clone(),
+        }
+    }
+}
+
+struct Group<K> {
+    prefix: Arc<[u8]>,
+    members: PTree<Arc<K>>,
+}
+
+impl<K> Clone for Group<K> {
+    fn clone(&self) -> Self {
+        Self {
+            prefix: Arc::clone(&self.prefix),
+            members: self.members.clone(),
+        }
+    }
+}
+
+/// What only the writer touches: where each identity lives.
+struct Writer<K> {
+    /// identity -> (the stored object, the hash of its composite key).
+    ids: HashTable<Located<K>>,
+    /// The state last published.
+    state: Arc<State<K>>,
+}
+
+struct Located<K> {
+    obj: Arc<K>,
+    key_hash: u64,
+}
+
+/// Builds a [`MemoryStore`] with tuning options.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    num_keys: usize,
+    shards: Option<usize>,
+}
+
+impl MemoryStoreBuilder {
+    /// The number of hash shards of the exact-key index: a power of two, at least 2.
+    /// More shards mean less contention between readers and the writer.
+    ///
+    /// Defaults to: four per available core, rounded up to a power of two.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Builds the store.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ZeroKeys`] for `num_keys == 0`; [`ErrorKind::InvalidSetting`] for a
+    /// shard count that is not a power of two of at least 2.
+    pub fn build<K, M>(self) -> Result<MemoryStore<K>, StoreError>
+    where
+        K: Object<M>,
+    {
+        if self.num_keys == 0 {
+            return Err(StoreError::build(ErrorKind::ZeroKeys));
+        }
+        let shards = match self.shards {
+            None => default_shard_count(),
+            Some(n) if n >= 2 && n.is_power_of_two() => n,
+            Some(n) => {
+                return Err(StoreError::build(ErrorKind::InvalidSetting(format!(
+                    "shards = {n}: must be a power of two, at least 2 (for example 16, 32, 64)"
+                ))));
+            }
+        };
+        let state = Arc::new(State {
+            all: PTree::default(),
+            prefixes: (1..self.num_keys).map(|_| PTree::default()).collect(),
+        });
+        Ok(MemoryStore {
+            num_keys: self.num_keys,
+            acc: Accessors::of::<M>(),
+            hasher: KeyHasher::default(),
+            exact: Shards::new(shards),
+            published: Published::new(Arc::clone(&state)),
+            writer: Mutex::new(Writer {
+                ids: HashTable::new(),
+                state,
+            }),
+        })
+    }
+}
+
+/// What a write changes, computed before any lock is taken.
+struct Placement<'k, S> {
+    keys: &'k [S],
+    hash: u64,
+}
+
+impl<K: Send + Sync + 'static> MemoryStore<K> {
+    /// A store indexing objects by `num_keys` key components.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ZeroKeys`] when `num_keys` is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use k8s_openapi::api::core::v1::ConfigMap;
+    /// use k8s_store::MemoryStore;
+    ///
+    /// let store = MemoryStore::<ConfigMap>::new(2)?;
+    /// let mut cm = ConfigMap::default();
+    /// cm.metadata.namespace = Some("default".into());
+    /// cm.metadata.name = Some("a".into());
+    /// store.add(Arc::new(cm), &["default", "a"])?;
+    /// assert_eq!(store.get(&["default"])?.len(), 1);
+    /// # Ok::<(), k8s_store::StoreError>(())
+    /// ```
+    pub fn new<M>(num_keys: usize) -> Result<Self, StoreError>
+    where
+        K: Object<M>,
+    {
+        Self::builder(num_keys).build()
+    }
+
+    /// A builder for a store with `num_keys` key components and tuning options.
+    pub fn builder(num_keys: usize) -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            num_keys,
+            shards: None,
+        }
+    }
+
+    /// How many key components each object is stored under.
+    pub fn num_keys(&self) -> usize {
+        self.num_keys
+    }
+
+    /// Inserts `obj` under `keys`, or replaces the object of the same identity
+    /// (moving it if its keys changed).
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; nothing is changed.
+    pub fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        self.upsert(Operation::Add, obj, keys)
+    }
+
+    /// The same as [`add`](Self::add): both are upserts by identity.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; nothing is changed.
+    pub fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        self.upsert(Operation::Update, obj, keys)
+    }
+
+    /// The objects under `keys` (all `num_keys` components), or under every key that
+    /// starts with `keys` (fewer components), sorted by (namespace, name, uid). No match
+    /// is an empty vector.
+    ///
+    /// # Errors
+    /// [`ErrorKind::PrefixLength`] for zero components or more than `num_keys`.
+    pub fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+        let n = keys.len();
+        if n == 0 || n > self.num_keys {
+            return Err(StoreError::new(
+                Operation::Get,
+                keys,
+                ErrorKind::PrefixLength {
+                    max: self.num_keys,
+                    given: n,
+                },
+            ));
+        }
+        if n == self.num_keys {
+            return Ok(self
+                .get_exact(keys)
+                .map(Members::into_vec)
+                .unwrap_or_default());
+        }
+        let prefix = key::encode(keys);
+        let members = self.published.with(|st| {
+            st.prefixes[n - 1]
+                .get(|g| g.prefix[..].cmp(&prefix))
+                .map(|g| g.members.clone())
+        });
+        Ok(members
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn get_exact<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
+        let hash = self.hash_keys(keys);
+        let table = self.exact.read(self.exact.index(hash));
+        let members = table
+            .find(hash, |(_, b)| b.key_is(keys, self.acc))
+            .map(|(_, b)| b.members());
+        drop(table);
+        members
+    }
+
+    /// Removes every object under exactly `keys` and returns how many there were.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`.
+    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+        self.check_count(Operation::Delete, keys)?;
+        let hash = self.hash_keys(keys);
+        let mut w = self.writer.lock();
+        let mut table = self.exact.write(self.exact.index(hash));
+        let Ok(entry) = table.find_entry(hash, |(_, b)| b.key_is(keys, self.acc)) else {
+            return Ok(0);
+        };
+        let (((), removed), _) = entry.remove();
+        let encoded = removed.encoded_key(self.num_keys, self.acc).into_owned();
+        let mut state = (*w.state).clone();
+        let mut count = 0;
+        removed.for_each(|obj| {
+            count += 1;
+            let view = (self.acc.meta)(obj);
+            self.state_remove(&mut state, view, &encoded);
+            let id_hash = self.hasher.hash_identity(&view.identity());
+            if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
+                e.remove();
+            }
+        });
+        self.publish(&mut w, state);
+        drop(table);
+        drop(removed);
+        Ok(count)
+    }
+
+    /// Removes the one object with `obj`'s identity (its siblings under the same key
+    /// stay). Returns whether it was present. This is what a watch delete event uses.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for the on-demand tier's shared signature.
+    pub fn remove(&self, obj: &K) -> Result<bool, StoreError> {
+        let view = (self.acc.meta)(obj);
+        let id_hash = self.hasher.hash_identity(&view.identity());
+        let mut w = self.writer.lock();
+        let Some((old, old_hash)) = self.locate(&w, id_hash, view) else {
+            return Ok(false);
+        };
+        let old_view = (self.acc.meta)(&old);
+        let mut table = self.exact.write(self.exact.index(old_hash));
+        let mut state = (*w.state).clone();
+        self.bucket_remove(&mut table, old_hash, old_view, &mut state);
+        self.publish(&mut w, state);
+        drop(table);
+        if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
+            e.remove();
+        }
+        Ok(true)
+    }
+
+    /// An immutable snapshot of every object in (namespace, name, uid) order.
+    ///
+    /// O(1): the published state is shared, never copied or rebuilt, and later writes do
+    /// not change it. Holding a snapshot keeps the objects it references alive.
+    pub fn list(&self) -> Snapshot<K> {
+        Snapshot::new(self.published.with(|st| st.all.clone()))
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.published.with(|st| st.all.len())
+    }
+
+    /// Whether the store holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every object at once.
+    pub fn clear(&self) {
+        // An empty replacement has no keys to reject.
+        let _ = self.replace(std::iter::empty::<(Arc<K>, Vec<String>)>());
+    }
+
+    /// Replaces the whole content with `items` in one step, as a watch relist does:
+    /// the new state is built aside while readers keep seeing the old one, then
+    /// swapped in atomically. Objects absent from `items` are gone afterwards; for
+    /// identities listed twice the last one wins.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] for the first item with the wrong number of keys; the
+    /// store is then left unchanged.
+    pub fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
+        S: AsRef<str>,
+    {
+        // 1. Validate and deduplicate by identity (the last one wins).
+        let mut entries: Vec<Option<(Arc<K>, Vec<S>, u64)>> = Vec::new();
+        let mut ids: HashTable<Located<K>> = HashTable::new();
+        let mut slot_of: HashTable<(u64, usize)> = HashTable::new();
+        for (obj, keys) in items {
+            self.check_count(Operation::Replace, &keys)?;
+            let hash = self.hash_keys(&keys);
+            let view = (self.acc.meta)(&obj);
+            let id_hash = self.hasher.hash_identity(&view.identity());
+            let idx = entries.len();
+            let acc = self.acc;
+            match slot_of.find_mut(id_hash, |(h, i)| {
+                *h == id_hash
+                    && entries[*i]
+                        .as_ref()
+                        .is_some_and(|(o, _, _)| (acc.meta)(o).identity() == view.identity())
+            }) {
+                Some(slot) => {
+                    entries[slot.1] = None;
+                    slot.1 = idx;
+                }
+                None => {
+                    slot_of.insert_unique(id_hash, (id_hash, idx), |(h, _)| *h);
+                }
+            }
+            entries.push(Some((obj, keys, hash)));
+        }
+        drop(slot_of);
+        let mut entries: Vec<(Arc<K>, Vec<S>, u64)> = entries.into_iter().flatten().collect();
+        entries.sort_by(|a, b| (self.acc.meta)(&a.0).order(&(self.acc.meta)(&b.0)));
+
+        // 2. Build the exact-key tables, the identity table and the published state.
+        let mut tables: Vec<Table<Bucket<K>>> =
+            (0..self.exact.len()).map(|_| Table::new()).collect();
+        let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Arc<K>>>> =
+            vec![BTreeMap::new(); self.num_keys - 1];
+        for (obj, keys, hash) in &entries {
+            let table = &mut tables[self.exact.index(*hash)];
+            match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
+                Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
+                None => {
+                    let b = Bucket::new(Arc::clone(obj), keys, self.acc);
+                    table.insert_unique(*hash, ((), b), |(_, b)| self.rehash(b));
+                }
+            }
+            let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
+            ids.insert_unique(
+                id_hash,
+                Located {
+                    obj: Arc::clone(obj),
+                    key_hash: *hash,
+                },
+                |l| {
+                    self.hasher
+                        .hash_identity(&(self.acc.meta)(&l.obj).identity())
+                },
+            );
+            if self.num_keys > 1 {
+                let encoded = key::encode(keys);
+                for (d, g) in groups.iter_mut().enumerate() {
+                    let p = &encoded[..bucket::prefix_len(&encoded, d + 1)];
+                    // Entries are in order, so each group's members are too.
+                    g.entry(p.to_vec()).or_default().push(Arc::clone(obj));
+                }
+            }
+        }
+        let state = State {
+            all: PTree::from_sorted(entries.into_iter().map(|e| e.0).collect()),
+            prefixes: groups
+                .into_iter()
+                .map(|g| {
+                    PTree::from_sorted(
+                        g.into_iter()
+                            .map(|(p, m)| Group {
+                                prefix: p.into(),
+                                members: PTree::from_sorted(m),
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        };
+
+        // 3. Swap: every shard's write lock, in index order, while publishing.
+        let mut w = self.writer.lock();
+        let mut guards: Vec<_> = (0..self.exact.len()).map(|i| self.exact.write(i)).collect();
+        for (g, t) in guards.iter_mut().zip(tables.iter_mut()) {
+            std::mem::swap(&mut **g, t);
+        }
+        w.ids = ids;
+        self.publish(&mut w, state);
+        drop(guards);
+        drop(w);
+        // The old tables (now in `tables`) are dropped here, outside every lock.
+        drop(tables);
+        Ok(())
+    }
+
+    fn upsert<S: AsRef<str>>(
+        &self,
+        op: Operation,
+        obj: Arc<K>,
+        keys: &[S],
+    ) -> Result<(), StoreError> {
+        self.check_count(op, keys)?;
+        let new = Placement {
+            keys,
+            hash: self.hash_keys(keys),
+        };
+        let view = (self.acc.meta)(&obj);
+        let id_hash = self.hasher.hash_identity(&view.identity());
+
+        let mut w = self.writer.lock();
+        let old = self.locate(&w, id_hash, view);
+        let new_shard = self.exact.index(new.hash);
+        let mut state = (*w.state).clone();
+
+        // Lock the old and new keys' shards (in index order, at most two) and hold them
+        // until the new state is published.
+        match &old {
+            Some((old_obj, old_hash)) if self.exact.index(*old_hash) != new_shard => {
+                let s = self.exact.index(*old_hash);
+                let (mut low, mut high) = if s < new_shard {
+                    let low = self.exact.write(s);
+                    (low, self.exact.write(new_shard))
+                } else {
+                    let low = self.exact.write(new_shard);
+                    (low, self.exact.write(s))
+                };
+                let (old_table, new_table) = if s < new_shard {
+                    (&mut *low, &mut *high)
+                } else {
+                    (&mut *high, &mut *low)
+                };
+                self.bucket_remove(old_table, *old_hash, (self.acc.meta)(old_obj), &mut state);
+                self.bucket_insert(new_table, &new, &obj, &mut state);
+                self.publish(&mut w, state);
+            }
+            _ => {
+                let mut table = self.exact.write(new_shard);
+                if let Some((old_obj, old_hash)) = &old {
+                    self.bucket_remove(&mut table, *old_hash, (self.acc.meta)(old_obj), &mut state);
+                }
+                self.bucket_insert(&mut table, &new, &obj, &mut state);
+                self.publish(&mut w, state);
+            }
+        }
+
+        // The identity table is the writer's alone; readers never see it.
+        match w.ids.find_mut(id_hash, |l| {
+            (self.acc.meta)(&l.obj).identity() == view.identity()
+        }) {
+            Some(l) => {
+                l.obj = obj;
+                l.key_hash = new.hash;
+            }
+            None => {
+                let hasher = &self.hasher;
+                let meta = self.acc.meta;
+                w.ids.insert_unique(
+                    id_hash,
+                    Located {
+                        obj,
+                        key_hash: new.hash,
+                    },
+                    |l| hasher.hash_identity(&meta(&l.obj).identity()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored object with `view`'s identity and the hash of its key.
+    fn locate(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<(Arc<K>, u64)> {
+        w.ids
+            .find(id_hash, |l| {
+                (self.acc.meta)(&l.obj).identity() == view.identity()
+            })
+            .map(|l| (Arc::clone(&l.obj), l.key_hash))
+    }
+
+    /// Removes the member `old` from its bucket (hash `old_hash`) and from `state`.
+    fn bucket_remove(
+        &self,
+        table: &mut Table<Bucket<K>>,
+        old_hash: u64,
+        old: MetaView<'_>,
+        state: &mut State<K>,
+    ) {
+        let Ok(mut entry) = table.find_entry(old_hash, |(_, b)| b.contains(old, self.acc)) else {
+            // The identity table and the buckets are updated under the writer mutex
+            // together; `validate` checks that they agree.
+            debug_assert!(false, "located object missing from its bucket");
+            return;
+        };
+        let encoded = entry
+            .get()
+            .1
+            .encoded_key(self.num_keys, self.acc)
+            .into_owned();
+        if entry.get_mut().1.remove(old, self.num_keys, self.acc) {
+            let (removed, _) = entry.remove();
+            drop(removed);
+        }
+        self.state_remove(state, old, &encoded);
+    }
+
+    fn bucket_insert<S: AsRef<str>>(
+        &self,
+        table: &mut Table<Bucket<K>>,
+        new: &Placement<'_, S>,
+        obj: &Arc<K>,
+        state: &mut State<K>,
+    ) {
+        match table.find_mut(new.hash, |(_, b)| b.key_is(new.keys, self.acc)) {
+            Some((_, b)) => b.insert(Arc::clone(obj), new.keys, self.acc),
+            None => {
+                let b = Bucket::new(Arc::clone(obj), new.keys, self.acc);
+                table.insert_unique(new.hash, ((), b), |(_, b)| self.rehash(b));
+            }
+        }
+        let view = (self.acc.meta)(obj);
+        state.all.insert(Arc::clone(obj), by_order(self.acc, view));
+        if self.num_keys > 1 {
+            let encoded = key::encode(new.keys);
+            for d in 1..self.num_keys {
+                let prefix = &encoded[..bucket::prefix_len(&encoded, d)];
+                let tree = &mut state.prefixes[d - 1];
+                let mut group = tree
+                    .remove(|g| g.prefix[..].cmp(prefix))
+                    .unwrap_or_else(|| Group {
+                        prefix: prefix.into(),
+                        members: PTree::default(),
+                    });
+                group
+                    .members
+                    .insert(Arc::clone(obj), by_order(self.acc, view));
+                let p = Arc::clone(&group.prefix);
+                tree.insert(group, |g| g.prefix.cmp(&p));
+            }
+        }
+    }
+
+    fn state_remove(&self, state: &mut State<K>, old: MetaView<'_>, encoded: &[u8]) {
+        state.all.remove(by_order(self.acc, old));
+        for d in 1..self.num_keys {
+            let prefix = &encoded[..bucket::prefix_len(encoded, d)];
+            let tree = &mut state.prefixes[d - 1];
+            if let Some(mut group) = tree.remove(|g| g.prefix[..].cmp(prefix)) {
+                group.members.remove(by_order(self.acc, old));
+                if !group.members.is_empty() {
+                    let p = Arc::clone(&group.prefix);
+                    tree.insert(group, |g| g.prefix.cmp(&p));
+                }
+            }
+        }
+    }
+
+    /// Publishes `state`. Called with the shard locks of every key the write touched
+    /// still held, so exact and prefix readers switch to the new state together.
+    fn publish(&self, w: &mut Writer<K>, state: State<K>) {
+        let state = Arc::new(state);
+        self.published.store(Arc::clone(&state));
+        w.state = state;
+    }
+
+    fn hash_keys<S: AsRef<str>>(&self, keys: &[S]) -> u64 {
+        self.hasher
+            .hash_components(keys.iter().map(|k| k.as_ref().as_bytes()))
+    }
+
+    fn rehash(&self, b: &Bucket<K>) -> u64 {
+        b.hash(self.num_keys, &self.hasher, self.acc)
+    }
+
+    fn check_count<S: AsRef<str>>(&self, op: Operation, keys: &[S]) -> Result<(), StoreError> {
+        if keys.len() == self.num_keys {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                op,
+                keys,
+                ErrorKind::KeyCount {
+                    expected: self.num_keys,
+                    given: keys.len(),
+                },
+            ))
+        }
+    }
+
+    /// Checks every internal invariant and describes the first one broken: the trees
+    /// are valid, every object is in exactly one bucket, in the identity table and in
+    /// one group per prefix depth, and the published state matches the buckets.
+    ///
+    /// For tests, property tests and fuzz targets; it takes the writer lock and every
+    /// shard lock, so it is slow.
+    #[doc(hidden)]
+    pub fn validate(&self) -> Result<(), String> {
+        let w = self.writer.lock();
+        let st = self.published.load_full();
+        if !Arc::ptr_eq(&st, &w.state) {
+            return Err("published state is not the writer's state".into());
+        }
+        let order = |a: &Arc<K>, b: &Arc<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
+        st.all.validate(order)?;
+        let mut in_buckets = 0;
+        for s in 0..self.exact.len() {
+            let table = self.exact.read(s);
+            for ((), b) in table.iter() {
+                b.validate(self.num_keys, self.acc)?;
+                let h = self.rehash(b);
+                if self.exact.index(h) != s {
+                    return Err("bucket in the wrong shard".into());
+                }
+                let encoded = b.encoded_key(self.num_keys, self.acc).into_owned();
+                let parts = key::decode(&encoded).map_err(|e| e.to_string())?;
+                let found = table
+                    .iter_hash(h)
+                    .filter(|(_, o)| o.key_is(&parts, self.acc))
+                    .count();
+                if found != 1 {
+                    return Err(format!("key {parts:?} is in {found} buckets"));
+                }
+                let mut err = None;
+                b.for_each(|obj| {
+                    in_buckets += 1;
+                    let view = (self.acc.meta)(obj);
+                    if st
+                        .all
+                        .get(by_order(self.acc, view))
+                        .is_none_or(|o| !Arc::ptr_eq(o, obj))
+                    {
+                        err = Some(format!(
+                            "{} is in a bucket but not in the list",
+                            view.display()
+                        ));
+                    }
+                    let id_hash = self.hasher.hash_identity(&view.identity());
+                    match w.ids.find(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
+                        Some(l) if l.key_hash == h => {}
+                        _ => err = Some(format!("{} is not located at its bucket", view.display())),
+                    }
+                    for d in 1..self.num_keys {
+                        let p = &encoded[..bucket::prefix_len(&encoded, d)];
+                        let ok = st.prefixes[d - 1]
+                            .get(|g| g.prefix[..].cmp(p))
+                            .and_then(|g| g.members.get(by_order(self.acc, view)))
+                            .is_some_and(|o| Arc::ptr_eq(o, obj));
+                        if !ok {
+                            err = Some(format!(
+                                "{} missing from its depth-{d} group",
+                                view.display()
+                            ));
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+            }
+        }
+        if in_buckets != st.all.len() || w.ids.len() != st.all.len() {
+            return Err(format!(
+                "{in_buckets} objects in buckets, {} located, {} listed",
+                w.ids.len(),
+                st.all.len()
+            ));
+        }
+        for (d, tree) in st.prefixes.iter().enumerate() {
+            tree.validate(|a, b| a.prefix.cmp(&b.prefix))?;
+            let mut total = 0;
+            for g in tree.iter() {
+                if g.members.is_empty() {
+                    return Err(format!("empty group left at depth {}", d + 1));
+                }
+                g.members.validate(order)?;
+                total += g.members.len();
+            }
+            if total != st.all.len() {
+                return Err(format!(
+                    "depth-{} groups hold {total} of {} objects",
+                    d + 1,
+                    st.all.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}

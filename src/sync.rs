@@ -1,0 +1,221 @@
+//! The one place where synchronisation primitives come from.
+//!
+//! Every other module imports `crate::sync::...`, never `std::sync`, `dashmap` or
+//! `arc_swap` directly, so that building with `RUSTFLAGS="--cfg k8s_store_loom"` swaps
+//! in loom-modelled stand-ins and the model checker sees every lock and publication
+//! the store's protocols rely on (see `loom-tests/`).
+//!
+//! | primitive          | normal build                         | `k8s_store_loom`                      |
+//! |--------------------|--------------------------------------|---------------------------------------|
+//! | [`Shards`]         | the shards of a `dashmap::DashMap`   | a few `loom::sync::RwLock<HashTable>` |
+//! | [`Published`]      | `arc_swap::ArcSwap`                  | `loom::sync::RwLock<Arc<T>>`          |
+//! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
+//!
+//! `Arc` is `std::sync::Arc` in both builds: it is part of the public API (objects are
+//! handed in and out as `Arc<K>`), and reference counting is not one of our protocols.
+//!
+//! The std side mirrors loom's API without lock poisoning, as tokio's `loom` module
+//! does: a panic while a lock is held cannot leave the store's data half-written,
+//! because every write builds its new state first and publishes it in one step.
+
+pub(crate) use std::sync::Arc;
+
+/// A shard's table: composite-key hash -> bucket. The `()` key is dashmap's slot for a
+/// key we do not need: buckets are found by a precomputed 64-bit hash and compared by
+/// their own key, so each slot is exactly one bucket wide.
+pub(crate) type Table<V> = hashbrown::HashTable<((), V)>;
+
+#[cfg(not(k8s_store_loom))]
+mod imp {
+    use super::{Arc, Table};
+    use std::hash::BuildHasherDefault;
+    use std::ops::{Deref, DerefMut};
+
+    /// Hash-sharded tables, each behind its own reader-writer lock.
+    ///
+    /// Backed by `dashmap`'s shards (its `raw-api`): dashmap supplies the cache-padded,
+    /// spin-then-park reader-writer locks and the shard arithmetic; we drive the
+    /// `HashTable` inside each shard ourselves, because a move of an object between two
+    /// composite keys must hold both shards' locks at once, which dashmap's per-key API
+    /// cannot express.
+    pub(crate) struct Shards<V> {
+        map: dashmap::DashMap<(), V, BuildHasherDefault<NoHash>>,
+    }
+
+    /// dashmap insists on a hasher; we never let it hash anything.
+    #[derive(Default)]
+    pub(crate) struct NoHash;
+
+    impl std::hash::Hasher for NoHash {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    impl<V> Shards<V> {
+        /// `n` must be a power of two greater than one (checked by the builder).
+        pub(crate) fn new(n: usize) -> Self {
+            Self {
+                map: dashmap::DashMap::with_hasher_and_shard_amount(
+                    BuildHasherDefault::default(),
+                    n,
+                ),
+            }
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.map.shards().len()
+        }
+
+        /// The shard that holds `hash`.
+        pub(crate) fn index(&self, hash: u64) -> usize {
+            self.map.determine_shard(hash as usize)
+        }
+
+        pub(crate) fn read(&self, shard: usize) -> impl Deref<Target = Table<V>> + '_ {
+            self.map.shards()[shard].read()
+        }
+
+        pub(crate) fn write(&self, shard: usize) -> impl DerefMut<Target = Table<V>> + '_ {
+            self.map.shards()[shard].write()
+        }
+    }
+
+    /// The default shard count: dashmap's (four per core, rounded up to a power of two).
+    pub(crate) fn default_shard_count() -> usize {
+        (std::thread::available_parallelism().map_or(1, usize::from) * 4)
+            .next_power_of_two()
+            .max(2)
+    }
+
+    /// A value published for lock-free readers.
+    pub(crate) struct Published<T> {
+        inner: arc_swap::ArcSwap<T>,
+    }
+
+    impl<T> Published<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self {
+                inner: arc_swap::ArcSwap::new(value),
+            }
+        }
+
+        /// An owned handle to the current value; never blocks, never holds a guard.
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            self.inner.load_full()
+        }
+
+        /// Runs `f` on the current value under arc-swap's short-lived guard. `f` must
+        /// not call back into the store (it only clones what it needs out).
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            f(&self.inner.load())
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            self.inner.store(value);
+        }
+    }
+
+    /// A mutex without poisoning.
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> impl DerefMut<Target = T> + '_ {
+            // Poisoning is ignored (as in loom and parking_lot): writers build each new
+            // state aside and publish it in one step, so a panic cannot leave a torn one.
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+}
+
+#[cfg(k8s_store_loom)]
+mod imp {
+    use super::{Arc, Table};
+    use std::ops::{Deref, DerefMut};
+
+    /// Loom stand-in for the dashmap shards: a few loom reader-writer locks.
+    pub(crate) struct Shards<V> {
+        shards: Vec<loom::sync::RwLock<Table<V>>>,
+    }
+
+    impl<V> Shards<V> {
+        pub(crate) fn new(n: usize) -> Self {
+            Self {
+                shards: (0..n)
+                    .map(|_| loom::sync::RwLock::new(Table::new()))
+                    .collect(),
+            }
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.shards.len()
+        }
+
+        pub(crate) fn index(&self, hash: u64) -> usize {
+            (hash as usize) % self.shards.len()
+        }
+
+        pub(crate) fn read(&self, shard: usize) -> impl Deref<Target = Table<V>> + '_ {
+            // loom's locks report poisoning only after a panic, which ends the model.
+            self.shards[shard].read().expect("loom lock poisoned")
+        }
+
+        pub(crate) fn write(&self, shard: usize) -> impl DerefMut<Target = Table<V>> + '_ {
+            self.shards[shard].write().expect("loom lock poisoned")
+        }
+    }
+
+    /// Models keep state spaces small: two shards, so keys both share and split them.
+    pub(crate) fn default_shard_count() -> usize {
+        2
+    }
+
+    /// Loom stand-in for `ArcSwap`: a reader-writer lock around an `Arc`.
+    pub(crate) struct Published<T> {
+        inner: loom::sync::RwLock<Arc<T>>,
+    }
+
+    impl<T> Published<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self {
+                inner: loom::sync::RwLock::new(value),
+            }
+        }
+
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            Arc::clone(&self.inner.read().expect("loom lock poisoned"))
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            let value = self.load_full();
+            f(&value)
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            *self.inner.write().expect("loom lock poisoned") = value;
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> impl DerefMut<Target = T> + '_ {
+            self.0.lock().expect("loom lock poisoned")
+        }
+    }
+}
+
+pub(crate) use imp::{Mutex, Published, Shards, default_shard_count};

@@ -110,14 +110,33 @@ struct Located<K> {
 }
 
 /// Builds a [`MemoryStore`] with tuning options.
-#[derive(Debug, Clone)]
 #[must_use]
-pub struct MemoryStoreBuilder {
+pub struct MemoryStoreBuilder<K> {
     num_keys: usize,
     shards: Option<usize>,
+    _objects: std::marker::PhantomData<fn() -> K>,
 }
 
-impl MemoryStoreBuilder {
+impl<K> std::fmt::Debug for MemoryStoreBuilder<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStoreBuilder")
+            .field("num_keys", &self.num_keys)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl<K> Clone for MemoryStoreBuilder<K> {
+    fn clone(&self) -> Self {
+        Self {
+            num_keys: self.num_keys,
+            shards: self.shards,
+            _objects: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     /// The number of hash shards of the exact-key index: a power of two, at least 2.
     /// More shards mean less contention between readers and the writer.
     ///
@@ -132,7 +151,7 @@ impl MemoryStoreBuilder {
     /// # Errors
     /// [`ErrorKind::ZeroKeys`] for `num_keys == 0`; [`ErrorKind::InvalidSetting`] for a
     /// shard count that is not a power of two of at least 2.
-    pub fn build<K, M>(self) -> Result<MemoryStore<K>, StoreError>
+    pub fn build<M>(self) -> Result<MemoryStore<K>, StoreError>
     where
         K: Object<M>,
     {
@@ -200,10 +219,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     }
 
     /// A builder for a store with `num_keys` key components and tuning options.
-    pub fn builder(num_keys: usize) -> MemoryStoreBuilder {
+    pub fn builder(num_keys: usize) -> MemoryStoreBuilder<K> {
         MemoryStoreBuilder {
             num_keys,
             shards: None,
+            _objects: std::marker::PhantomData,
         }
     }
 

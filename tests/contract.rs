@@ -1,0 +1,423 @@
+//! The index contract of `MemoryStore`, rule by rule (DESIGN section 2).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{cm, cm_v, json_obj, names, version};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_store::{ErrorKind, MemoryStore, Operation, Store};
+
+fn store(n: usize) -> MemoryStore<ConfigMap> {
+    let s = MemoryStore::<ConfigMap>::new(n).unwrap();
+    s.validate().unwrap();
+    s
+}
+
+#[test]
+fn zero_keys_is_a_construction_error() {
+    let err = MemoryStore::<ConfigMap>::new(0).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ZeroKeys);
+    assert_eq!(err.operation, Operation::Build);
+    assert!(err.to_string().contains("num_keys = 0"), "{err}");
+}
+
+#[test]
+fn shard_count_must_be_a_power_of_two() {
+    for bad in [0, 1, 3, 12] {
+        let err = MemoryStore::<ConfigMap>::builder(2)
+            .shards(bad)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::InvalidSetting(_)),
+            "{bad}: {err}"
+        );
+        assert!(err.to_string().contains("power of two"), "{err}");
+    }
+    let s = MemoryStore::<ConfigMap>::builder(2)
+        .shards(2)
+        .build()
+        .unwrap();
+    s.add(cm("a", "b", None), &["a", "b"]).unwrap();
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn wrong_key_counts_are_errors_that_change_nothing() {
+    let s = store(2);
+    s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();
+    for keys in [vec![], vec!["ns"], vec!["ns", "a", "x"]] {
+        let err = s.add(cm("ns", "b", None), &keys).unwrap_err();
+        assert_eq!(err.operation, Operation::Add);
+        assert_eq!(
+            err.kind,
+            ErrorKind::KeyCount {
+                expected: 2,
+                given: keys.len()
+            }
+        );
+        assert_eq!(err.keys, keys);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("add ")
+                && msg.contains("expected 2")
+                && msg.contains(&format!("got {}", keys.len())),
+            "{msg}"
+        );
+        let err = s.update(cm("ns", "a", None), &keys).unwrap_err();
+        assert_eq!(err.operation, Operation::Update);
+        let err = s.delete(&keys).unwrap_err();
+        assert_eq!(err.operation, Operation::Delete);
+    }
+    assert_eq!(names(&s.get(&["ns"]).unwrap()), ["ns/a"]);
+    assert_eq!(s.len(), 1);
+    s.validate().unwrap();
+}
+
+#[test]
+fn get_takes_one_to_num_keys_components() {
+    let s = store(2);
+    let err = s.get::<&str>(&[]).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PrefixLength { max: 2, given: 0 });
+    let err = s.get(&["a", "b", "c"]).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PrefixLength { max: 2, given: 3 });
+    assert!(err.to_string().contains("1..=2"), "{err}");
+    assert!(s.get(&["absent"]).unwrap().is_empty());
+    assert!(s.get(&["absent", "x"]).unwrap().is_empty());
+}
+
+#[test]
+fn error_messages_escape_odd_keys() {
+    let s = store(1);
+    let err = s
+        .add(cm("a", "b", None), &["a/b", "\0", "ü\"x"])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(r#"["a/b", "\0", "ü\"x"]"#), "{msg}");
+}
+
+#[test]
+fn exact_get_returns_only_that_key() {
+    let s = store(2);
+    s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();
+    s.add(cm("ns", "ab", None), &["ns", "ab"]).unwrap();
+    s.add(cm("nsx", "a", None), &["nsx", "a"]).unwrap();
+    assert_eq!(names(&s.get(&["ns", "a"]).unwrap()), ["ns/a"]);
+    assert_eq!(names(&s.get(&["ns"]).unwrap()), ["ns/a", "ns/ab"]);
+    assert_eq!(names(&s.get(&["nsx"]).unwrap()), ["nsx/a"]);
+    assert!(s.get(&["n"]).unwrap().is_empty());
+}
+
+#[test]
+fn joined_string_collisions_do_not_happen() {
+    // The original joined keys with '/', so these collided.
+    let s = store(2);
+    s.add(cm("x", "1", None), &["a/b", "c"]).unwrap();
+    s.add(cm("x", "2", None), &["a", "b/c"]).unwrap();
+    assert_eq!(names(&s.get(&["a/b", "c"]).unwrap()), ["x/1"]);
+    assert_eq!(names(&s.get(&["a", "b/c"]).unwrap()), ["x/2"]);
+    assert_eq!(names(&s.get(&["a"]).unwrap()), ["x/2"]);
+    assert_eq!(names(&s.get(&["a/b"]).unwrap()), ["x/1"]);
+    assert!(s.get(&["a/b/c"]).unwrap().is_empty());
+    s.validate().unwrap();
+}
+
+#[test]
+fn odd_keys_are_distinct_and_round_trip() {
+    let keys: [[&str; 2]; 9] = [
+        ["", ""],
+        ["", "a"],
+        ["a", ""],
+        ["/", "/"],
+        ["\0", ""],
+        ["", "\0"],
+        ["日本", "é"],
+        [":", "a:b"],
+        ["a\0b", "c"],
+    ];
+    let s = store(2);
+    for (i, k) in keys.iter().enumerate() {
+        s.add(cm("n", &format!("o{i}"), None), k).unwrap();
+    }
+    s.validate().unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(names(&s.get(k).unwrap()), [format!("n/o{i}")], "{k:?}");
+    }
+    assert_eq!(names(&s.get(&[""]).unwrap()), ["n/o0", "n/o1", "n/o5"]);
+    assert_eq!(s.get(&["\0"]).unwrap().len(), 1);
+}
+
+#[test]
+fn results_are_sorted_by_namespace_name_uid() {
+    let s = store(1);
+    s.add(cm("b", "x", Some("2")), &["k"]).unwrap();
+    s.add(cm("a", "y", None), &["k"]).unwrap();
+    s.add(cm("b", "x", Some("1")), &["k"]).unwrap();
+    s.add(cm("a", "x", None), &["k"]).unwrap();
+    let got = s.get(&["k"]).unwrap();
+    let order: Vec<_> = got
+        .iter()
+        .map(|o| {
+            (
+                o.metadata.namespace.clone().unwrap(),
+                o.metadata.name.clone().unwrap(),
+                o.metadata.uid.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("a".into(), "x".into(), None),
+            ("a".into(), "y".into(), None),
+            ("b".into(), "x".into(), Some("1".into())),
+            ("b".into(), "x".into(), Some("2".into())),
+        ]
+    );
+    let listed: Vec<_> = s.list().iter().map(|o| o.metadata.uid.clone()).collect();
+    assert_eq!(listed, [None, None, Some("1".into()), Some("2".into())]);
+}
+
+#[test]
+fn add_is_an_upsert_by_identity() {
+    let s = store(2);
+    s.add(cm_v("ns", "a", None, "1"), &["ns", "a"]).unwrap();
+    s.update(cm_v("ns", "a", None, "2"), &["ns", "a"]).unwrap();
+    s.add(cm_v("ns", "a", None, "3"), &["ns", "a"]).unwrap();
+    let got = s.get(&["ns", "a"]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(version(&got[0]), Some("3"));
+    assert_eq!(s.len(), 1);
+    s.validate().unwrap();
+}
+
+#[test]
+fn uid_is_the_identity_when_set() {
+    let s = store(2);
+    // Same namespace/name, different uids: two objects (a delete and re-create race).
+    s.add(cm("ns", "a", Some("u1")), &["ns", "a"]).unwrap();
+    s.add(cm("ns", "a", Some("u2")), &["ns", "a"]).unwrap();
+    assert_eq!(s.get(&["ns", "a"]).unwrap().len(), 2);
+    // Same uid: one object, whatever else changed.
+    s.add(cm_v("ns", "renamed", Some("u1"), "x"), &["ns", "renamed"])
+        .unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.get(&["ns", "a"]).unwrap().len(), 1);
+    assert_eq!(names(&s.get(&["ns", "renamed"]).unwrap()), ["ns/renamed"]);
+    s.validate().unwrap();
+    // remove by uid finds it even when the name passed differs.
+    assert!(s.remove(&cm("other", "other", Some("u1"))).unwrap());
+    assert_eq!(names(&s.list().to_vec()), ["ns/a"]);
+    s.validate().unwrap();
+}
+
+#[test]
+fn moves_object_when_keys_change() {
+    let s = store(2);
+    s.add(cm("ns", "a", Some("u")), &["ns", "old"]).unwrap();
+    s.add(cm("ns", "b", None), &["ns", "old"]).unwrap();
+    s.update(cm("ns", "a", Some("u")), &["other", "new"])
+        .unwrap();
+    assert_eq!(names(&s.get(&["ns", "old"]).unwrap()), ["ns/b"]);
+    assert_eq!(names(&s.get(&["ns"]).unwrap()), ["ns/b"]);
+    assert_eq!(names(&s.get(&["other", "new"]).unwrap()), ["ns/a"]);
+    assert_eq!(names(&s.get(&["other"]).unwrap()), ["ns/a"]);
+    assert_eq!(s.len(), 2);
+    s.validate().unwrap();
+    // And back, many times, across shards.
+    for i in 0..100 {
+        let k = format!("k{i}");
+        s.update(cm("ns", "a", Some("u")), &[k.as_str(), "x"])
+            .unwrap();
+        assert_eq!(s.get(&[k.as_str()]).unwrap().len(), 1);
+    }
+    assert_eq!(s.len(), 2);
+    assert!(s.get(&["other"]).unwrap().is_empty());
+    s.validate().unwrap();
+}
+
+#[test]
+fn delete_removes_the_whole_key_and_counts() {
+    let s = store(2);
+    s.add(cm("ns", "a", None), &["ns", "shared"]).unwrap();
+    s.add(cm("ns", "b", None), &["ns", "shared"]).unwrap();
+    s.add(cm("ns", "c", None), &["ns", "c"]).unwrap();
+    assert_eq!(s.delete(&["ns", "shared"]).unwrap(), 2);
+    assert_eq!(names(&s.list().to_vec()), ["ns/c"]);
+    assert_eq!(s.delete(&["ns", "shared"]).unwrap(), 0);
+    assert_eq!(s.delete(&["nope", "x"]).unwrap(), 0);
+    s.validate().unwrap();
+    // A deleted object can come back.
+    s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();
+    assert_eq!(s.len(), 2);
+    s.validate().unwrap();
+}
+
+#[test]
+fn remove_keeps_siblings() {
+    // The original deleted a whole bucket on a watch delete event.
+    let s = store(1);
+    s.add(cm("ns", "a", None), &["app=web"]).unwrap();
+    s.add(cm("ns", "b", None), &["app=web"]).unwrap();
+    s.add(cm("ns", "c", None), &["app=web"]).unwrap();
+    assert!(s.remove(&cm("ns", "b", None)).unwrap());
+    assert_eq!(names(&s.get(&["app=web"]).unwrap()), ["ns/a", "ns/c"]);
+    assert!(!s.remove(&cm("ns", "b", None)).unwrap());
+    assert!(!s.remove(&cm("elsewhere", "zzz", None)).unwrap());
+    assert!(s.remove(&cm("ns", "a", None)).unwrap());
+    assert!(s.remove(&cm("ns", "c", None)).unwrap());
+    assert!(s.is_empty());
+    assert!(s.get(&["app=web"]).unwrap().is_empty());
+    s.validate().unwrap();
+}
+
+#[test]
+fn snapshots_are_immutable() {
+    let s = store(2);
+    for i in 0..100 {
+        s.add(
+            cm("ns", &format!("o{i:03}"), None),
+            &["ns", &format!("o{i:03}")],
+        )
+        .unwrap();
+    }
+    let before = s.list();
+    let copy = before.clone();
+    s.delete(&["ns", "o000"]).unwrap();
+    s.add(cm("ns", "zzz", None), &["ns", "zzz"]).unwrap();
+    s.update(cm_v("ns", "o050", None, "changed"), &["ns", "o050"])
+        .unwrap();
+    assert_eq!(before.len(), 100);
+    assert_eq!(before.iter().len(), 100);
+    assert_eq!(
+        before.iter().next().unwrap().metadata.name.as_deref(),
+        Some("o000")
+    );
+    assert!(before.iter().all(|o| version(o).is_none()));
+    assert_eq!(names(&before.to_vec()), names(&copy.to_vec()));
+    let after = s.list();
+    assert_eq!(after.len(), 100);
+    assert_eq!(
+        after.iter().next().unwrap().metadata.name.as_deref(),
+        Some("o001")
+    );
+    let mut n = 0;
+    for _ in &after {
+        n += 1;
+    }
+    assert_eq!(n, after.len());
+}
+
+#[test]
+fn clear_and_replace_swap_the_whole_state() {
+    let s = store(2);
+    s.add(cm("ns", "gone", None), &["ns", "gone"]).unwrap();
+    s.add(cm("ns", "kept", Some("k")), &["ns", "kept"]).unwrap();
+    s.replace(vec![
+        (cm_v("ns", "kept", Some("k"), "2"), vec!["ns", "moved"]),
+        (cm("ns", "new", None), vec!["ns", "new"]),
+        (cm_v("ns", "new", None, "last"), vec!["ns", "new2"]),
+    ])
+    .unwrap();
+    s.validate().unwrap();
+    assert_eq!(names(&s.list().to_vec()), ["ns/kept", "ns/new"]);
+    assert!(s.get(&["ns", "gone"]).unwrap().is_empty());
+    assert!(s.get(&["ns", "kept"]).unwrap().is_empty());
+    assert_eq!(version(&s.get(&["ns", "moved"]).unwrap()[0]), Some("2"));
+    // The same identity twice: the last one wins.
+    assert!(s.get(&["ns", "new"]).unwrap().is_empty());
+    assert_eq!(version(&s.get(&["ns", "new2"]).unwrap()[0]), Some("last"));
+
+    let err = s
+        .replace(vec![(cm("ns", "x", None), vec!["ns"])])
+        .unwrap_err();
+    assert_eq!(err.operation, Operation::Replace);
+    assert_eq!(s.len(), 2, "a rejected replace changes nothing");
+
+    s.clear();
+    assert!(s.is_empty());
+    assert!(s.list().is_empty());
+    assert!(s.get(&["ns"]).unwrap().is_empty());
+    s.validate().unwrap();
+}
+
+#[test]
+fn json_values_and_objects_without_metadata() {
+    let s = MemoryStore::<serde_json::Value>::new(1).unwrap();
+    s.add(json_obj("ns", "a", ""), &["k"]).unwrap();
+    s.add(json_obj("ns", "a", "u1"), &["k"]).unwrap();
+    // No metadata at all: the empty identity; a second one replaces the first.
+    s.add(Arc::new(serde_json::json!({"spec": 1})), &["k"])
+        .unwrap();
+    s.add(Arc::new(serde_json::json!({"spec": 2})), &["other"])
+        .unwrap();
+    assert_eq!(s.len(), 3);
+    assert_eq!(s.get(&["other"]).unwrap()[0]["spec"], 2);
+    assert!(s.remove(&serde_json::json!("not even an object")).unwrap());
+    assert_eq!(s.len(), 2);
+    s.validate().unwrap();
+}
+
+#[test]
+fn dynamic_objects_work() {
+    use kube::core::{ApiResource, DynamicObject};
+    let ar = ApiResource::erase::<ConfigMap>(&());
+    let s = MemoryStore::<DynamicObject>::new(2).unwrap();
+    let obj = DynamicObject::new("a", &ar).within("ns");
+    s.add(Arc::new(obj), &["ns", "a"]).unwrap();
+    assert_eq!(
+        s.get(&["ns"]).unwrap()[0].metadata.name.as_deref(),
+        Some("a")
+    );
+}
+
+#[test]
+fn debug_output_never_shows_objects() {
+    let s = MemoryStore::<Secret>::new(1).unwrap();
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("db".into());
+    secret.string_data = Some([("password".to_string(), "hunter2-s3cr3t".to_string())].into());
+    s.add(Arc::new(secret), &["db"]).unwrap();
+    let shown = format!("{s:?} {:?} {:?}", s.list(), s.list().iter());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("len: 1"), "{shown}");
+}
+
+#[test]
+fn many_keys_and_long_keys() {
+    // More components than can be elided, and long ones.
+    let s = MemoryStore::<ConfigMap>::new(20).unwrap();
+    let long = "x".repeat(10_000);
+    let mut keys: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    keys[3] = long.clone();
+    s.add(cm("ns", "a", None), &keys).unwrap();
+    assert_eq!(s.get(&keys).unwrap().len(), 1);
+    assert_eq!(s.get(&keys[..4]).unwrap().len(), 1);
+    assert_eq!(s.get(&keys[..19]).unwrap().len(), 1);
+    assert!(
+        s.get(
+            &keys[..3]
+                .iter()
+                .chain([&"y".to_string()])
+                .collect::<Vec<_>>()
+        )
+        .unwrap()
+        .is_empty()
+    );
+    s.validate().unwrap();
+}
+
+#[tokio::test]
+async fn the_store_trait_serves_memory_store_without_boxing() {
+    async fn count<S: Store<ConfigMap>>(s: &S, ns: &str) -> usize {
+        s.get(&[ns]).await.unwrap().len()
+    }
+    let s = store(2);
+    Store::add(&s, cm("ns", "a", None), &["ns", "a"]).unwrap();
+    assert_eq!(count(&s, "ns").await, 1);
+    assert_eq!(Store::list(&s).await.unwrap().len(), 1);
+    assert_eq!(Store::len(&s), 1);
+    Store::clear(&s);
+    assert!(Store::is_empty(&s));
+}

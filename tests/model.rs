@@ -1,0 +1,220 @@
+//! Random operation sequences against a simple model (a BTreeMap), comparing every
+//! result including order, with `validate()` after every step.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::json_obj;
+use k8s_store::{ErrorKind, MemoryStore};
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// A small alphabet with the characters that broke the original: `/`, empty, NUL,
+/// multibyte.
+const ALPHABET: &[&str] = &["", "/", "a", "a/b", "b/c", "b", "\0", "é", "日本", ":"];
+
+#[derive(Debug, Clone)]
+struct Obj {
+    ns: String,
+    name: String,
+    uid: String,
+}
+
+impl Obj {
+    /// (namespace, name, uid): the result order, and (by construction) unique per identity.
+    fn order(&self) -> (String, String, String) {
+        (self.ns.clone(), self.name.clone(), self.uid.clone())
+    }
+    /// UID when set, else (namespace, name).
+    fn identity(&self) -> (bool, String, String) {
+        if self.uid.is_empty() {
+            (false, self.ns.clone(), self.name.clone())
+        } else {
+            (true, self.uid.clone(), String::new())
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(Obj, Vec<String>),
+    Get(Vec<String>),
+    Delete(Vec<String>),
+    Remove(Obj),
+    List,
+    Replace(Vec<(Obj, Vec<String>)>),
+    Clear,
+}
+
+fn s() -> impl Strategy<Value = String> {
+    proptest::sample::select(ALPHABET).prop_map(str::to_owned)
+}
+
+fn obj() -> impl Strategy<Value = Obj> {
+    // uids from a tiny set so that equal uids with different names happen.
+    (
+        s(),
+        s(),
+        proptest::sample::select(&["", "", "u1", "u2"][..]),
+    )
+        .prop_map(|(ns, name, uid)| Obj {
+            ns,
+            name,
+            uid: uid.to_owned(),
+        })
+}
+
+fn keys(n: usize) -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        8 => proptest::collection::vec(s(), n),
+        1 => proptest::collection::vec(s(), 0..=n + 1),
+    ]
+}
+
+fn op(n: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => (obj(), keys(n)).prop_map(|(o, k)| Op::Add(o, k)),
+        6 => proptest::collection::vec(s(), 0..=n + 1).prop_map(Op::Get),
+        2 => keys(n).prop_map(Op::Delete),
+        4 => obj().prop_map(Op::Remove),
+        2 => Just(Op::List),
+        1 => proptest::collection::vec((obj(), keys(n)), 0..6).prop_map(Op::Replace),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn to_value(o: &Obj) -> Arc<Value> {
+    json_obj(&o.ns, &o.name, &o.uid)
+}
+
+fn meta(v: &Value, f: &str) -> String {
+    v["metadata"][f].as_str().unwrap_or("").to_owned()
+}
+
+fn seen(v: &[Arc<Value>]) -> Vec<(String, String, String)> {
+    v.iter()
+        .map(|o| (meta(o, "namespace"), meta(o, "name"), meta(o, "uid")))
+        .collect()
+}
+
+/// identity -> (object, keys)
+type Model = BTreeMap<(bool, String, String), (Obj, Vec<String>)>;
+
+fn model_get(m: &Model, prefix: &[String]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = m
+        .values()
+        .filter(|(_, k)| k.starts_with(prefix))
+        .map(|(o, _)| o.order())
+        .collect();
+    out.sort();
+    out
+}
+
+fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let store = MemoryStore::<Value>::builder(n).shards(2).build().unwrap();
+    let mut model = Model::new();
+    let mut snapshots = Vec::new();
+    for op in ops {
+        match op {
+            Op::Add(o, k) => {
+                let r = store.add(to_value(&o), &k);
+                if k.len() == n {
+                    prop_assert!(r.is_ok());
+                    model.insert(o.identity(), (o, k));
+                } else {
+                    prop_assert_eq!(
+                        r.unwrap_err().kind,
+                        ErrorKind::KeyCount {
+                            expected: n,
+                            given: k.len()
+                        }
+                    );
+                }
+            }
+            Op::Get(k) => {
+                let r = store.get(&k);
+                if k.is_empty() || k.len() > n {
+                    prop_assert_eq!(
+                        r.unwrap_err().kind,
+                        ErrorKind::PrefixLength {
+                            max: n,
+                            given: k.len()
+                        }
+                    );
+                } else {
+                    prop_assert_eq!(seen(&r.unwrap()), model_get(&model, &k), "get {:?}", k);
+                }
+            }
+            Op::Delete(k) => {
+                let r = store.delete(&k);
+                if k.len() == n {
+                    let before = model.len();
+                    model.retain(|_, (_, mk)| *mk != k);
+                    prop_assert_eq!(r.unwrap(), before - model.len());
+                } else {
+                    prop_assert!(r.is_err());
+                }
+            }
+            Op::Remove(o) => {
+                prop_assert_eq!(
+                    store.remove(&to_value(&o)).unwrap(),
+                    model.remove(&o.identity()).is_some()
+                );
+            }
+            Op::List => {
+                let snap = store.list();
+                let want: Vec<_> = {
+                    let mut v: Vec<_> = model.values().map(|(o, _)| o.order()).collect();
+                    v.sort();
+                    v
+                };
+                prop_assert_eq!(seen(&snap.to_vec()), want.clone());
+                prop_assert_eq!(store.len(), want.len());
+                snapshots.push((snap, want));
+            }
+            Op::Replace(items) => {
+                let r = store.replace(items.iter().map(|(o, k)| (to_value(o), k.clone())));
+                if items.iter().all(|(_, k)| k.len() == n) {
+                    prop_assert!(r.is_ok());
+                    model.clear();
+                    for (o, k) in items {
+                        model.insert(o.identity(), (o, k));
+                    }
+                } else {
+                    prop_assert!(r.is_err());
+                }
+            }
+            Op::Clear => {
+                store.clear();
+                model.clear();
+            }
+        }
+        store.validate().map_err(TestCaseError::fail)?;
+    }
+    // Snapshots taken along the way never changed.
+    for (snap, want) in snapshots {
+        prop_assert_eq!(seen(&snap.to_vec()), want);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn one_key(ops in proptest::collection::vec(op(1), 0..120)) {
+        run(1, ops)?;
+    }
+
+    #[test]
+    fn two_keys(ops in proptest::collection::vec(op(2), 0..120)) {
+        run(2, ops)?;
+    }
+
+    #[test]
+    fn three_keys(ops in proptest::collection::vec(op(3), 0..120)) {
+        run(3, ops)?;
+    }
+}

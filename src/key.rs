@@ -24,20 +24,12 @@ const TERMINATOR: u8 = 0x01;
 /// Seeded per store at random (keys come from objects that cluster users write, so a
 /// fixed seed would let them craft collisions); fixed under loom so models are
 /// deterministic.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct KeyHasher {
     #[cfg(not(k8s_store_loom))]
     state: foldhash::fast::RandomState,
     #[cfg(k8s_store_loom)]
     state: foldhash::fast::FixedState,
-}
-
-impl Default for KeyHasher {
-    fn default() -> Self {
-        Self {
-            state: Default::default(),
-        }
-    }
 }
 
 impl KeyHasher {

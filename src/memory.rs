@@ -185,6 +185,9 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     }
 }
 
+/// An item of a replacement: the object, its keys and their hash.
+type Entry<K, S> = (Arc<K>, Vec<S>, u64);
+
 /// What a write changes, computed before any lock is taken.
 struct Placement<'k, S> {
     keys: &'k [S],
@@ -387,7 +390,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         S: AsRef<str>,
     {
         // 1. Validate and deduplicate by identity (the last one wins).
-        let mut entries: Vec<Option<(Arc<K>, Vec<S>, u64)>> = Vec::new();
+        let mut entries: Vec<Option<Entry<K, S>>> = Vec::new();
         let mut ids: HashTable<Located<K>> = HashTable::new();
         let mut slot_of: HashTable<(u64, usize)> = HashTable::new();
         for (obj, keys) in items {
@@ -414,7 +417,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             entries.push(Some((obj, keys, hash)));
         }
         drop(slot_of);
-        let mut entries: Vec<(Arc<K>, Vec<S>, u64)> = entries.into_iter().flatten().collect();
+        let mut entries: Vec<Entry<K, S>> = entries.into_iter().flatten().collect();
         entries.sort_by(|a, b| (self.acc.meta)(&a.0).order(&(self.acc.meta)(&b.0)));
 
         // 2. Build the exact-key tables, the identity table and the published state.

@@ -188,10 +188,19 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
 /// An item of a replacement: the object, its keys and their hash.
 type Entry<K, S> = (Arc<K>, Vec<S>, u64);
 
-/// What a write changes, computed before any lock is taken.
+/// Where a write puts an object, computed before any lock is taken.
 struct Placement<'k, S> {
     keys: &'k [S],
     hash: u64,
+    encoded: Vec<u8>,
+}
+
+/// Where the object of a write's identity was before it.
+struct Old<K> {
+    obj: Arc<K>,
+    hash: u64,
+    shard: usize,
+    encoded: Vec<u8>,
 }
 
 impl<K: Send + Sync + 'static> MemoryStore<K> {
@@ -304,28 +313,45 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
         self.check_count(Operation::Delete, keys)?;
         let hash = self.hash_keys(keys);
+        let shard = self.exact.index(hash);
         let mut w = self.writer.lock();
-        let mut table = self.exact.write(self.exact.index(hash));
-        let Ok(entry) = table.find_entry(hash, |(_, b)| b.key_is(keys, self.acc)) else {
+        // Prepare. Only the writer changes the tables, and we hold the writer mutex, so
+        // what we read here is still there when we commit.
+        let found = {
+            let table = self.exact.read(shard);
+            table
+                .find(hash, |(_, b)| b.key_is(keys, self.acc))
+                .map(|(_, b)| {
+                    (
+                        b.members(),
+                        b.encoded_key(self.num_keys, self.acc).into_owned(),
+                    )
+                })
+        };
+        let Some((members, encoded)) = found else {
             return Ok(0);
         };
-        let (((), removed), _) = entry.remove();
-        let encoded = removed.encoded_key(self.num_keys, self.acc).into_owned();
+        let members = members.into_vec();
         let mut state = (*w.state).clone();
-        let mut count = 0;
-        removed.for_each(|obj| {
-            count += 1;
-            let view = (self.acc.meta)(obj);
-            self.state_remove(&mut state, view, &encoded);
-            let id_hash = self.hasher.hash_identity(&view.identity());
+        for obj in &members {
+            self.state_remove(&mut state, (self.acc.meta)(obj), &encoded);
+        }
+        // Commit.
+        let mut table = self.exact.write(shard);
+        let removed = table
+            .find_entry(hash, |(_, b)| b.key_is(keys, self.acc))
+            .ok()
+            .map(|e| e.remove().0);
+        let prev = self.publish(&mut w, state);
+        drop(table);
+        drop((removed, prev));
+        for obj in &members {
+            let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
             if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
                 e.remove();
             }
-        });
-        self.publish(&mut w, state);
-        drop(table);
-        drop(removed);
-        Ok(count)
+        }
+        Ok(members.len())
     }
 
     /// Removes the one object with `obj`'s identity (its siblings under the same key
@@ -341,11 +367,17 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             return Ok(false);
         };
         let old_view = (self.acc.meta)(&old);
-        let mut table = self.exact.write(self.exact.index(old_hash));
+        let shard = self.exact.index(old_hash);
+        // Prepare.
+        let encoded = self.encoded_key_of(shard, old_hash, old_view);
         let mut state = (*w.state).clone();
-        self.bucket_remove(&mut table, old_hash, old_view, &mut state);
-        self.publish(&mut w, state);
+        self.state_remove(&mut state, old_view, &encoded);
+        // Commit.
+        let mut table = self.exact.write(shard);
+        let removed = self.bucket_remove(&mut table, old_hash, old_view);
+        let prev = self.publish(&mut w, state);
         drop(table);
+        drop((removed, prev));
         if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
             e.remove();
         }
@@ -478,15 +510,25 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         for (g, t) in guards.iter_mut().zip(tables.iter_mut()) {
             std::mem::swap(&mut **g, t);
         }
-        w.ids = ids;
-        self.publish(&mut w, state);
+        let old_ids = std::mem::replace(&mut w.ids, ids);
+        let prev = self.publish(&mut w, state);
         drop(guards);
         drop(w);
-        // The old tables (now in `tables`) are dropped here, outside every lock.
-        drop(tables);
+        // The old tables (now in `tables`), identities and state are dropped here,
+        // outside every lock.
+        drop((tables, old_ids, prev));
         Ok(())
     }
 
+    /// Every write runs in two phases under the writer mutex:
+    ///
+    /// 1. **Prepare**, with no shard lock held: find where the object was, and build the
+    ///    new published state (the O(log n) tree path copies, the expensive part).
+    /// 2. **Commit**, holding the write locks of the old and new keys' shards (at most
+    ///    two, taken in index order): update the buckets and publish the new state.
+    ///
+    /// Everything replaced (old buckets, the previous state) is dropped after the locks
+    /// are released. Readers of those shards wait only for the commit.
     fn upsert<S: AsRef<str>>(
         &self,
         op: Operation,
@@ -497,45 +539,70 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         let new = Placement {
             keys,
             hash: self.hash_keys(keys),
+            encoded: key::encode(keys),
         };
         let view = (self.acc.meta)(&obj);
         let id_hash = self.hasher.hash_identity(&view.identity());
+        let new_shard = self.exact.index(new.hash);
 
         let mut w = self.writer.lock();
-        let old = self.locate(&w, id_hash, view);
-        let new_shard = self.exact.index(new.hash);
+        // Prepare.
+        let old = self.locate(&w, id_hash, view).map(|(obj, hash)| {
+            let shard = self.exact.index(hash);
+            let encoded = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
+            Old {
+                obj,
+                hash,
+                shard,
+                encoded,
+            }
+        });
+        let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
+        let same_order = old_view.is_some_and(|ov| ov.order(&view) == std::cmp::Ordering::Equal);
         let mut state = (*w.state).clone();
+        self.state_move(
+            &mut state,
+            old.as_ref().zip(old_view),
+            same_order,
+            &obj,
+            view,
+            &new.encoded,
+        );
 
-        // Lock the old and new keys' shards (in index order, at most two) and hold them
-        // until the new state is published.
-        match &old {
-            Some((old_obj, old_hash)) if self.exact.index(*old_hash) != new_shard => {
-                let s = self.exact.index(*old_hash);
-                let (mut low, mut high) = if s < new_shard {
-                    let low = self.exact.write(s);
+        // Commit.
+        let (removed, prev) = match (&old, old_view) {
+            (Some(o), Some(ov)) if o.shard != new_shard => {
+                let (mut low, mut high) = if o.shard < new_shard {
+                    let low = self.exact.write(o.shard);
                     (low, self.exact.write(new_shard))
                 } else {
                     let low = self.exact.write(new_shard);
-                    (low, self.exact.write(s))
+                    (low, self.exact.write(o.shard))
                 };
-                let (old_table, new_table) = if s < new_shard {
+                let (old_table, new_table) = if o.shard < new_shard {
                     (&mut *low, &mut *high)
                 } else {
                     (&mut *high, &mut *low)
                 };
-                self.bucket_remove(old_table, *old_hash, (self.acc.meta)(old_obj), &mut state);
-                self.bucket_insert(new_table, &new, &obj, &mut state);
-                self.publish(&mut w, state);
+                let removed = self.bucket_remove(old_table, o.hash, ov);
+                self.bucket_insert(new_table, &new, &obj);
+                (removed, self.publish(&mut w, state))
             }
             _ => {
                 let mut table = self.exact.write(new_shard);
-                if let Some((old_obj, old_hash)) = &old {
-                    self.bucket_remove(&mut table, *old_hash, (self.acc.meta)(old_obj), &mut state);
+                let mut removed = None;
+                if let (Some(o), Some(ov)) = (&old, old_view) {
+                    let same_bucket = same_order && o.hash == new.hash && o.encoded == new.encoded;
+                    // The same bucket and the same order: `bucket_insert` replaces it.
+                    if !same_bucket {
+                        removed = self.bucket_remove(&mut table, o.hash, ov);
+                    }
                 }
-                self.bucket_insert(&mut table, &new, &obj, &mut state);
-                self.publish(&mut w, state);
+                self.bucket_insert(&mut table, &new, &obj);
+                (removed, self.publish(&mut w, state))
             }
-        }
+        };
+        drop((removed, prev));
 
         // The identity table is the writer's alone; readers never see it.
         match w.ids.find_mut(id_hash, |l| {
@@ -558,6 +625,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
                 );
             }
         }
+        drop(old);
         Ok(())
     }
 
@@ -570,38 +638,46 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .map(|l| (Arc::clone(&l.obj), l.key_hash))
     }
 
-    /// Removes the member `old` from its bucket (hash `old_hash`) and from `state`.
+    /// The encoded key of the bucket (hash `hash`, in `shard`) that holds `obj`.
+    fn encoded_key_of(&self, shard: usize, hash: u64, obj: MetaView<'_>) -> Vec<u8> {
+        let table = self.exact.read(shard);
+        match table.find(hash, |(_, b)| b.contains(obj, self.acc)) {
+            Some((_, b)) => b.encoded_key(self.num_keys, self.acc).into_owned(),
+            None => {
+                // The identity table and the buckets change together under the writer
+                // mutex (`validate` checks that they agree), so this cannot happen.
+                debug_assert!(false, "located object missing from its bucket");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes the member `old` from its bucket; returns the bucket if that emptied it,
+    /// to be dropped after the lock is released.
     fn bucket_remove(
         &self,
         table: &mut Table<Bucket<K>>,
         old_hash: u64,
         old: MetaView<'_>,
-        state: &mut State<K>,
-    ) {
+    ) -> Option<Bucket<K>> {
         let Ok(mut entry) = table.find_entry(old_hash, |(_, b)| b.contains(old, self.acc)) else {
-            // The identity table and the buckets are updated under the writer mutex
-            // together; `validate` checks that they agree.
             debug_assert!(false, "located object missing from its bucket");
-            return;
+            return None;
         };
-        let encoded = entry
-            .get()
-            .1
-            .encoded_key(self.num_keys, self.acc)
-            .into_owned();
         if entry.get_mut().1.remove(old, self.num_keys, self.acc) {
-            let (removed, _) = entry.remove();
-            drop(removed);
+            let (((), removed), _) = entry.remove();
+            return Some(removed);
         }
-        self.state_remove(state, old, &encoded);
+        None
     }
 
+    /// Adds `obj` to the bucket of its key (replacing an equal member), creating the
+    /// bucket if needed.
     fn bucket_insert<S: AsRef<str>>(
         &self,
         table: &mut Table<Bucket<K>>,
         new: &Placement<'_, S>,
         obj: &Arc<K>,
-        state: &mut State<K>,
     ) {
         match table.find_mut(new.hash, |(_, b)| b.key_is(new.keys, self.acc)) {
             Some((_, b)) => b.insert(Arc::clone(obj), new.keys, self.acc),
@@ -610,25 +686,36 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
                 table.insert_unique(new.hash, ((), b), |(_, b)| self.rehash(b));
             }
         }
-        let view = (self.acc.meta)(obj);
+    }
+
+    /// Updates `state` for `obj` (ordered as `view`) now under the key `encoded`, and
+    /// no longer where `old` was. An object of the same order under the same prefix is
+    /// replaced in place: one path copy per tree instead of two.
+    fn state_move(
+        &self,
+        state: &mut State<K>,
+        old: Option<(&Old<K>, MetaView<'_>)>,
+        same_order: bool,
+        obj: &Arc<K>,
+        view: MetaView<'_>,
+        encoded: &[u8],
+    ) {
+        if let Some((_, ov)) = old
+            && !same_order
+        {
+            state.all.remove(by_order(self.acc, ov));
+        }
         state.all.insert(Arc::clone(obj), by_order(self.acc, view));
-        if self.num_keys > 1 {
-            let encoded = key::encode(new.keys);
-            for d in 1..self.num_keys {
-                let prefix = &encoded[..bucket::prefix_len(&encoded, d)];
-                let tree = &mut state.prefixes[d - 1];
-                let mut group = tree
-                    .remove(|g| g.prefix[..].cmp(prefix))
-                    .unwrap_or_else(|| Group {
-                        prefix: prefix.into(),
-                        members: PTree::default(),
-                    });
-                group
-                    .members
-                    .insert(Arc::clone(obj), by_order(self.acc, view));
-                let p = Arc::clone(&group.prefix);
-                tree.insert(group, |g| g.prefix.cmp(&p));
+        for d in 1..self.num_keys {
+            let prefix = &encoded[..bucket::prefix_len(encoded, d)];
+            let tree = &mut state.prefixes[d - 1];
+            if let Some((o, ov)) = old {
+                let old_prefix = &o.encoded[..bucket::prefix_len(&o.encoded, d)];
+                if !(same_order && old_prefix == prefix) {
+                    self.group_remove(tree, old_prefix, ov);
+                }
             }
+            self.group_add(tree, prefix, obj, view);
         }
     }
 
@@ -636,23 +723,59 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         state.all.remove(by_order(self.acc, old));
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
-            let tree = &mut state.prefixes[d - 1];
-            if let Some(mut group) = tree.remove(|g| g.prefix[..].cmp(prefix)) {
-                group.members.remove(by_order(self.acc, old));
-                if !group.members.is_empty() {
-                    let p = Arc::clone(&group.prefix);
-                    tree.insert(group, |g| g.prefix.cmp(&p));
-                }
-            }
+            self.group_remove(&mut state.prefixes[d - 1], prefix, old);
+        }
+    }
+
+    /// Adds (or replaces) `obj` in the group of `prefix`, creating the group if needed.
+    fn group_add(
+        &self,
+        tree: &mut PTree<Group<K>>,
+        prefix: &[u8],
+        obj: &Arc<K>,
+        view: MetaView<'_>,
+    ) {
+        let by_prefix = |g: &Group<K>| g.prefix[..].cmp(prefix);
+        let acc = self.acc;
+        if tree.get(by_prefix).is_some() {
+            tree.update(by_prefix, |g| {
+                g.members.insert(Arc::clone(obj), by_order(acc, view));
+            });
+        } else {
+            let mut members = PTree::default();
+            members.insert(Arc::clone(obj), by_order(acc, view));
+            tree.insert(
+                Group {
+                    prefix: prefix.into(),
+                    members,
+                },
+                by_prefix,
+            );
+        }
+    }
+
+    /// Removes `old` from the group of `prefix`, and the group if that emptied it.
+    fn group_remove(&self, tree: &mut PTree<Group<K>>, prefix: &[u8], old: MetaView<'_>) {
+        let by_prefix = |g: &Group<K>| g.prefix[..].cmp(prefix);
+        let acc = self.acc;
+        let mut emptied = false;
+        tree.update(by_prefix, |g| {
+            g.members.remove(by_order(acc, old));
+            emptied = g.members.is_empty();
+        });
+        if emptied {
+            tree.remove(by_prefix);
         }
     }
 
     /// Publishes `state`. Called with the shard locks of every key the write touched
     /// still held, so exact and prefix readers switch to the new state together.
-    fn publish(&self, w: &mut Writer<K>, state: State<K>) {
+    /// Returns the previous state, for the caller to drop after releasing the locks.
+    fn publish(&self, w: &mut Writer<K>, state: State<K>) -> Arc<State<K>> {
         let state = Arc::new(state);
-        self.published.store(Arc::clone(&state));
+        let prev = self.published.swap(Arc::clone(&state));
         w.state = state;
+        prev
     }
 
     fn hash_keys<S: AsRef<str>>(&self, keys: &[S]) -> u64 {

@@ -204,9 +204,10 @@ impl<T: Clone> PTree<T> {
     }
 
     /// Removes and returns the element equal to the target.
+    ///
+    /// One walk down the tree. A miss still copies the shared nodes on its path (the
+    /// store only removes elements it knows are present).
     pub(crate) fn remove(&mut self, cmp: impl Fn(&T) -> Ordering) -> Option<T> {
-        // Look first, so that a miss copies nothing.
-        self.get(&cmp)?;
         let root = self.root.as_mut()?;
         let old = remove_rec(root, &cmp);
         if old.is_some() {
@@ -225,6 +226,16 @@ impl<T: Clone> PTree<T> {
             }
         }
         old
+    }
+
+    /// Applies `f` to the element equal to the target, in place (copying only the
+    /// nodes on its path). `f` must not change how the element orders. Returns whether
+    /// the element was found.
+    pub(crate) fn update(&mut self, cmp: impl Fn(&T) -> Ordering, f: impl FnOnce(&mut T)) -> bool {
+        match self.root.as_mut() {
+            Some(root) => update_rec(root, &cmp, f),
+            None => false,
+        }
     }
 
     /// The elements in order.
@@ -293,7 +304,10 @@ fn insert_rec<T: Clone>(
             let new_first = cmp(&children[i].first) == Ordering::Greater;
             let (old, split) = insert_rec(&mut children[i].node, item, cmp);
             let child = &mut children[i];
-            if new_first && let Some(f) = child.node.first() {
+            // A new first element, or a replaced one: the routing copy must not keep
+            // the old element alive.
+            let refresh = new_first || (old.is_some() && cmp(&child.first) == Ordering::Equal);
+            if refresh && let Some(f) = child.node.first() {
                 child.first = f.clone();
             }
             match split {
@@ -313,6 +327,34 @@ fn insert_rec<T: Clone>(
             let right = children.split_off(children.len() / 2);
             children.shrink_to_fit();
             (old, Child::of(Node::Inner(right)))
+        }
+    }
+}
+
+fn update_rec<T: Clone>(
+    node: &mut Arc<Node<T>>,
+    cmp: &impl Fn(&T) -> Ordering,
+    f: impl FnOnce(&mut T),
+) -> bool {
+    match Arc::make_mut(node) {
+        Node::Leaf(v) => match v.binary_search_by(cmp) {
+            Ok(i) => {
+                f(&mut v[i]);
+                true
+            }
+            Err(_) => false,
+        },
+        Node::Inner(children) => {
+            let i = route(children, cmp);
+            let found = update_rec(&mut children[i].node, cmp, f);
+            let child = &mut children[i];
+            if found
+                && cmp(&child.first) == Ordering::Equal
+                && let Some(first) = child.node.first()
+            {
+                child.first = first.clone();
+            }
+            found
         }
     }
 }
@@ -526,6 +568,19 @@ mod tests {
         assert_eq!(t.get(cmp_to(5)), Some(&(5, 1)));
         snap.validate(order).unwrap();
         t.validate(order).unwrap();
+    }
+
+    #[test]
+    fn update_changes_in_place_and_refreshes_routing_copies() {
+        let mut t = PTree::from_sorted((0..500u32).map(|i| (i, 0)).collect());
+        let snap = t.clone();
+        for i in 0..500u32 {
+            assert!(t.update(cmp_to(i), |e| e.1 = i + 1));
+        }
+        assert!(!t.update(cmp_to(9999), |_| unreachable!()));
+        t.validate(|a, b| a.cmp(b)).unwrap(); // routing copies equal elements, values too
+        assert!(t.iter().all(|e| e.1 == e.0 + 1));
+        assert!(snap.iter().all(|e| e.1 == 0));
     }
 
     proptest! {

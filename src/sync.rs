@@ -112,8 +112,10 @@ mod imp {
             f(&self.inner.load())
         }
 
-        pub(crate) fn store(&self, value: Arc<T>) {
-            self.inner.store(value);
+        /// Publishes `value` and hands back the previous value, so the caller can drop
+        /// it after releasing its locks.
+        pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+            self.inner.swap(value)
         }
     }
 
@@ -199,8 +201,8 @@ mod imp {
             f(&value)
         }
 
-        pub(crate) fn store(&self, value: Arc<T>) {
-            *self.inner.write().expect("loom lock poisoned") = value;
+        pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+            std::mem::replace(&mut *self.inner.write().expect("loom lock poisoned"), value)
         }
     }
 

@@ -421,3 +421,43 @@ async fn the_store_trait_serves_memory_store_without_boxing() {
     Store::clear(&s);
     assert!(Store::is_empty(&s));
 }
+
+#[test]
+fn replaced_and_removed_versions_are_released() {
+    // Nothing inside the store (routing copies, old states) may keep an old version of
+    // an object alive once no snapshot references it: it may be a Secret.
+    let s = store(2);
+    let mut old = Vec::new();
+    for i in 0..2_000 {
+        let name = format!("o{i:05}");
+        let v1 = cm_v("ns", &name, Some(&name), "1");
+        s.add(Arc::clone(&v1), &["ns", name.as_str()]).unwrap();
+        old.push(v1);
+    }
+    for i in 0..2_000 {
+        let name = format!("o{i:05}");
+        // Half keep their key, half move.
+        let key = if i % 2 == 0 {
+            name.clone()
+        } else {
+            format!("moved-{name}")
+        };
+        s.update(cm_v("ns", &name, Some(&name), "2"), &["ns", key.as_str()])
+            .unwrap();
+    }
+    let leaked = old.iter().filter(|v1| Arc::strong_count(v1) != 1).count();
+    assert_eq!(
+        leaked, 0,
+        "{leaked} replaced versions still referenced by the store"
+    );
+    let gone: Vec<_> = s.list().iter().take(500).cloned().collect();
+    for o in &gone {
+        assert!(s.remove(o).unwrap());
+    }
+    let leaked = gone.iter().filter(|o| Arc::strong_count(o) != 1).count();
+    assert_eq!(
+        leaked, 0,
+        "{leaked} removed objects still referenced by the store"
+    );
+    s.validate().unwrap();
+}

@@ -22,13 +22,13 @@ const TERMINATOR: u8 = 0x01;
 /// The hasher for composite keys and identities.
 ///
 /// Seeded per store at random (keys come from objects that cluster users write, so a
-/// fixed seed would let them craft collisions); fixed under loom so models are
-/// deterministic.
+/// fixed seed would let them craft collisions); fixed under loom and fuzzing, so that
+/// models and crash inputs replay with the same shard layout.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyHasher {
-    #[cfg(not(k8s_store_loom))]
+    #[cfg(not(any(k8s_store_loom, fuzzing)))]
     state: foldhash::fast::RandomState,
-    #[cfg(k8s_store_loom)]
+    #[cfg(any(k8s_store_loom, fuzzing))]
     state: foldhash::fast::FixedState,
 }
 

@@ -1,0 +1,1204 @@
+//! Read and write costs of [`MemoryStore`] against the two stores it replaces, measured
+//! side by side in one process on the same objects.
+//!
+//! Workload: 100,000 ConfigMaps of about 1 KB (see `common/mod.rs`) in 100 namespaces
+//! of 1,000, stored under the composite key `[namespace, name]`.
+//!
+//! Stores, in every group:
+//! - `go`: the original Go package's design (`baselines/go_store.rs`): one `RwLock`
+//!   over `HashMap<String, Vec<Arc<K>>>` keyed by `/`-joined keys, a dirty-flag list
+//!   cache, prefix gets by scanning every key.
+//! - `kube`: kube-runtime 5's reflector `Store`, fed through its `Writer` with
+//!   `apply_watcher_event(&Event::Apply(obj))` (which clones the object into its own
+//!   `Arc`). Exact gets build the `ObjectRef` from the two key strings on every call, as
+//!   a caller holding `(namespace, name)` must; `kube_prebuilt_ref` looks up `ObjectRef`s
+//!   built before measuring, the cheapest way to use it. Prefix gets use
+//!   `state_filter(namespace == ns)` (cheaper than `state()` and then filtering: it does
+//!   not clone the non-matching 99%). `list()` is `state()`.
+//! - `ours`: `k8s_store::MemoryStore::<ConfigMap>::new(2)`, filled by `replace` (a
+//!   watch's initial list) and then updated by `update`. Its `list()` returns an O(1)
+//!   `Snapshot`, while the baselines return a `Vec<Arc<K>>`; `ours_to_vec` also copies
+//!   the snapshot into a `Vec`, to compare like with like.
+//!
+//! Cases (criterion group names):
+//! - a. `get_exact_uniform`, `get_exact_hot1pct`: one thread, keys drawn uniformly from
+//!   all 100k / from a fixed 1% of them, from index arrays generated before measuring.
+//! - b. `get_exact_2_threads`: two threads at once, started together by a barrier; the
+//!   time reported is the mean of the two threads' times, so the rate is per thread.
+//! - `get_exact_bg_writer`: (a) while another thread updates the same store flat out
+//!   (each store's writer runs at its own speed: see the noted rates);
+//!   `get_exact_bg_writer_paced`: the same with the writer paced to 10,000 updates/s,
+//!   the same write load for every store.
+//! - c. `get_prefix_ns`: all 1,000 objects of one random namespace, in a 100k store and
+//!   in a 10k store (10 namespaces), to show whether the cost grows with the store.
+//!   `ours_*_same_ns` ask for the same namespace every time, a diagnostic that keeps
+//!   its objects in the CPU caches. `get_prefix_ns_bg_writer`: 100k under a background
+//!   writer.
+//! - d. `list_unchanged`: `list()` on a store nothing writes to.
+//! - e. `list_after_write`: one update and then `list()`, timed as a pair, so eager
+//!   publication (ours) and cache rebuilds (go) are both counted.
+//! - `list_bg_writer`: `list()` while another thread updates objects flat out.
+//! - f. `write_alone`: updates of random objects (new `Arc`s with a new
+//!   resourceVersion, built before measuring); `write_2_readers`: the same while one
+//!   reader thread does exact gets and another does `list()`, both flat out.
+//!
+//! Background threads are started before a benchmark and stopped by a flag after it, as
+//! in arc-swap's `benches/background.rs`; their achieved rates are printed with the
+//! results, since a store that starves them would look faster than it is.
+//!
+//! After the criterion groups, single exact gets are timed one by one under the paced
+//! writer, for latency percentiles (p50 .. max) that medians hide.
+//!
+//! At the end a markdown table of the medians of this run (read from criterion's
+//! `estimates.json`, written by this process) and the ratios is printed.
+//!
+//! `K8S_STORE_BENCH_QUICK=1` uses short measurements (a smoke run of a minute or two).
+//!
+//! [`MemoryStore`]: k8s_store::MemoryStore
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_store::MemoryStore;
+use kube_runtime::reflector::{self, ObjectRef, store::Writer};
+use kube_runtime::watcher::Event;
+
+#[allow(dead_code)] // shared with the memory benchmark, which uses other parts
+mod common;
+#[allow(dead_code)] // shared with the memory benchmark, which uses other parts
+#[path = "baselines/go_store.rs"]
+mod go_store;
+
+use common::{Workload, next_version};
+use go_store::GoStore;
+
+/// Index arrays are this long (a power of two): about ten draws per key of the 100k.
+const INDICES: usize = 1 << 20;
+/// Pre-built updates cycle through this many (a power of two) random objects.
+const UPDATES: usize = 1 << 13;
+/// The small store of case (c): the first ten namespaces.
+const SMALL_NAMESPACES: usize = 10;
+
+// ---------------------------------------------------------------------------------
+// The stores under test, behind two small traits so every case is written once.
+
+/// The read side of a store. Results are passed through `black_box` and dropped inside
+/// the call, so their construction and destruction are both measured.
+trait Reads: Sync {
+    /// Exact get of workload object `i` by its `[namespace, name]`.
+    fn get(&self, i: usize) -> usize;
+    /// Every object of namespace `ns`.
+    fn prefix(&self, ns: &str) -> usize;
+    /// Every object.
+    fn list(&self) -> usize;
+}
+
+/// The write side of a store: applies pre-built update `n` (cyclic).
+trait Updates: Send {
+    fn update(&mut self, n: usize);
+}
+
+struct Go<'a> {
+    store: &'a GoStore<ConfigMap>,
+    keys: &'a [[String; 2]],
+}
+
+impl Reads for Go<'_> {
+    fn get(&self, i: usize) -> usize {
+        black_box(self.store.get(&self.keys[i])).len()
+    }
+    fn prefix(&self, ns: &str) -> usize {
+        black_box(self.store.get(&[ns])).len()
+    }
+    fn list(&self) -> usize {
+        black_box(self.store.list()).len()
+    }
+}
+
+struct Kube<'a> {
+    store: &'a reflector::Store<ConfigMap>,
+    keys: &'a [[String; 2]],
+    /// `ObjectRef`s built before measuring; `None` builds one per get.
+    refs: Option<&'a [ObjectRef<ConfigMap>]>,
+}
+
+impl Reads for Kube<'_> {
+    fn get(&self, i: usize) -> usize {
+        let found = match self.refs {
+            Some(refs) => self.store.get(&refs[i]),
+            None => {
+                let [ns, name] = &self.keys[i];
+                self.store.get(&ObjectRef::new(name).within(ns))
+            }
+        };
+        usize::from(black_box(found).is_some())
+    }
+    fn prefix(&self, ns: &str) -> usize {
+        black_box(
+            self.store
+                .state_filter(|o| o.metadata.namespace.as_deref() == Some(ns)),
+        )
+        .len()
+    }
+    fn list(&self) -> usize {
+        black_box(self.store.state()).len()
+    }
+}
+
+struct Ours<'a> {
+    store: &'a MemoryStore<ConfigMap>,
+    keys: &'a [[String; 2]],
+    /// `list()` also copies the snapshot into a `Vec`, as the baselines return.
+    list_to_vec: bool,
+}
+
+impl Reads for Ours<'_> {
+    fn get(&self, i: usize) -> usize {
+        black_box(self.store.get(&self.keys[i]).expect("two key components")).len()
+    }
+    fn prefix(&self, ns: &str) -> usize {
+        black_box(self.store.get(&[ns]).expect("one key component")).len()
+    }
+    fn list(&self) -> usize {
+        let snapshot = self.store.list();
+        if self.list_to_vec {
+            black_box(snapshot.to_vec()).len()
+        } else {
+            black_box(snapshot).len()
+        }
+    }
+}
+
+/// Updated versions of random objects, built before measuring. Each of the `UPDATES`
+/// slots holds two successive versions, and update `n` applies slot `n % UPDATES` in
+/// version `(n / UPDATES) % 2`, so an update (nearly) always changes the stored
+/// object's resourceVersion: a store that skipped unchanged versions gains nothing.
+struct UpdateSet {
+    /// `keys[slot]`: the `[namespace, name]` of the slot's object.
+    keys: Vec<[String; 2]>,
+    objects: Vec<[Arc<ConfigMap>; 2]>,
+    /// The same objects as kube-runtime's `Writer` takes them.
+    events: Vec<[Event<ConfigMap>; 2]>,
+}
+
+impl UpdateSet {
+    fn new(wl: &Workload, seed: u64) -> Self {
+        let picks = common::uniform_indices(wl.objects.len(), UPDATES, seed);
+        let objects: Vec<[Arc<ConfigMap>; 2]> = picks
+            .iter()
+            .map(|&i| {
+                let a = next_version(&wl.objects[i as usize]);
+                let b = next_version(&a);
+                [Arc::new(a), Arc::new(b)]
+            })
+            .collect();
+        Self {
+            keys: picks.iter().map(|&i| wl.keys[i as usize].clone()).collect(),
+            events: objects
+                .iter()
+                .map(|v| v.each_ref().map(|o| Event::Apply(ConfigMap::clone(o))))
+                .collect(),
+            objects,
+        }
+    }
+
+    /// The slot and version of update `n`.
+    fn pick(n: usize) -> (usize, usize) {
+        (n & (UPDATES - 1), (n / UPDATES) & 1)
+    }
+}
+
+struct GoWrites<'a> {
+    store: &'a GoStore<ConfigMap>,
+    set: &'a UpdateSet,
+}
+
+impl Updates for GoWrites<'_> {
+    fn update(&mut self, n: usize) {
+        let (slot, v) = UpdateSet::pick(n);
+        self.store
+            .update(Arc::clone(&self.set.objects[slot][v]), &self.set.keys[slot]);
+    }
+}
+
+struct KubeWrites<'a> {
+    writer: &'a mut Writer<ConfigMap>,
+    set: &'a UpdateSet,
+}
+
+impl Updates for KubeWrites<'_> {
+    fn update(&mut self, n: usize) {
+        let (slot, v) = UpdateSet::pick(n);
+        self.writer.apply_watcher_event(&self.set.events[slot][v]);
+    }
+}
+
+struct OursWrites<'a> {
+    store: &'a MemoryStore<ConfigMap>,
+    set: &'a UpdateSet,
+}
+
+impl Updates for OursWrites<'_> {
+    fn update(&mut self, n: usize) {
+        let (slot, v) = UpdateSet::pick(n);
+        self.store
+            .update(Arc::clone(&self.set.objects[slot][v]), &self.set.keys[slot])
+            .expect("two key components");
+    }
+}
+
+/// The three stores, filled with the same objects.
+struct Stores {
+    go: GoStore<ConfigMap>,
+    kube: reflector::Store<ConfigMap>,
+    kube_writer: Writer<ConfigMap>,
+    ours: MemoryStore<ConfigMap>,
+}
+
+impl Stores {
+    fn fill(objects: &[Arc<ConfigMap>], keys: &[[String; 2]]) -> Self {
+        let go = GoStore::new(2);
+        let (kube, mut kube_writer) = reflector::store::<ConfigMap>();
+        let ours = MemoryStore::<ConfigMap>::new(2).expect("two keys");
+        for (obj, k) in objects.iter().zip(keys) {
+            go.add(Arc::clone(obj), k);
+            kube_writer.apply_watcher_event(&Event::Apply(ConfigMap::clone(obj)));
+        }
+        ours.replace(
+            objects
+                .iter()
+                .zip(keys)
+                .map(|(o, k)| (Arc::clone(o), k.to_vec())),
+        )
+        .expect("two keys");
+        assert_eq!(go.len(), objects.len());
+        assert_eq!(kube.len(), objects.len());
+        assert_eq!(ours.len(), objects.len());
+        Self {
+            go,
+            kube,
+            kube_writer,
+            ours,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Measurement helpers.
+
+fn quick() -> bool {
+    std::env::var("K8S_STORE_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// A group for operations of nanoseconds to microseconds.
+fn fast_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut g = c.benchmark_group(name);
+    if quick() {
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(400));
+    } else {
+        g.sample_size(60)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+    }
+    g.throughput(Throughput::Elements(1));
+    g
+}
+
+/// A group where some stores take milliseconds per operation (full scans, sorts).
+fn slow_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut g = c.benchmark_group(name);
+    if quick() {
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600));
+    } else {
+        g.sample_size(30)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4));
+    }
+    g.throughput(Throughput::Elements(1));
+    g
+}
+
+/// Rates of background threads, per `group/id`, for the summary.
+type Notes = Mutex<BTreeMap<String, String>>;
+
+fn note(notes: &Notes, group: &str, id: &str, text: String) {
+    println!("    [{group}/{id}] {text}");
+    notes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(format!("{group}/{id}"), text);
+}
+
+/// Runs `f` while another thread applies updates flat out, or at about `pace`
+/// updates per second; returns the writer's achieved rate.
+fn with_background_writer<U: Updates, T>(
+    mut w: U,
+    pace: Option<f64>,
+    f: impl FnOnce() -> T,
+) -> (T, f64) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let start = Instant::now();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(pace) = pace {
+                    // Sleep until update `n` is due; sleeps are coarse, so updates come
+                    // in small bursts at the requested average rate.
+                    let due = start + Duration::from_secs_f64(n as f64 / pace);
+                    let now = Instant::now();
+                    if due > now {
+                        thread::sleep(due - now);
+                        continue;
+                    }
+                }
+                w.update(n);
+                n += 1;
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        });
+        let out = f();
+        stop.store(true, Ordering::Relaxed);
+        (out, writer.join().expect("background writer panicked"))
+    })
+}
+
+/// Runs `f` while one thread does exact gets and another `list()`, both flat out;
+/// returns their rates (gets/s, lists/s).
+fn with_background_readers<R: Reads>(r: &R, idx: &[u32], f: impl FnOnce()) -> (f64, f64) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let getter = s.spawn(|| {
+            let start = Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    r.get(idx[n & (INDICES - 1)] as usize);
+                    n += 1;
+                }
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        });
+        let lister = s.spawn(|| {
+            let start = Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                r.list();
+                n += 1;
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        });
+        f();
+        stop.store(true, Ordering::Relaxed);
+        (
+            getter.join().expect("reader panicked"),
+            lister.join().expect("reader panicked"),
+        )
+    })
+}
+
+fn bench_get<R: Reads>(g: &mut Group<'_>, id: &str, r: &R, idx: &[u32]) {
+    g.bench_function(id, |b| {
+        let mut n = 0usize;
+        b.iter(|| {
+            let i = idx[n & (INDICES - 1)] as usize;
+            n = n.wrapping_add(1);
+            r.get(i)
+        });
+    });
+}
+
+/// Two threads doing exact gets at once; the time is the mean of their times, so the
+/// reported rate is per thread.
+fn bench_get_2_threads<R: Reads>(g: &mut Group<'_>, id: &str, r: &R, idx: &[u32]) {
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let barrier = Barrier::new(2);
+            let total: Duration = thread::scope(|s| {
+                let threads: Vec<_> = (0..2)
+                    .map(|t| {
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            // The threads start at different places of the index array.
+                            let offset = t * (INDICES / 2);
+                            barrier.wait();
+                            let start = Instant::now();
+                            for k in 0..iters as usize {
+                                r.get(idx[(offset + k) & (INDICES - 1)] as usize);
+                            }
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("reader panicked"))
+                    .sum()
+            });
+            total / 2
+        });
+    });
+}
+
+fn bench_prefix<R: Reads>(
+    g: &mut Group<'_>,
+    id: &str,
+    r: &R,
+    namespaces: &[String],
+    order: &[u32],
+) {
+    g.bench_function(id, |b| {
+        let mut n = 0usize;
+        b.iter(|| {
+            let ns = &namespaces[order[n % order.len()] as usize % namespaces.len()];
+            n = n.wrapping_add(1);
+            r.prefix(ns)
+        });
+    });
+}
+
+fn bench_list<R: Reads>(g: &mut Group<'_>, id: &str, r: &R) {
+    g.bench_function(id, |b| b.iter(|| r.list()));
+}
+
+fn bench_write_then_list<R: Reads, U: Updates>(g: &mut Group<'_>, id: &str, r: &R, w: &mut U) {
+    g.bench_function(id, |b| {
+        let mut n = 0usize;
+        b.iter(|| {
+            w.update(n);
+            n = n.wrapping_add(1);
+            r.list()
+        });
+    });
+}
+
+fn bench_write<U: Updates>(g: &mut Group<'_>, id: &str, w: &mut U) {
+    g.bench_function(id, |b| {
+        let mut n = 0usize;
+        b.iter(|| {
+            w.update(n);
+            n = n.wrapping_add(1);
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// The cases.
+
+struct Fixture {
+    wl: Workload,
+    uniform: Vec<u32>,
+    hot: Vec<u32>,
+    ns_order: Vec<u32>,
+    refs: Vec<ObjectRef<ConfigMap>>,
+    updates: UpdateSet,
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let started = SystemTime::now();
+
+    let t = Instant::now();
+    let wl = Workload::generate(common::NAMESPACES, 42);
+    let small_n = SMALL_NAMESPACES * common::PER_NAMESPACE;
+    let fx = Fixture {
+        uniform: common::uniform_indices(wl.objects.len(), INDICES, 1),
+        hot: common::hot_indices(wl.objects.len(), wl.objects.len() / 100, INDICES, 2),
+        ns_order: common::uniform_indices(wl.namespaces.len(), 4096, 3),
+        refs: wl
+            .keys
+            .iter()
+            .map(|[ns, name]| ObjectRef::new(name).within(ns))
+            .collect(),
+        updates: UpdateSet::new(&wl, 4),
+        wl,
+    };
+    let mut big = Stores::fill(&fx.wl.objects, &fx.wl.keys);
+    let small = Stores::fill(&fx.wl.objects[..small_n], &fx.wl.keys[..small_n]);
+    println!(
+        "workload: {} ConfigMaps in {} namespaces, {} bytes of data each on average; \
+         stores filled in {:.1?}; {} CPUs available{}",
+        fx.wl.objects.len(),
+        fx.wl.namespaces.len(),
+        fx.wl.mean_data_bytes(),
+        t.elapsed(),
+        thread::available_parallelism().map_or(1, usize::from),
+        if quick() { "; QUICK mode" } else { "" },
+    );
+
+    let notes = Notes::default();
+    run_gets(&mut c, &fx, &mut big, &notes);
+    run_prefix(&mut c, &fx, &mut big, &small, &notes);
+    run_lists(&mut c, &fx, &mut big, &notes);
+    run_writes(&mut c, &fx, &mut big, &notes);
+    c.final_summary();
+
+    // Criterion's own modes (`--list`, `--test`, `--profile-time`) skip the extra work.
+    let args: Vec<String> = std::env::args().collect();
+    let measuring = args.iter().any(|a| a == "--bench")
+        && !args
+            .iter()
+            .any(|a| matches!(a.as_str(), "--list" | "--test" | "--profile-time"));
+    if measuring {
+        let tails = tail_latencies(&fx, &mut big);
+        summary::print(started, &notes, &tails);
+    }
+
+    // Freeing millions of allocations takes seconds and measures nothing: leave it to the OS.
+    std::mem::forget((fx, big, small));
+}
+
+type Group<'c> = BenchmarkGroup<'c, WallTime>;
+
+/// The paced background writer's rate: a busy watch during a relist delivers
+/// thousands of events per second, and every store here keeps up with this many.
+const PACE: f64 = 10_000.0;
+
+fn go<'a>(store: &'a GoStore<ConfigMap>, fx: &'a Fixture) -> Go<'a> {
+    Go {
+        store,
+        keys: &fx.wl.keys,
+    }
+}
+
+fn kube<'a>(store: &'a reflector::Store<ConfigMap>, fx: &'a Fixture, prebuilt: bool) -> Kube<'a> {
+    Kube {
+        store,
+        keys: &fx.wl.keys,
+        refs: prebuilt.then_some(&fx.refs[..]),
+    }
+}
+
+fn ours<'a>(store: &'a MemoryStore<ConfigMap>, fx: &'a Fixture, list_to_vec: bool) -> Ours<'a> {
+    Ours {
+        store,
+        keys: &fx.wl.keys,
+        list_to_vec,
+    }
+}
+
+fn go_writes<'a>(store: &'a GoStore<ConfigMap>, fx: &'a Fixture) -> GoWrites<'a> {
+    GoWrites {
+        store,
+        set: &fx.updates,
+    }
+}
+
+fn kube_writes<'a>(writer: &'a mut Writer<ConfigMap>, fx: &'a Fixture) -> KubeWrites<'a> {
+    KubeWrites {
+        writer,
+        set: &fx.updates,
+    }
+}
+
+fn ours_writes<'a>(store: &'a MemoryStore<ConfigMap>, fx: &'a Fixture) -> OursWrites<'a> {
+    OursWrites {
+        store,
+        set: &fx.updates,
+    }
+}
+
+/// Runs the benchmark `run` as `group/id` while `w` updates the same store in the
+/// background, and notes the writer's achieved rate.
+fn under_writer<U: Updates>(
+    g: &mut Group<'_>,
+    notes: &Notes,
+    group: &str,
+    id: &str,
+    w: U,
+    pace: Option<f64>,
+    run: impl FnOnce(&mut Group<'_>, &str),
+) {
+    let ((), rate) = with_background_writer(w, pace, || run(g, id));
+    note(
+        notes,
+        group,
+        id,
+        format!("writer: {}", per_sec(rate, "updates")),
+    );
+}
+
+fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
+    for (group, idx) in [
+        ("get_exact_uniform", &fx.uniform),
+        ("get_exact_hot1pct", &fx.hot),
+    ] {
+        let mut g = fast_group(c, group);
+        bench_get(&mut g, "go", &go(&s.go, fx), idx);
+        bench_get(&mut g, "kube", &kube(&s.kube, fx, false), idx);
+        bench_get(&mut g, "kube_prebuilt_ref", &kube(&s.kube, fx, true), idx);
+        bench_get(&mut g, "ours", &ours(&s.ours, fx, false), idx);
+        g.finish();
+    }
+
+    let idx = &fx.uniform;
+    let mut g = fast_group(c, "get_exact_2_threads");
+    bench_get_2_threads(&mut g, "go", &go(&s.go, fx), idx);
+    bench_get_2_threads(&mut g, "kube", &kube(&s.kube, fx, false), idx);
+    bench_get_2_threads(&mut g, "kube_prebuilt_ref", &kube(&s.kube, fx, true), idx);
+    bench_get_2_threads(&mut g, "ours", &ours(&s.ours, fx, false), idx);
+    g.finish();
+
+    for (group, pace) in [
+        ("get_exact_bg_writer", None),
+        ("get_exact_bg_writer_paced", Some(PACE)),
+    ] {
+        let mut g = fast_group(c, group);
+        under_writer(
+            &mut g,
+            notes,
+            group,
+            "go",
+            go_writes(&s.go, fx),
+            pace,
+            |g, id| bench_get(g, id, &go(&s.go, fx), idx),
+        );
+        for (id, prebuilt) in [("kube", false), ("kube_prebuilt_ref", true)] {
+            let w = kube_writes(&mut s.kube_writer, fx);
+            under_writer(&mut g, notes, group, id, w, pace, |g, id| {
+                bench_get(g, id, &kube(&s.kube, fx, prebuilt), idx)
+            });
+        }
+        let w = ours_writes(&s.ours, fx);
+        under_writer(&mut g, notes, group, "ours", w, pace, |g, id| {
+            bench_get(g, id, &ours(&s.ours, fx, false), idx)
+        });
+        g.finish();
+    }
+}
+
+fn run_prefix(c: &mut Criterion, fx: &Fixture, big: &mut Stores, small: &Stores, notes: &Notes) {
+    let all = &fx.wl.namespaces[..];
+    let ten = &fx.wl.namespaces[..SMALL_NAMESPACES];
+    let order = &fx.ns_order[..];
+    let mut g = slow_group(c, "get_prefix_ns");
+    bench_prefix(&mut g, "go_100k", &go(&big.go, fx), all, order);
+    bench_prefix(&mut g, "kube_100k", &kube(&big.kube, fx, false), all, order);
+    bench_prefix(&mut g, "ours_100k", &ours(&big.ours, fx, false), all, order);
+    bench_prefix(&mut g, "go_10k", &go(&small.go, fx), ten, order);
+    bench_prefix(
+        &mut g,
+        "kube_10k",
+        &kube(&small.kube, fx, false),
+        ten,
+        order,
+    );
+    bench_prefix(
+        &mut g,
+        "ours_10k",
+        &ours(&small.ours, fx, false),
+        ten,
+        order,
+    );
+    // A diagnostic: always the same namespace, so its objects stay in the CPU caches.
+    // The difference to the rows above is the cost of cache misses on the 1,000
+    // objects' reference counts, which any store returning `Arc`s pays.
+    bench_prefix(
+        &mut g,
+        "ours_100k_same_ns",
+        &ours(&big.ours, fx, false),
+        all,
+        &[7],
+    );
+    bench_prefix(
+        &mut g,
+        "ours_10k_same_ns",
+        &ours(&small.ours, fx, false),
+        ten,
+        &[7],
+    );
+    g.finish();
+
+    let group = "get_prefix_ns_bg_writer";
+    let mut g = slow_group(c, group);
+    under_writer(
+        &mut g,
+        notes,
+        group,
+        "go",
+        go_writes(&big.go, fx),
+        None,
+        |g, id| bench_prefix(g, id, &go(&big.go, fx), all, order),
+    );
+    let w = kube_writes(&mut big.kube_writer, fx);
+    under_writer(&mut g, notes, group, "kube", w, None, |g, id| {
+        bench_prefix(g, id, &kube(&big.kube, fx, false), all, order)
+    });
+    let w = ours_writes(&big.ours, fx);
+    under_writer(&mut g, notes, group, "ours", w, None, |g, id| {
+        bench_prefix(g, id, &ours(&big.ours, fx, false), all, order)
+    });
+    g.finish();
+}
+
+fn run_lists(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
+    let mut g = slow_group(c, "list_unchanged");
+    // The Go store's cache is dirty after the writes of earlier cases; the warm-up's
+    // first list rebuilds it, and every measured list is of a clean store.
+    bench_list(&mut g, "go", &go(&s.go, fx));
+    bench_list(&mut g, "kube", &kube(&s.kube, fx, false));
+    bench_list(&mut g, "ours", &ours(&s.ours, fx, false));
+    bench_list(&mut g, "ours_to_vec", &ours(&s.ours, fx, true));
+    g.finish();
+
+    let mut g = slow_group(c, "list_after_write");
+    bench_write_then_list(&mut g, "go", &go(&s.go, fx), &mut go_writes(&s.go, fx));
+    let r = kube(&s.kube, fx, false);
+    bench_write_then_list(&mut g, "kube", &r, &mut kube_writes(&mut s.kube_writer, fx));
+    for (id, to_vec) in [("ours", false), ("ours_to_vec", true)] {
+        let r = ours(&s.ours, fx, to_vec);
+        bench_write_then_list(&mut g, id, &r, &mut ours_writes(&s.ours, fx));
+    }
+    g.finish();
+
+    let group = "list_bg_writer";
+    let mut g = slow_group(c, group);
+    under_writer(
+        &mut g,
+        notes,
+        group,
+        "go",
+        go_writes(&s.go, fx),
+        None,
+        |g, id| bench_list(g, id, &go(&s.go, fx)),
+    );
+    let w = kube_writes(&mut s.kube_writer, fx);
+    under_writer(&mut g, notes, group, "kube", w, None, |g, id| {
+        bench_list(g, id, &kube(&s.kube, fx, false))
+    });
+    for (id, to_vec) in [("ours", false), ("ours_to_vec", true)] {
+        let w = ours_writes(&s.ours, fx);
+        under_writer(&mut g, notes, group, id, w, None, |g, id| {
+            bench_list(g, id, &ours(&s.ours, fx, to_vec))
+        });
+    }
+    g.finish();
+}
+
+fn run_writes(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
+    let mut g = fast_group(c, "write_alone");
+    bench_write(&mut g, "go", &mut go_writes(&s.go, fx));
+    bench_write(&mut g, "kube", &mut kube_writes(&mut s.kube_writer, fx));
+    bench_write(&mut g, "ours", &mut ours_writes(&s.ours, fx));
+    g.finish();
+
+    let group = "write_2_readers";
+    let mut g = fast_group(c, group);
+    let readers_note = |(gets, lists): (f64, f64)| {
+        format!(
+            "readers: {} and {}",
+            per_sec(gets, "exact gets"),
+            per_sec(lists, "lists")
+        )
+    };
+    let rates = with_background_readers(&go(&s.go, fx), &fx.uniform, || {
+        bench_write(&mut g, "go", &mut go_writes(&s.go, fx))
+    });
+    note(notes, group, "go", readers_note(rates));
+    let rates = with_background_readers(&kube(&s.kube, fx, false), &fx.uniform, || {
+        bench_write(&mut g, "kube", &mut kube_writes(&mut s.kube_writer, fx))
+    });
+    note(notes, group, "kube", readers_note(rates));
+    let rates = with_background_readers(&ours(&s.ours, fx, false), &fx.uniform, || {
+        bench_write(&mut g, "ours", &mut ours_writes(&s.ours, fx))
+    });
+    note(notes, group, "ours", readers_note(rates));
+    g.finish();
+}
+
+/// Latency percentiles of single exact gets while a paced writer updates the same
+/// store: the medians above hide how long a reader can be stuck behind a writer.
+/// Not criterion: each get is timed on its own (the clock read adds a few tens of
+/// nanoseconds to every sample, the same for every store).
+fn tail_latencies(fx: &Fixture, s: &mut Stores) -> Vec<(&'static str, [f64; 4])> {
+    let n = if quick() { 50_000 } else { 500_000 };
+    fn measure<R: Reads>(r: &R, idx: &[u32], n: usize) -> [f64; 4] {
+        let mut ns: Vec<u64> = Vec::with_capacity(n);
+        for k in 0..n {
+            let i = idx[k & (INDICES - 1)] as usize;
+            let start = Instant::now();
+            black_box(r.get(i));
+            ns.push(start.elapsed().as_nanos() as u64);
+        }
+        ns.sort_unstable();
+        let at = |q: f64| ns[((n as f64 * q) as usize).min(n - 1)] as f64;
+        [at(0.5), at(0.99), at(0.999), ns[n - 1] as f64]
+    }
+    let idx = &fx.uniform;
+    let mut out = Vec::new();
+    let (v, _) = with_background_writer(go_writes(&s.go, fx), Some(PACE), || {
+        measure(&go(&s.go, fx), idx, n)
+    });
+    out.push(("go", v));
+    for (id, prebuilt) in [("kube", false), ("kube_prebuilt_ref", true)] {
+        let (v, _) =
+            with_background_writer(kube_writes(&mut s.kube_writer, fx), Some(PACE), || {
+                measure(&kube(&s.kube, fx, prebuilt), idx, n)
+            });
+        out.push((id, v));
+    }
+    let (v, _) = with_background_writer(ours_writes(&s.ours, fx), Some(PACE), || {
+        measure(&ours(&s.ours, fx, false), idx, n)
+    });
+    out.push(("ours", v));
+    out
+}
+
+fn per_sec(rate: f64, what: &str) -> String {
+    format!("{} {what}/s", si(rate))
+}
+
+fn si(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The summary table.
+
+mod summary {
+    use super::*;
+
+    /// Where criterion writes its results, found as criterion finds it.
+    fn criterion_dir() -> PathBuf {
+        if let Some(home) = std::env::var_os("CRITERION_HOME") {
+            return PathBuf::from(home);
+        }
+        if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+            return PathBuf::from(target).join("criterion");
+        }
+        let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
+            let out = std::process::Command::new(cargo)
+                .args(["metadata", "--format-version", "1", "--no-deps"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some(PathBuf::from(v.get("target_directory")?.as_str()?))
+        });
+        from_metadata
+            .unwrap_or_else(|| PathBuf::from("target"))
+            .join("criterion")
+    }
+
+    /// The median time per iteration in nanoseconds of `group/id`, if this process
+    /// measured it (criterion writes `new/estimates.json` for every benchmark it runs;
+    /// older files are from other runs and are ignored).
+    fn median_ns(dir: &std::path::Path, since: SystemTime, group: &str, id: &str) -> Option<f64> {
+        let path = dir.join(group).join(id).join("new").join("estimates.json");
+        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+        if modified < since {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        v.get("median")?.get("point_estimate")?.as_f64()
+    }
+
+    fn time(ns: f64) -> String {
+        if ns >= 1e6 {
+            format!("{:.2} ms", ns / 1e6)
+        } else if ns >= 1e3 {
+            format!("{:.2} µs", ns / 1e3)
+        } else {
+            format!("{ns:.1} ns")
+        }
+    }
+
+    const STORE_NAMES: &[(&str, &str)] = &[
+        ("go", "Go-shaped baseline"),
+        ("kube", "kube-runtime"),
+        ("kube_prebuilt_ref", "kube-runtime, prebuilt ObjectRef"),
+        ("ours", "k8s-store"),
+        ("ours_to_vec", "k8s-store + to_vec()"),
+        ("go_100k", "Go-shaped baseline, 100k"),
+        ("kube_100k", "kube-runtime, 100k"),
+        ("ours_100k", "k8s-store, 100k"),
+        ("go_10k", "Go-shaped baseline, 10k"),
+        ("kube_10k", "kube-runtime, 10k"),
+        ("ours_10k", "k8s-store, 10k"),
+        (
+            "ours_100k_same_ns",
+            "k8s-store, 100k, same namespace every time",
+        ),
+        (
+            "ours_10k_same_ns",
+            "k8s-store, 10k, same namespace every time",
+        ),
+    ];
+
+    fn store_name(id: &str) -> &str {
+        STORE_NAMES
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map_or(id, |(_, v)| v)
+    }
+
+    /// (group, title, ids, the id the others are compared with)
+    const CASES: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "get_exact_uniform",
+            "a. exact get, 1 thread, uniform keys",
+            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            "ours",
+        ),
+        (
+            "get_exact_hot1pct",
+            "a. exact get, 1 thread, hot 1% of keys",
+            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            "ours",
+        ),
+        (
+            "get_exact_2_threads",
+            "b. exact get, 2 threads (per thread)",
+            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            "ours",
+        ),
+        (
+            "get_exact_bg_writer",
+            "exact get, 1 thread + background writer (flat out)",
+            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            "ours",
+        ),
+        (
+            "get_exact_bg_writer_paced",
+            "exact get, 1 thread + background writer (10k updates/s)",
+            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            "ours",
+        ),
+        (
+            "get_prefix_ns",
+            "c. prefix get of one namespace (1,000 objects)",
+            &[
+                "go_100k",
+                "kube_100k",
+                "ours_100k",
+                "go_10k",
+                "kube_10k",
+                "ours_10k",
+                "ours_100k_same_ns",
+                "ours_10k_same_ns",
+            ],
+            "ours_100k",
+        ),
+        (
+            "get_prefix_ns_bg_writer",
+            "prefix get, 100k + background writer (flat out)",
+            &["go", "kube", "ours"],
+            "ours",
+        ),
+        (
+            "list_unchanged",
+            "d. list(), unchanged 100k store",
+            &["go", "kube", "ours", "ours_to_vec"],
+            "ours",
+        ),
+        (
+            "list_after_write",
+            "e. one update + list(), 100k",
+            &["go", "kube", "ours", "ours_to_vec"],
+            "ours",
+        ),
+        (
+            "list_bg_writer",
+            "list(), 100k + background writer (flat out)",
+            &["go", "kube", "ours", "ours_to_vec"],
+            "ours",
+        ),
+        (
+            "write_alone",
+            "f. update, writer alone",
+            &["go", "kube", "ours"],
+            "ours",
+        ),
+        (
+            "write_2_readers",
+            "f. update, with 2 readers (gets, lists)",
+            &["go", "kube", "ours"],
+            "ours",
+        ),
+    ];
+
+    pub(super) fn print(since: SystemTime, notes: &Notes, tails: &[(&str, [f64; 4])]) {
+        let dir = criterion_dir();
+        let get = |g: &str, id: &str| median_ns(&dir, since, g, id);
+        let notes = notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        println!();
+        println!("## Summary: medians of this run ({})", dir.display());
+        println!();
+        println!(
+            "`speedup` = that store's median time / the reference row's (marked ←): how many \
+             times faster the reference is."
+        );
+        println!();
+        println!("| case | store | median / op | ops/s | speedup of ← | background |");
+        println!("|---|---|---:|---:|---:|---|");
+        let mut any = false;
+        for (group, title, ids, reference) in CASES {
+            let base = get(group, reference);
+            for id in *ids {
+                let Some(ns) = get(group, id) else { continue };
+                any = true;
+                let ratio = match base {
+                    Some(_) if id == reference => "←".to_string(),
+                    Some(b) => format!("{:.1}×", ns / b),
+                    None => "–".to_string(),
+                };
+                let bg = notes
+                    .get(&format!("{group}/{id}"))
+                    .map_or("", String::as_str);
+                println!(
+                    "| {title} | {} | {} | {} | {ratio} | {bg} |",
+                    store_name(id),
+                    time(ns),
+                    si(1e9 / ns)
+                );
+            }
+        }
+        if !any {
+            println!("(no results from this run: filtered out, or criterion in test/list mode)");
+            return;
+        }
+
+        if !tails.is_empty() {
+            println!();
+            println!(
+                "### Single exact gets while a writer updates the store at {PACE} updates/s \
+                 (each get timed alone)"
+            );
+            println!();
+            println!("| store | p50 | p99 | p99.9 | max |");
+            println!("|---|---:|---:|---:|---:|");
+            for (id, [p50, p99, p999, max]) in tails {
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    store_name(id),
+                    time(*p50),
+                    time(*p99),
+                    time(*p999),
+                    time(*max)
+                );
+            }
+        }
+
+        println!();
+        println!("### Writer throughput with two readers / alone");
+        println!();
+        println!("| store | alone | with 2 readers | with / alone |");
+        println!("|---|---:|---:|---:|");
+        for id in ["go", "kube", "ours"] {
+            if let (Some(a), Some(r)) = (get("write_alone", id), get("write_2_readers", id)) {
+                println!(
+                    "| {} | {} | {} | {:.2} |",
+                    store_name(id),
+                    per_sec(1e9 / a, "updates"),
+                    per_sec(1e9 / r, "updates"),
+                    a / r
+                );
+            }
+        }
+
+        println!();
+        println!("### Against the issue's targets (this run)");
+        println!();
+        let ratio = |g: &str, a: &str, b: &str| Some(get(g, a)? / get(g, b)?);
+        let check = |what: &str,
+                     value: Option<f64>,
+                     fmt: &dyn Fn(f64) -> String,
+                     ok: &dyn Fn(f64) -> bool| {
+            match value {
+                Some(v) => println!(
+                    "- {what}: {} — {}",
+                    fmt(v),
+                    if ok(v) { "met" } else { "NOT met" }
+                ),
+                None => println!("- {what}: not measured in this run"),
+            }
+        };
+        let times = |v: f64| format!("{v:.1}×");
+        for (g, label) in [
+            ("get_exact_uniform", "uniform, 1 thread"),
+            ("get_exact_hot1pct", "hot 1%, 1 thread"),
+            ("get_exact_2_threads", "uniform, 2 threads"),
+        ] {
+            check(
+                &format!("exact get ≥ 3× kube-runtime's rate ({label}, ObjectRef built per call)"),
+                ratio(g, "kube", "ours"),
+                &times,
+                &|v| v >= 3.0,
+            );
+            check(
+                &format!("exact get ≥ 3× kube-runtime's rate ({label}, prebuilt ObjectRef)"),
+                ratio(g, "kube_prebuilt_ref", "ours"),
+                &times,
+                &|v| v >= 3.0,
+            );
+        }
+        for base in ["go_100k", "kube_100k"] {
+            check(
+                &format!("prefix get ≥ 30× faster than {}", store_name(base)),
+                ratio("get_prefix_ns", base, "ours_100k"),
+                &times,
+                &|v| v >= 30.0,
+            );
+        }
+        check(
+            "prefix get flat from 10k to 100k (ours 100k / ours 10k, random namespace, ≤ 1.5 \
+             taken as flat)",
+            ratio("get_prefix_ns", "ours_100k", "ours_10k"),
+            &|v| format!("{v:.2}"),
+            &|v| v <= 1.5,
+        );
+        check(
+            "prefix get flat from 10k to 100k (same namespace every time: no cache misses)",
+            ratio("get_prefix_ns", "ours_100k_same_ns", "ours_10k_same_ns"),
+            &|v| format!("{v:.2}"),
+            &|v| v <= 1.5,
+        );
+        check(
+            "list() on an unchanged store < 1 µs",
+            get("list_unchanged", "ours"),
+            &time,
+            &|v| v < 1_000.0,
+        );
+        check(
+            "update + list() ≥ 100× cheaper than the Go-shaped baseline",
+            ratio("list_after_write", "go", "ours"),
+            &times,
+            &|v| v >= 100.0,
+        );
+        check(
+            "writer with 2 readers ≥ half its rate alone (with / alone)",
+            (|| Some(get("write_alone", "ours")? / get("write_2_readers", "ours")?))(),
+            &|v| format!("{v:.2}"),
+            &|v| v >= 0.5,
+        );
+        let cpus = thread::available_parallelism().map_or(1, usize::from);
+        if cpus < 3 {
+            println!(
+                "\nNote: {cpus} CPUs. `write_2_readers` runs three busy threads and the \
+                 background-writer cases two, so on this machine they share cores and \
+                 measure scheduling as much as the stores."
+            );
+        }
+    }
+}

@@ -32,8 +32,8 @@
 //!   thread sees it; a snapshot is the state after some prefix of the writes, never a
 //!   torn mix.
 //! - **Reads do not wait for each other** and do not wait for the writer except, for an
-//!   exact get, while the writer holds that key's shard lock (a hash-table update and
-//!   one pointer store). Prefix gets and `list` take no lock at all.
+//!   exact get, while the writer holds that key's shard lock (a bucket update and the
+//!   publication of the new state). Prefix gets and `list` take no lock at all.
 //! - **The writer is not starved by readers:** readers hold a shard lock only for a hash
 //!   probe and a reference-count increment; result vectors are filled after the lock is
 //!   released.
@@ -64,6 +64,11 @@
 //! assert!(store.get(&["default", "settings", "extra"]).is_err());
 //! # Ok::<(), k8s_store::StoreError>(())
 //! ```
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod bucket;
 mod error;

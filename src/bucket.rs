@@ -204,6 +204,7 @@ impl<K> Bucket<K> {
             Bucket::Elided { obj, .. } => (acc.meta)(obj).order(&target) == Ordering::Equal,
             Bucket::Owned(o) => {
                 o.members.remove(by_order(acc, target));
+                let emptied = o.members.is_empty();
                 if o.members.len() == 1
                     && let Some(last) = o.members.iter().next().cloned()
                 {
@@ -215,7 +216,7 @@ impl<K> Bucket<K> {
                         *self = Bucket::Elided { obj: last, pattern };
                     }
                 }
-                o_is_empty(self)
+                emptied
             }
         }
     }
@@ -254,13 +255,6 @@ impl<K> Bucket<K> {
             Bucket::Elided { obj, .. } => f(obj),
             Bucket::Owned(o) => o.members.iter().for_each(f),
         }
-    }
-}
-
-fn o_is_empty<K>(b: &Bucket<K>) -> bool {
-    match b {
-        Bucket::Elided { .. } => false,
-        Bucket::Owned(o) => o.members.is_empty(),
     }
 }
 

@@ -22,6 +22,10 @@ pub enum Operation {
     Replace,
     /// Extracting keys from an object with an [`Indexer`](crate::Indexer).
     Index,
+    /// Fetching an object's body from the API server (the on-demand tier).
+    Fetch,
+    /// Loading a configuration.
+    Config,
 }
 
 impl fmt::Display for Operation {
@@ -35,6 +39,8 @@ impl fmt::Display for Operation {
             Operation::Remove => "remove",
             Operation::Replace => "replace",
             Operation::Index => "index",
+            Operation::Fetch => "fetch",
+            Operation::Config => "config",
         })
     }
 }
@@ -101,6 +107,25 @@ pub enum ErrorKind {
         object: String,
         /// serde_json's message.
         message: String,
+    },
+    /// The on-demand tier could not fetch an object's body. The object is not dropped
+    /// from the result silently: the whole `get` fails with this cause. (An object the
+    /// API server answers `404 Not Found` for is not an error: it is left out.)
+    #[error("object {object}: {cause}")]
+    Fetch {
+        /// The object's `namespace/name`.
+        object: String,
+        /// What the API server or the connection said.
+        cause: crate::fetch::FetchError,
+    },
+    /// An on-demand store scoped to one namespace was given an object of another.
+    /// Fix: scope the store to all namespaces, or filter the watch by namespace.
+    #[error("object {object} is outside the store's namespace {scope:?}")]
+    OutOfScope {
+        /// The object's `namespace/name`.
+        object: String,
+        /// The store's namespace.
+        scope: String,
     },
 }
 

@@ -73,9 +73,12 @@ enum PathKind {
     Json(Vec<Segment>),
 }
 
+/// One step of a parsed field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub(crate) enum Segment {
+    /// A field of an object (dotted or a quoted bracket key).
     Field(String),
+    /// An element of an array (`[0]`).
     Index(usize),
 }
 
@@ -214,6 +217,24 @@ impl Indexer {
         }
         Ok(out)
     }
+}
+
+/// Parses `text` with the indexer's syntax into its segments, fast paths included
+/// (`metadata.labels['a.b']` is `metadata`, `labels`, `a.b`). Used by the configuration
+/// to validate and compile `ignore_fields` and to compare them with `index_by`.
+pub(crate) fn parse_path(text: &str) -> Result<Vec<Segment>, ErrorKind> {
+    let field = |s: &str| Segment::Field(s.to_owned());
+    Ok(match parse(text)?.kind {
+        PathKind::Namespace => vec![field("metadata"), field("namespace")],
+        PathKind::Name => vec![field("metadata"), field("name")],
+        PathKind::Uid => vec![field("metadata"), field("uid")],
+        PathKind::ResourceVersion => vec![field("metadata"), field("resourceVersion")],
+        PathKind::Label(k) => vec![field("metadata"), field("labels"), Segment::Field(k)],
+        PathKind::Annotation(k) => {
+            vec![field("metadata"), field("annotations"), Segment::Field(k)]
+        }
+        PathKind::Json(segs) => segs,
+    })
 }
 
 fn walk<'v>(mut v: &'v Value, segs: &[Segment]) -> Option<&'v Value> {

@@ -3,7 +3,9 @@
 //! Controllers read the resources they watch far more often than those change. This
 //! crate keeps them indexed by a fixed number of key components pulled from their
 //! fields (namespace and name, labels, spec fields), so that reconcilers and renders
-//! can look them up without locking each other or the watch that feeds them.
+//! can look them up without locking each other or the watch that feeds them. Which
+//! resources to watch, and how to index and store each, can be loaded from YAML with
+//! [`config::Config`].
 //!
 //! # The index contract
 //!
@@ -71,17 +73,27 @@
 struct ReadmeDoctests;
 
 mod bucket;
+mod cached;
+pub mod config;
 mod error;
+mod fetch;
 mod indexer;
 pub mod key;
 mod memory;
 mod object;
 mod ptree;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod singleflight;
 mod snapshot;
 mod store;
+pub mod stores;
 mod sync;
+pub mod watch;
 
+pub use cached::{CacheStats, CachedStore, CachedStoreBuilder, Reference};
 pub use error::{ErrorKind, Operation, StoreError};
+pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched};
 pub use indexer::{Indexer, MissingField};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use object::{Object, via};

@@ -117,3 +117,58 @@ impl<K: Send + Sync + 'static> Store<K> for MemoryStore<K> {
         MemoryStore::clear(self)
     }
 }
+
+impl<K, F> Store<K> for crate::cached::CachedStore<K, F>
+where
+    K: kube::Resource + serde::Serialize + Send + Sync + 'static,
+    F: crate::fetch::Fetch<K>,
+{
+    fn num_keys(&self) -> usize {
+        crate::cached::CachedStore::num_keys(self)
+    }
+
+    /// Records `obj`'s reference only: its body is dropped (fetched again when read).
+    fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        crate::cached::CachedStore::add(self, &*obj, keys)
+    }
+
+    fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        crate::cached::CachedStore::update(self, &*obj, keys)
+    }
+
+    fn remove(&self, obj: &K) -> Result<bool, StoreError> {
+        crate::cached::CachedStore::remove(self, obj)
+    }
+
+    fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+        crate::cached::CachedStore::delete(self, keys)
+    }
+
+    fn replace<S: AsRef<str>>(&self, items: Vec<(Arc<K>, Vec<S>)>) -> Result<(), StoreError> {
+        crate::cached::CachedStore::replace(
+            self,
+            items
+                .into_iter()
+                .map(|(obj, keys)| (crate::cached::Reference::of(&*obj), keys)),
+        )
+    }
+
+    fn get<S: AsRef<str> + Sync>(
+        &self,
+        keys: &[S],
+    ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
+        crate::cached::CachedStore::get(self, keys)
+    }
+
+    fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send {
+        crate::cached::CachedStore::list(self)
+    }
+
+    fn len(&self) -> usize {
+        crate::cached::CachedStore::len(self)
+    }
+
+    fn clear(&self) {
+        crate::cached::CachedStore::clear(self)
+    }
+}

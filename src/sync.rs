@@ -10,6 +10,14 @@
 //! | [`Shards`]         | the shards of a `dashmap::DashMap`   | a few `loom::sync::RwLock<HashTable>` |
 //! | [`Published`]      | `arc_swap::ArcSwap`                  | `loom::sync::RwLock<Arc<T>>`          |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
+//! | [`Counter`]        | `AtomicU64` (relaxed)                | `loom::sync::atomic::AtomicU64`       |
+//! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
+//!
+//! # Orderings
+//!
+//! [`Counter`]s are statistics: each is an independent monotonic sum that no protocol
+//! reads to decide anything, so `Relaxed` suffices for every access. Everything that
+//! orders the store's state goes through the locks and the `Published` swap.
 //!
 //! `Arc` is `std::sync::Arc` in both builds: it is part of the public API (objects are
 //! handed in and out as `Arc<K>`), and reference counting is not one of our protocols.
@@ -27,6 +35,8 @@ pub(crate) type Table<V> = hashbrown::HashTable<((), V)>;
 
 #[cfg(not(k8s_store_loom))]
 mod imp {
+    pub(crate) use std::sync::atomic::AtomicU64;
+
     use super::{Arc, Table};
     use std::hash::BuildHasherDefault;
     use std::ops::{Deref, DerefMut};
@@ -140,6 +150,8 @@ mod imp {
 
 #[cfg(k8s_store_loom)]
 mod imp {
+    pub(crate) use loom::sync::atomic::AtomicU64;
+
     use super::{Arc, Table};
     use std::ops::{Deref, DerefMut};
 
@@ -221,3 +233,210 @@ mod imp {
 }
 
 pub(crate) use imp::{Mutex, Published, Shards, default_shard_count};
+
+/// A statistics counter. See the module's `# Orderings`.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(imp::AtomicU64);
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        // Relaxed: a statistic, read by nothing that orders state (module docs).
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn sub(&self, n: u64) {
+        // Relaxed: as in `add`. Saturates instead of wrapping, so that a statistic
+        // updated out of order by two threads never reads as a huge number.
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |v| Some(v.saturating_sub(n)),
+        );
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: as in `add`.
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The clock of cache expiry: tokio's, so tests can pause and advance it; it falls back
+/// to the system's monotonic clock outside a runtime.
+pub(crate) fn now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
+/// What the cache needs to know about a value.
+pub(crate) trait CacheValue: Clone {
+    /// Weight against the capacity (1 per entry, or bytes with a byte budget).
+    fn weight(&self) -> u64;
+    /// Called once when the cache evicts the value to make room.
+    fn evicted(&self);
+}
+
+#[cfg(not(k8s_store_loom))]
+mod cache_imp {
+    use super::CacheValue;
+    use std::hash::Hash;
+
+    #[derive(Clone, Debug)]
+    pub(crate) struct Weigh;
+
+    impl<Key, Val: CacheValue> quick_cache::Weighter<Key, Val> for Weigh {
+        fn weight(&self, _: &Key, val: &Val) -> u64 {
+            val.weight()
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    pub(crate) struct Evict;
+
+    impl<Key, Val: CacheValue> quick_cache::Lifecycle<Key, Val> for Evict {
+        type RequestState = ();
+        fn on_evict(&self, _: &mut (), _: Key, val: Val) {
+            val.evicted();
+        }
+    }
+
+    /// A bounded concurrent cache (quick_cache: sharded, CLOCK-Pro-like admission,
+    /// no allocation on hits).
+    pub(crate) struct Cache<Key, Val: CacheValue> {
+        inner: quick_cache::sync::Cache<Key, Val, Weigh, foldhash::fast::RandomState, Evict>,
+    }
+
+    impl<Key: Eq + Hash, Val: CacheValue> Cache<Key, Val> {
+        /// `capacity` in weight units (never exceeded); `items` is the expected number
+        /// of entries.
+        pub(crate) fn new(items: usize, capacity: u64) -> Self {
+            // quick_cache splits the capacity across shards rounding up, so the total
+            // could exceed `capacity` by up to shards - 1. Pick the shard count as it
+            // would (a power of two, at least 32 items per shard) and round the
+            // capacity down to a multiple of it: then the bound is exact.
+            let mut shards = (std::thread::available_parallelism().map_or(1, usize::from) * 4)
+                .next_power_of_two();
+            while shards > 1 && (items.div_ceil(shards) < 32 || capacity < shards as u64) {
+                shards /= 2;
+            }
+            let capacity = capacity / shards as u64 * shards as u64;
+            let options = quick_cache::OptionsBuilder::new()
+                .shards(shards)
+                .estimated_items_capacity(items)
+                .weight_capacity(capacity)
+                .build();
+            let inner = match options {
+                Ok(options) => quick_cache::sync::Cache::with_options(
+                    options,
+                    Weigh,
+                    foldhash::fast::RandomState::default(),
+                    Evict,
+                ),
+                // Unreachable with the values above (the builder only rejects missing
+                // capacities); fall back to quick_cache's own sharding.
+                Err(_) => quick_cache::sync::Cache::with(
+                    items,
+                    capacity,
+                    Weigh,
+                    foldhash::fast::RandomState::default(),
+                    Evict,
+                ),
+            };
+            Self { inner }
+        }
+
+        pub(crate) fn get<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            self.inner.get(key)
+        }
+
+        pub(crate) fn insert(&self, key: Key, val: Val) {
+            self.inner.insert(key, val);
+        }
+
+        pub(crate) fn remove<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            self.inner.remove(key).map(|(_, v)| v)
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.inner.len()
+        }
+
+        pub(crate) fn clear(&self) {
+            self.inner.clear();
+        }
+    }
+}
+
+#[cfg(k8s_store_loom)]
+mod cache_imp {
+    use super::CacheValue;
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    /// Loom stand-in for the cache: a map behind a loom mutex that evicts an arbitrary
+    /// entry when over capacity.
+    pub(crate) struct Cache<Key, Val: CacheValue> {
+        inner: loom::sync::Mutex<HashMap<Key, Val>>,
+        capacity: u64,
+    }
+
+    impl<Key: Eq + Hash, Val: CacheValue> Cache<Key, Val> {
+        pub(crate) fn new(_items: usize, capacity: u64) -> Self {
+            Self {
+                inner: loom::sync::Mutex::new(HashMap::new()),
+                capacity,
+            }
+        }
+
+        pub(crate) fn get<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            let map = self.inner.lock().expect("loom lock poisoned");
+            map.iter()
+                .find(|(k, _)| key.equivalent(k))
+                .map(|(_, v)| v.clone())
+        }
+
+        pub(crate) fn insert(&self, key: Key, val: Val) {
+            let mut map = self.inner.lock().expect("loom lock poisoned");
+            map.insert(key, val);
+            while map.values().map(CacheValue::weight).sum::<u64>() > self.capacity {
+                // Evict the first entry in the map's order.
+                let mut first = true;
+                match map.extract_if(|_, _| std::mem::take(&mut first)).next() {
+                    Some((_, v)) => v.evicted(),
+                    None => break,
+                }
+            }
+        }
+
+        pub(crate) fn remove<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            let mut map = self.inner.lock().expect("loom lock poisoned");
+            map.extract_if(|k, _| key.equivalent(k))
+                .next()
+                .map(|(_, v)| v)
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.inner.lock().expect("loom lock poisoned").len()
+        }
+
+        pub(crate) fn clear(&self) {
+            self.inner.lock().expect("loom lock poisoned").clear();
+        }
+    }
+}
+
+pub(crate) use cache_imp::Cache;

@@ -1,0 +1,970 @@
+//! [`CachedStore`]: the on-demand tier. The index holds only [`Reference`]s; object
+//! bodies are fetched from the API server when read, through a bounded cache with
+//! per-entry expiry and singleflight fetches.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::time::Duration;
+
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ErrorKind, Operation, StoreError};
+use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched};
+use crate::memory::MemoryStore;
+use crate::object::{Object, via};
+use crate::ptree::PTree;
+use crate::singleflight::{Flights, Join, Outcome};
+use crate::snapshot::Snapshot;
+use crate::sync::{self, Arc, Cache, CacheValue, Counter};
+
+/// What the on-demand index keeps of an object: who it is and which version the watch
+/// last reported. No body, no labels, no annotations.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reference {
+    namespace: Box<str>,
+    name: Box<str>,
+    uid: Box<str>,
+    resource_version: Option<Box<str>>,
+}
+
+impl Reference {
+    /// The reference of anything with metadata: a full object, a
+    /// `PartialObjectMeta` from a metadata watch, or a JSON object.
+    pub fn of<M>(obj: &impl Object<M>) -> Self {
+        Self {
+            namespace: obj.namespace().into(),
+            name: obj.name().into(),
+            uid: obj.uid().into(),
+            resource_version: obj.resource_version().map(Into::into),
+        }
+    }
+
+    /// A reference from its parts (empty `uid`: identity by namespace and name).
+    pub fn new(namespace: &str, name: &str, uid: &str, resource_version: Option<&str>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            resource_version: resource_version.map(Into::into),
+        }
+    }
+
+    /// `metadata.namespace`, `""` for cluster-scoped objects.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.uid`, `""` when unknown.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// `metadata.resourceVersion` as the watch last reported it.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+}
+
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reference")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("resource_version", &self.resource_version)
+            .finish()
+    }
+}
+
+impl Object<via::Resource> for Reference {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+    fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+    fn label(&self, _: &str) -> Option<&str> {
+        None
+    }
+    fn annotation(&self, _: &str) -> Option<&str> {
+        None
+    }
+    fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error> {
+        Ok(Cow::Owned(serde_json::json!({
+            "metadata": {
+                "namespace": &*self.namespace,
+                "name": &*self.name,
+                "uid": &*self.uid,
+                "resourceVersion": self.resource_version.as_deref(),
+            }
+        })))
+    }
+}
+
+/// The cache's key: namespace and name (what a `GET` needs).
+#[derive(Clone, PartialEq, Eq)]
+struct CacheKey {
+    namespace: Box<str>,
+    name: Box<str>,
+}
+
+/// A borrowed [`CacheKey`] for allocation-free lookups; hashes identically.
+struct KeyRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+fn hash_key<H: Hasher>(namespace: &str, name: &str, h: &mut H) {
+    h.write(namespace.as_bytes());
+    h.write_u8(0xff); // never part of UTF-8: namespace/name boundaries cannot shift
+    h.write(name.as_bytes());
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_key(&self.namespace, &self.name, h);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_key(self.namespace, self.name, h);
+    }
+}
+
+impl quick_cache::Equivalent<CacheKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        *key.namespace == *self.namespace && *key.name == *self.name
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_owned(&self) -> CacheKey {
+        CacheKey {
+            namespace: self.namespace.into(),
+            name: self.name.into(),
+        }
+    }
+}
+
+/// A cached body.
+struct Entry<K> {
+    object: Arc<K>,
+    resource_version: Option<Box<str>>,
+    expires: tokio::time::Instant,
+    bytes: u64,
+    weight: u64,
+    stats: Arc<Stats>,
+}
+
+impl<K> CacheValue for Arc<Entry<K>> {
+    fn weight(&self) -> u64 {
+        self.weight
+    }
+    fn evicted(&self) {
+        self.stats.evictions.incr();
+        self.stats.bytes.sub(self.bytes);
+    }
+}
+
+type FetchResult<K> = Result<Option<Fetched<K>>, FetchError>;
+
+#[derive(Debug, Default)]
+struct Stats {
+    hits: Counter,
+    misses: Counter,
+    coalesced: Counter,
+    fetches: Counter,
+    fetch_errors: Counter,
+    not_found: Counter,
+    evictions: Counter,
+    expirations: Counter,
+    bytes: Counter,
+    fetch_nanos: Counter,
+}
+
+/// Counters of a [`CachedStore`], from [`CachedStore::stats`]. Each is a sum since the
+/// store was built, except `entries` and `bytes`, which are current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Objects served from the cache.
+    pub hits: u64,
+    /// Objects not found in the cache (each led a fetch or waited for one).
+    pub misses: u64,
+    /// Misses that waited for another caller's fetch instead of making their own.
+    pub coalesced: u64,
+    /// Fetches made (one per object missed at once, however many callers missed it).
+    pub fetches: u64,
+    /// Fetches that failed (returned to every caller waiting on them).
+    pub fetch_errors: u64,
+    /// Fetches the API server answered `404 Not Found` (left out of results).
+    pub not_found: u64,
+    /// Entries evicted to stay within the capacity.
+    pub evictions: u64,
+    /// Entries found expired (older than the TTL) and dropped.
+    pub expirations: u64,
+    /// Entries resident now.
+    pub entries: u64,
+    /// Bytes (response sizes) of the entries resident now.
+    pub bytes: u64,
+    /// Total time spent in fetches.
+    pub fetch_time: Duration,
+}
+
+impl CacheStats {
+    /// Hits over hits plus misses (0 before any read).
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    ttl: Duration,
+    max_entries: usize,
+    max_bytes: Option<u64>,
+    namespace: Option<String>,
+}
+
+/// The on-demand tier: the index keeps [`Reference`]s only; bodies are fetched from
+/// the API server when read and kept in a bounded cache.
+///
+/// # Reads
+/// [`get`](Self::get) resolves the references under `keys` exactly as
+/// [`MemoryStore::get`] does (same index code), serves cached bodies, and fetches the
+/// misses concurrently (at most `fetch_concurrency` requests at once, across all
+/// callers), returning bodies in (namespace, name, uid) order.
+///
+/// # Guarantees
+/// - **Bounded:** at most `max_entries` bodies are resident (or `max_bytes` of
+///   response bytes, when set). Memory does not grow with the cluster beyond the
+///   references.
+/// - **Singleflight:** N concurrent misses of one object make one `GET`; its value or
+///   its error reaches all N. A caller whose future is dropped hands the fetch over to
+///   a waiter; nobody is left waiting.
+/// - **No stale resurrection:** a watch event (`update`, `remove`, `delete`) for an
+///   object invalidates its entry and any fetch in flight for it; that fetch's body is
+///   returned to the callers already waiting for it but never cached. A cached body
+///   whose resourceVersion differs from the reference's is not served.
+/// - **Staleness:** a body is at most `ttl` old when events were missed; otherwise it
+///   is as fresh as the watch.
+/// - **Errors are returned, never swallowed:** a fetch that fails (5xx, 429 after its
+///   retries, timeout, transport) fails the `get` with [`Operation::Fetch`]. An object
+///   the API server no longer has (404) is left out of the result (its delete event
+///   will follow).
+/// - `Debug` output and this crate's logs never contain object bodies (Secrets).
+pub struct CachedStore<K: Resource, F = ApiFetcher<K>> {
+    index: MemoryStore<Reference>,
+    cache: Cache<CacheKey, Arc<Entry<K>>>,
+    flights: Flights<CacheKey, FetchResult<K>>,
+    fetcher: F,
+    hasher: KeyState,
+    settings: Settings,
+    fetch_concurrency: usize,
+    stats: Arc<Stats>,
+}
+
+#[cfg(not(any(k8s_store_loom, fuzzing)))]
+type KeyState = foldhash::fast::RandomState;
+#[cfg(any(k8s_store_loom, fuzzing))]
+type KeyState = foldhash::fast::FixedState;
+
+impl<K: Resource, F> fmt::Debug for CachedStore<K, F> {
+    // Never prints bodies (Secrets): only sizes and counters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("references", &self.index.len())
+            .field("settings", &self.settings)
+            .field("stats", &stats_of(&self.stats, self.cache.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`CachedStore`]. Every setting has a default except the client.
+#[must_use]
+pub struct CachedStoreBuilder<K: Resource> {
+    num_keys: usize,
+    dyntype: K::DynamicType,
+    client: Option<kube::Client>,
+    settings: Settings,
+    fetch: FetchSettings,
+    shards: Option<usize>,
+}
+
+impl<K: Resource> fmt::Debug for CachedStoreBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStoreBuilder")
+            .field("num_keys", &self.num_keys)
+            .field("client", &self.client.is_some())
+            .field("settings", &self.settings)
+            .field("fetch", &self.fetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> CachedStoreBuilder<K>
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Clone + Send + Sync + 'static,
+{
+    /// The API client to fetch with. Required (unless built with
+    /// [`build_with_fetcher`](Self::build_with_fetcher)).
+    pub fn client(mut self, client: kube::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Restricts the store to one namespace: objects of others are refused.
+    /// Defaults to: all namespaces.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.settings.namespace = Some(namespace.into());
+        self
+    }
+
+    /// How long a cached body may be served without a watch event confirming it.
+    /// Must be above zero. Defaults to: 5 minutes.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings.ttl = ttl;
+        self
+    }
+
+    /// The most bodies kept at once. Must be above zero. Defaults to: 10,000.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.settings.max_entries = max_entries;
+        self
+    }
+
+    /// A budget in response bytes instead of entries: when set, the cache keeps bodies
+    /// up to this many bytes (weighing each by its size on the wire), and
+    /// `max_entries` only sizes its tables. Must be above zero. Defaults to: none.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.settings.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// The most API requests in flight at once, across all callers. Must be above
+    /// zero. Defaults to: 16.
+    pub fn fetch_concurrency(mut self, n: usize) -> Self {
+        self.fetch.concurrency = n;
+        self
+    }
+
+    /// How long one API request may take. Must be above zero. Defaults to: 10 seconds.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch.timeout = timeout;
+        self
+    }
+
+    /// How many times a `429 Too Many Requests` is retried (after its `Retry-After`,
+    /// capped at 10 seconds). Defaults to: 3.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.fetch.max_retries = retries;
+        self
+    }
+
+    /// The index's shard count (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
+    /// Defaults to: four per core.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let invalid = |msg: &str| Err(StoreError::build(ErrorKind::InvalidSetting(msg.into())));
+        if self.settings.ttl.is_zero() {
+            return invalid("ttl must be above zero (it bounds staleness when events are missed)");
+        }
+        if self.settings.max_entries == 0 {
+            return invalid("max_entries must be above zero");
+        }
+        if self.settings.max_bytes == Some(0) {
+            return invalid("max_bytes must be above zero (or unset)");
+        }
+        if self.fetch.concurrency == 0 {
+            return invalid("fetch_concurrency must be above zero");
+        }
+        if self.fetch.timeout.is_zero() {
+            return invalid("fetch_timeout must be above zero");
+        }
+        if self.settings.namespace.as_deref() == Some("") {
+            return invalid("namespace must not be empty (leave it unset for all namespaces)");
+        }
+        Ok(())
+    }
+
+    /// Builds the store over the configured client.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidSetting`] naming the missing or invalid setting, or
+    /// [`ErrorKind::ZeroKeys`].
+    pub fn build(self) -> Result<CachedStore<K>, StoreError> {
+        self.check()?;
+        let Some(client) = self.client.clone() else {
+            return Err(StoreError::build(ErrorKind::InvalidSetting(
+                "client is required: call .client(kube::Client)".into(),
+            )));
+        };
+        let fetcher = ApiFetcher::new(client, self.dyntype.clone(), self.fetch.clone());
+        self.build_with_fetcher(fetcher)
+    }
+
+    /// Builds the store over another [`Fetch`] implementation (for model checking and
+    /// fuzzing, where no network can run). The client, if any, is ignored.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), except that no client is required.
+    pub fn build_with_fetcher<F: Fetch<K>>(
+        self,
+        fetcher: F,
+    ) -> Result<CachedStore<K, F>, StoreError> {
+        self.check()?;
+        let mut index = MemoryStore::<Reference>::builder(self.num_keys);
+        if let Some(shards) = self.shards {
+            index = index.shards(shards);
+        }
+        let index = index.build()?;
+        let (items, capacity) = match self.settings.max_bytes {
+            Some(bytes) => (self.settings.max_entries, bytes),
+            None => (self.settings.max_entries, self.settings.max_entries as u64),
+        };
+        Ok(CachedStore {
+            index,
+            cache: Cache::new(items, capacity),
+            flights: Flights::new(sync::default_shard_count()),
+            fetcher,
+            hasher: KeyState::default(),
+            settings: self.settings,
+            fetch_concurrency: self.fetch.concurrency,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+}
+
+impl<K> CachedStore<K>
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Clone + Default + Send + Sync + 'static,
+{
+    /// A builder for a store of `num_keys` key components, for a typed resource.
+    pub fn builder(num_keys: usize) -> CachedStoreBuilder<K> {
+        Self::builder_for(num_keys, K::DynamicType::default())
+    }
+}
+
+impl<K> CachedStore<K>
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Clone + Send + Sync + 'static,
+{
+    /// A builder for a resource known at run time (`DynamicObject` with its
+    /// `ApiResource`).
+    pub fn builder_for(num_keys: usize, dyntype: K::DynamicType) -> CachedStoreBuilder<K> {
+        CachedStoreBuilder {
+            num_keys,
+            dyntype,
+            client: None,
+            settings: Settings {
+                ttl: Duration::from_secs(300),
+                max_entries: 10_000,
+                max_bytes: None,
+                namespace: None,
+            },
+            fetch: FetchSettings {
+                concurrency: 16,
+                timeout: Duration::from_secs(10),
+                max_retries: 3,
+                max_retry_after: Duration::from_secs(10),
+            },
+            shards: None,
+        }
+    }
+}
+
+impl<K, F> CachedStore<K, F>
+where
+    K: Resource + Send + Sync + 'static,
+    F: Fetch<K>,
+{
+    fn key_hash(&self, namespace: &str, name: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        hash_key(namespace, name, &mut h);
+        h.finish()
+    }
+
+    /// How many key components each reference is stored under.
+    pub fn num_keys(&self) -> usize {
+        self.index.num_keys()
+    }
+
+    fn reference<M>(
+        &self,
+        op: Operation,
+        obj: &impl Object<M>,
+        keys: &[impl AsRef<str>],
+    ) -> Result<Reference, StoreError> {
+        let r = Reference::of(obj);
+        if let Some(scope) = &self.settings.namespace
+            && *r.namespace != **scope
+        {
+            return Err(StoreError::new(
+                op,
+                keys,
+                ErrorKind::OutOfScope {
+                    object: format!("{}/{}", r.namespace, r.name),
+                    scope: scope.clone(),
+                },
+            ));
+        }
+        Ok(r)
+    }
+
+    /// Drops the cached body of (namespace, name) and detaches any fetch in flight for
+    /// it, so that its result is not cached.
+    fn invalidate(&self, namespace: &str, name: &str) {
+        let key = KeyRef { namespace, name };
+        let hash = self.key_hash(namespace, name);
+        self.flights.invalidate(
+            hash,
+            |k| *k.namespace == *namespace && *k.name == *name,
+            || {
+                if let Some(old) = self.cache.remove(&key) {
+                    self.stats.bytes.sub(old.bytes);
+                }
+            },
+        );
+    }
+
+    /// Records `obj`'s reference under `keys` (an upsert by identity, moving it if its
+    /// keys changed) and invalidates its cached body. Takes anything with metadata: a
+    /// full object (its body is not kept) or a `PartialObjectMeta`.
+    ///
+    /// # Errors
+    /// A wrong number of keys, or an object outside the store's namespace; nothing
+    /// changes.
+    pub fn add<M>(&self, obj: &impl Object<M>, keys: &[impl AsRef<str>]) -> Result<(), StoreError> {
+        self.put(Operation::Add, obj, keys)
+    }
+
+    /// Same as [`add`](Self::add).
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn update<M>(
+        &self,
+        obj: &impl Object<M>,
+        keys: &[impl AsRef<str>],
+    ) -> Result<(), StoreError> {
+        self.put(Operation::Update, obj, keys)
+    }
+
+    fn put<M>(
+        &self,
+        op: Operation,
+        obj: &impl Object<M>,
+        keys: &[impl AsRef<str>],
+    ) -> Result<(), StoreError> {
+        let r = self.reference(op, obj, keys)?;
+        let (ns, name) = (r.namespace.clone(), r.name.clone());
+        let r = Arc::new(r);
+        match op {
+            Operation::Update => self.index.update(r, keys)?,
+            _ => self.index.add(r, keys)?,
+        }
+        self.invalidate(&ns, &name);
+        Ok(())
+    }
+
+    /// Removes the reference with `obj`'s identity and its cached body; returns whether
+    /// it was present.
+    ///
+    /// # Errors
+    /// None today; the `Result` matches [`MemoryStore::remove`].
+    pub fn remove<M>(&self, obj: &impl Object<M>) -> Result<bool, StoreError> {
+        let r = Reference::of(obj);
+        let removed = self.index.remove(&r)?;
+        self.invalidate(&r.namespace, &r.name);
+        Ok(removed)
+    }
+
+    /// Removes every reference under exactly `keys` and their cached bodies; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// A wrong number of keys.
+    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+        let refs = self.index.get(keys).map_err(|mut e| {
+            e.operation = Operation::Delete;
+            e
+        })?;
+        let n = self.index.delete(keys)?;
+        for r in refs {
+            self.invalidate(&r.namespace, &r.name);
+        }
+        Ok(n)
+    }
+
+    /// Replaces every reference at once (a relist). Cached bodies of objects that are
+    /// gone, or whose resourceVersion changed, are invalidated.
+    ///
+    /// # Errors
+    /// An item with a wrong number of keys or outside the namespace; nothing changes.
+    pub fn replace<M, O, S>(
+        &self,
+        items: impl IntoIterator<Item = (O, Vec<S>)>,
+    ) -> Result<(), StoreError>
+    where
+        O: Object<M>,
+        S: AsRef<str>,
+    {
+        let mut refs = Vec::new();
+        for (obj, keys) in items {
+            let r = self.reference(Operation::Replace, &obj, &keys)?;
+            refs.push((Arc::new(r), keys));
+        }
+        let before = self.index.list();
+        let current: std::collections::HashMap<(&str, &str), Option<&str>> = refs
+            .iter()
+            .map(|(r, _)| ((&*r.namespace, &*r.name), r.resource_version()))
+            .collect();
+        let stale: Vec<Arc<Reference>> = before
+            .iter()
+            .filter(|old| {
+                current.get(&(&*old.namespace, &*old.name)) != Some(&old.resource_version())
+            })
+            .cloned()
+            .collect();
+        drop(current);
+        self.index.replace(refs)?;
+        for r in stale {
+            self.invalidate(&r.namespace, &r.name);
+        }
+        Ok(())
+    }
+
+    /// Removes every reference and every cached body.
+    pub fn clear(&self) {
+        self.index.clear();
+        self.cache.clear();
+        // quick_cache's clear does not report what it dropped: recount from zero.
+        self.stats.bytes.sub(u64::MAX);
+    }
+
+    /// The number of references.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The references under `keys` (or under every key starting with `keys`), without
+    /// fetching anything.
+    ///
+    /// # Errors
+    /// As [`MemoryStore::get`].
+    pub fn references<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<Reference>>, StoreError> {
+        self.index.get(keys)
+    }
+
+    /// Every reference, in (namespace, name, uid) order, without fetching anything.
+    pub fn list_references(&self) -> Snapshot<Reference> {
+        self.index.list()
+    }
+
+    /// A cached body for `r` that is fresh and of `r`'s resourceVersion.
+    fn lookup(&self, namespace: &str, name: &str, rv: Option<Option<&str>>) -> Option<Arc<K>> {
+        let key = KeyRef { namespace, name };
+        let entry = self.cache.get(&key)?;
+        if entry.expires <= sync::now() {
+            if let Some(old) = self.cache.remove(&key) {
+                self.stats.expirations.incr();
+                self.stats.bytes.sub(old.bytes);
+            }
+            return None;
+        }
+        if let Some(Some(rv)) = rv
+            && entry.resource_version.as_deref() != Some(rv)
+        {
+            return None;
+        }
+        Some(Arc::clone(&entry.object))
+    }
+
+    /// One object through the cache and the singleflight. `rv`: `Some(v)` to require
+    /// the body to be of the reference's version `v` (`Some(None)`: any).
+    async fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+        rv: Option<Option<&str>>,
+    ) -> FetchResult<K> {
+        let hash = self.key_hash(namespace, name);
+        let mut first = true;
+        loop {
+            if let Some(object) = self.lookup(namespace, name, rv) {
+                self.stats.hits.incr();
+                return Ok(Some(Fetched { object, bytes: 0 }));
+            }
+            let join = self.flights.join(
+                hash,
+                |k| *k.namespace == *namespace && *k.name == *name,
+                || KeyRef { namespace, name }.to_owned(),
+                || self.lookup(namespace, name, rv),
+            );
+            match join {
+                Join::Ready(object) => {
+                    self.stats.hits.incr();
+                    return Ok(Some(Fetched { object, bytes: 0 }));
+                }
+                Join::Wait(wait) => {
+                    if first {
+                        self.stats.misses.incr();
+                        self.stats.coalesced.incr();
+                        first = false;
+                    }
+                    match wait.await {
+                        Outcome::Done(result) => return result,
+                        Outcome::Abandoned => continue,
+                    }
+                }
+                Join::Lead(leader) => {
+                    if first {
+                        self.stats.misses.incr();
+                    }
+                    self.stats.fetches.incr();
+                    let started = std::time::Instant::now();
+                    let result = self.fetcher.fetch(namespace, name).await;
+                    self.stats
+                        .fetch_nanos
+                        .add(started.elapsed().as_nanos() as u64);
+                    match &result {
+                        Err(_) => self.stats.fetch_errors.incr(),
+                        Ok(None) => self.stats.not_found.incr(),
+                        Ok(Some(_)) => {}
+                    }
+                    leader.complete(result.clone(), |result| self.fill(namespace, name, result));
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Caches a fetched body (called under the flight's shard lock, only if no
+    /// invalidation happened since the fetch began).
+    fn fill(&self, namespace: &str, name: &str, result: &FetchResult<K>) {
+        let Ok(Some(fetched)) = result else { return };
+        let bytes = fetched.bytes as u64;
+        let entry = Arc::new(Entry {
+            object: Arc::clone(&fetched.object),
+            resource_version: fetched
+                .object
+                .meta()
+                .resource_version
+                .as_deref()
+                .map(Into::into),
+            expires: sync::now() + self.settings.ttl,
+            bytes,
+            weight: if self.settings.max_bytes.is_some() {
+                bytes.max(1)
+            } else {
+                1
+            },
+            stats: Arc::clone(&self.stats),
+        });
+        let key = KeyRef { namespace, name };
+        if let Some(old) = self.cache.remove(&key) {
+            self.stats.bytes.sub(old.bytes);
+        }
+        self.stats.bytes.add(bytes);
+        self.cache.insert(key.to_owned(), entry);
+    }
+
+    fn fetch_error<S: AsRef<str>>(
+        op: Operation,
+        keys: &[S],
+        namespace: &str,
+        name: &str,
+        cause: FetchError,
+    ) -> StoreError {
+        let object = if namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{namespace}/{name}")
+        };
+        let _ = op;
+        StoreError::new(Operation::Fetch, keys, ErrorKind::Fetch { object, cause })
+    }
+
+    async fn resolve_all<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+        refs: &[Arc<Reference>],
+    ) -> Result<Vec<Arc<K>>, StoreError> {
+        // Hits first, synchronously: a fully cached read makes no future at all.
+        let mut out: Vec<Option<Arc<K>>> = Vec::with_capacity(refs.len());
+        let mut missed = Vec::new();
+        for (i, r) in refs.iter().enumerate() {
+            match self.lookup(&r.namespace, &r.name, Some(r.resource_version())) {
+                Some(obj) => {
+                    self.stats.hits.incr();
+                    out.push(Some(obj));
+                }
+                None => {
+                    out.push(None);
+                    missed.push(i);
+                }
+            }
+        }
+        if !missed.is_empty() {
+            use futures::StreamExt;
+            let fetches: Vec<_> = missed
+                .into_iter()
+                .map(|i| {
+                    let r = Arc::clone(&refs[i]);
+                    async move {
+                        let result = self
+                            .resolve(&r.namespace, &r.name, Some(r.resource_version()))
+                            .await;
+                        (i, result)
+                    }
+                })
+                .collect();
+            let mut results =
+                futures::stream::iter(fetches).buffer_unordered(self.fetch_concurrency);
+            while let Some((i, result)) = results.next().await {
+                match result {
+                    Ok(found) => out[i] = found.map(|f| f.object),
+                    Err(cause) => {
+                        let r = &refs[i];
+                        return Err(Self::fetch_error(
+                            Operation::Get,
+                            keys,
+                            &r.namespace,
+                            &r.name,
+                            cause,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The objects under `keys` (or under every key starting with `keys`), in
+    /// (namespace, name, uid) order: cached bodies, and the misses fetched
+    /// concurrently. Objects the API server no longer has are left out.
+    ///
+    /// # Errors
+    /// A wrong number of keys ([`Operation::Get`]); a failed fetch
+    /// ([`Operation::Fetch`], [`ErrorKind::Fetch`] naming the object and the cause).
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels this caller's fetches; other callers waiting for
+    /// them take them over.
+    pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+        let refs = self.index.get(keys)?;
+        self.resolve_all(keys, &refs).await
+    }
+
+    /// One object by namespace and name, through the cache and the singleflight,
+    /// whether or not the index has a reference to it. `Ok(None)` if the API server
+    /// says it does not exist.
+    ///
+    /// # Errors
+    /// A failed fetch ([`Operation::Fetch`]).
+    pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, StoreError> {
+        match self.resolve(namespace, name, None).await {
+            Ok(found) => Ok(found.map(|f| f.object)),
+            Err(cause) => Err(Self::fetch_error(
+                Operation::Fetch,
+                &[namespace, name],
+                namespace,
+                name,
+                cause,
+            )),
+        }
+    }
+
+    /// Every object, fetched as needed (concurrently, bounded), in (namespace, name,
+    /// uid) order. This reads every body: on a large store it is as expensive as the
+    /// fetches it makes.
+    ///
+    /// # Errors
+    /// A failed fetch ([`Operation::Fetch`]).
+    pub async fn list(&self) -> Result<Snapshot<K>, StoreError> {
+        let refs = self.index.list().to_vec();
+        let objects = self.resolve_all::<&str>(&[], &refs).await?;
+        Ok(Snapshot::new(PTree::from_sorted(objects)))
+    }
+
+    /// The counters since the store was built.
+    pub fn stats(&self) -> CacheStats {
+        stats_of(&self.stats, self.cache.len())
+    }
+
+    /// The fetcher (for its own statistics, if it keeps any).
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
+    }
+
+    /// Checks internal invariants: the index's, and that no fetch is registered when
+    /// none is running. For tests, property tests and fuzz targets; call it when no
+    /// operation is in progress.
+    ///
+    /// # Errors
+    /// A description of the first violated invariant.
+    #[doc(hidden)]
+    pub fn validate(&self) -> Result<(), String> {
+        self.index.validate()?;
+        let flights = self.flights.len();
+        if flights != 0 {
+            return Err(format!("{flights} flights registered while idle"));
+        }
+        if self.cache.len() > self.settings.max_entries && self.settings.max_bytes.is_none() {
+            return Err(format!(
+                "{} entries resident, above max_entries {}",
+                self.cache.len(),
+                self.settings.max_entries
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn stats_of(s: &Stats, entries: usize) -> CacheStats {
+    CacheStats {
+        hits: s.hits.get(),
+        misses: s.misses.get(),
+        coalesced: s.coalesced.get(),
+        fetches: s.fetches.get(),
+        fetch_errors: s.fetch_errors.get(),
+        not_found: s.not_found.get(),
+        evictions: s.evictions.get(),
+        expirations: s.expirations.get(),
+        entries: entries as u64,
+        bytes: s.bytes.get(),
+        fetch_time: Duration::from_nanos(s.fetch_nanos.get()),
+    }
+}

@@ -1,0 +1,259 @@
+//! How the on-demand tier reaches the API server: the [`Fetch`] trait and its real
+//! implementation over a `kube::Client`, [`ApiFetcher`].
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use kube::Resource;
+use kube::client::Body;
+use kube::core::params::GetParams;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use crate::sync::Arc;
+
+/// One object's body as fetched, with its size on the wire (the cache's byte weight).
+pub struct Fetched<K> {
+    /// The object.
+    pub object: Arc<K>,
+    /// The size of the response body in bytes.
+    pub bytes: usize,
+}
+
+impl<K> Clone for Fetched<K> {
+    fn clone(&self) -> Self {
+        Self {
+            object: Arc::clone(&self.object),
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Fetched<K> {
+    // Never prints the object: it may be a Secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a fetch failed. `404 Not Found` is not an error (the fetch returns `None`).
+///
+/// Messages never contain object bodies: decode errors keep only serde's category and
+/// position, not the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The API server answered with an error status (other than 404, and other than a
+    /// 429 that was retried).
+    #[error("the API server answered {code} {reason}: {message}")]
+    Api {
+        /// The HTTP status code.
+        code: u16,
+        /// The Status `reason` (`InternalError`, `Forbidden`, ...), empty if none.
+        reason: String,
+        /// The Status `message`.
+        message: String,
+    },
+    /// Still throttled (`429 Too Many Requests`) after the configured retries, each of
+    /// which waited for the server's `Retry-After`.
+    #[error("throttled by the API server (429) on all {attempts} attempts")]
+    Throttled {
+        /// How many requests were made.
+        attempts: u32,
+    },
+    /// No answer within the fetch timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed (refused, reset, TLS, ...).
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The answer was not a valid object of this type.
+    #[error("invalid response body: {0}")]
+    Decode(String),
+}
+
+/// Fetches single objects by namespace and name.
+///
+/// The crate's implementation is [`ApiFetcher`], over a `kube::Client`. The trait is
+/// public so that model checking (loom) and fuzzing can drive the on-demand tier with a
+/// deterministic in-process fetcher where no network can run; tests and production use
+/// `ApiFetcher`.
+pub trait Fetch<K>: Send + Sync + 'static {
+    /// The object, `Ok(None)` if the API server says it does not exist.
+    fn fetch(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Fetched<K>>, FetchError>> + Send;
+}
+
+/// Settings of an [`ApiFetcher`].
+#[derive(Debug, Clone)]
+pub(crate) struct FetchSettings {
+    pub(crate) concurrency: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) max_retry_after: Duration,
+}
+
+/// Fetches objects with `GET` through a `kube::Client`: at most `fetch_concurrency`
+/// requests at once across all callers, each bounded by `fetch_timeout`; `429` answers
+/// are retried after their `Retry-After` (capped), up to `max_retries` times.
+///
+/// Note that kube clients built with `kube::Config::default_retry` (the default) already
+/// retry 429, 503 and 504 answers themselves, honouring `Retry-After`; the timeout
+/// covers those retries, and a 429 that still reaches the fetcher is retried
+/// `max_retries` more times.
+pub struct ApiFetcher<K: Resource> {
+    client: kube::Client,
+    dyntype: K::DynamicType,
+    permits: Semaphore,
+    settings: FetchSettings,
+    _k: PhantomData<fn() -> K>,
+}
+
+impl<K: Resource> fmt::Debug for ApiFetcher<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiFetcher")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Resource> ApiFetcher<K> {
+    pub(crate) fn new(
+        client: kube::Client,
+        dyntype: K::DynamicType,
+        settings: FetchSettings,
+    ) -> Self {
+        Self {
+            client,
+            dyntype,
+            permits: Semaphore::new(settings.concurrency),
+            settings,
+            _k: PhantomData,
+        }
+    }
+
+    async fn attempt(&self, namespace: &str, name: &str) -> Result<Attempt<K>, FetchError>
+    where
+        K: DeserializeOwned,
+    {
+        let ns = (!namespace.is_empty()).then_some(namespace);
+        let url = K::url_path(&self.dyntype, ns);
+        let request = kube::core::Request::new(url)
+            .get(name, &GetParams::default())
+            .map_err(|e| FetchError::Transport(format!("building the request: {e}")))?;
+        let response = self
+            .client
+            .send(request.map(Body::from))
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http_retry_after())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        match status {
+            200 => {
+                let object: K = serde_json::from_slice(&body).map_err(|e| {
+                    // Category and position only: serde's message can quote a value.
+                    FetchError::Decode(format!(
+                        "{:?} error at line {} column {}",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ))
+                })?;
+                Ok(Attempt::Found(Fetched {
+                    object: Arc::new(object),
+                    bytes: body.len(),
+                }))
+            }
+            404 => Ok(Attempt::NotFound),
+            429 => Ok(Attempt::Throttled(retry_after)),
+            code => {
+                let (reason, message) = status_fields(&body);
+                Err(FetchError::Api {
+                    code,
+                    reason,
+                    message,
+                })
+            }
+        }
+    }
+}
+
+enum Attempt<K> {
+    Found(Fetched<K>),
+    NotFound,
+    Throttled(Option<Duration>),
+}
+
+fn http_retry_after() -> &'static str {
+    "retry-after"
+}
+
+/// `reason` and `message` of a Status body (empty when it is not one).
+fn status_fields(body: &[u8]) -> (String, String) {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Status>(body) {
+        Ok(s) => (s.reason, s.message),
+        Err(_) => (String::new(), String::new()),
+    }
+}
+
+impl<K> Fetch<K> for ApiFetcher<K>
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Send + Sync,
+{
+    async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Fetched<K>>, FetchError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let outcome = {
+                // The semaphore is never closed, so acquiring cannot fail; map it anyway.
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| FetchError::Transport("fetcher shut down".into()))?;
+                tokio::time::timeout(self.settings.timeout, self.attempt(namespace, name))
+                    .await
+                    .map_err(|_| FetchError::Timeout(self.settings.timeout))??
+            };
+            match outcome {
+                Attempt::Found(f) => return Ok(Some(f)),
+                Attempt::NotFound => return Ok(None),
+                Attempt::Throttled(retry_after) => {
+                    if attempts > self.settings.max_retries {
+                        return Err(FetchError::Throttled { attempts });
+                    }
+                    // Without a Retry-After, back off 100 ms, 200 ms, 400 ms, ...
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_millis(100 << (attempts - 1).min(6)))
+                        .min(self.settings.max_retry_after);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}

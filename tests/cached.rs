@@ -1,0 +1,506 @@
+//! The on-demand tier against the in-process API server, through a real `kube::Client`
+//! over HTTP on a loopback port.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_store::sim::{ApiServer, Fault, Route, Verb};
+use k8s_store::{CachedStore, ErrorKind, FetchError, Operation, Store, StoreError};
+
+fn secret(ns: &str, name: &str, value: &str) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.name = Some(name.into());
+    s.data = Some(BTreeMap::from([(
+        "password".to_owned(),
+        ByteString(value.as_bytes().to_vec()),
+    )]));
+    s
+}
+
+fn value_of(s: &Secret) -> String {
+    let data = s.data.as_ref().expect("data");
+    String::from_utf8(data["password"].0.clone()).expect("utf8")
+}
+
+/// A server with `n` secrets `s-000`.. in namespace `default`, and a store that has
+/// their references (as a metadata watch would have delivered them).
+async fn setup(
+    n: usize,
+    tune: impl FnOnce(k8s_store::CachedStoreBuilder<Secret>) -> k8s_store::CachedStoreBuilder<Secret>,
+) -> (ApiServer, Arc<CachedStore<Secret>>) {
+    let server = ApiServer::start().await.expect("server");
+    let store = tune(CachedStore::<Secret>::builder(2).client(server.client()))
+        .build()
+        .expect("store");
+    for i in 0..n {
+        let name = format!("s-{i:03}");
+        let created = server
+            .create(&secret("default", &name, &format!("v-{i}")))
+            .expect("create");
+        store
+            .add(&created, &["default", name.as_str()])
+            .expect("add");
+    }
+    (server, Arc::new(store))
+}
+
+fn gets(server: &ApiServer) -> u64 {
+    server.counters().requests(Verb::Get, "secrets")
+}
+
+fn fetch_cause(e: &StoreError) -> &FetchError {
+    assert_eq!(e.operation, Operation::Fetch, "{e}");
+    match &e.kind {
+        ErrorKind::Fetch { cause, .. } => cause,
+        other => panic!("expected a fetch error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_misses_make_one_get() {
+    let (server, store) = setup(1, |b| b).await;
+    // Slow enough that all 100 callers arrive while the first fetch is in flight.
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(gets(&server), 1, "one GET for 100 concurrent misses");
+    let first = &results[0][0];
+    assert_eq!(value_of(first), "v-0");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.len() == 1 && Arc::ptr_eq(&r[0], first))
+    );
+    let stats = store.stats();
+    assert_eq!(stats.fetches, 1);
+    assert_eq!(stats.misses, 100, "{stats:?}");
+    assert_eq!(stats.coalesced, 99, "{stats:?}");
+    store.validate().unwrap();
+    // And now it is cached.
+    store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(gets(&server), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_500_reaches_every_waiter_after_one_get() {
+    let (server, store) = setup(1, |b| b).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::status(500).with_latency(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().expect_err("the 500 must not be swallowed");
+        assert!(
+            matches!(fetch_cause(&err), FetchError::Api { code: 500, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("default/s-000"), "{err}");
+    }
+    assert_eq!(gets(&server), 1);
+    assert_eq!(store.stats().fetch_errors, 1);
+    assert_eq!(store.stats().entries, 0, "errors are not cached");
+    store.validate().unwrap();
+    // Once the fault is gone, the next read fetches again and succeeds.
+    server.clear_faults();
+    assert_eq!(store.get(&["default", "s-000"]).await.unwrap().len(), 1);
+    assert_eq!(gets(&server), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_first_caller_leaves_no_one_hanging() {
+    let (server, store) = setup(1, |b| b).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(300)),
+        )
+        .unwrap();
+    let leader = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+    };
+    // Wait until the leader's GET is at the server.
+    while server.counters().in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.stats().coalesced,
+        10,
+        "the others wait for the leader"
+    );
+    leader.abort();
+    for w in waiters {
+        let got = tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("a waiter hung after its leader was cancelled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(value_of(&got[0]), "v-0");
+    }
+    // The leader's request was cancelled; one waiter took over with a second GET.
+    assert_eq!(gets(&server), 2);
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_racing_a_slow_fetch_serves_the_new_version() {
+    let (server, store) = setup(1, |b| b).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(300)).times(1),
+        )
+        .unwrap();
+    let slow = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+    };
+    while server.counters().in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The watch reports a new version while the fetch is in flight (the fetch reads the
+    // server's copy before that copy changes, as when the event overtakes a GET).
+    let next_rv = (server.resource_version() + 1).to_string();
+    let mut event = secret("default", "s-000", "");
+    event.metadata.uid = server
+        .get::<Secret>(Some("default"), "s-000")
+        .unwrap()
+        .unwrap()
+        .metadata
+        .uid;
+    event.metadata.resource_version = Some(next_rv.clone());
+    store.update(&event, &["default", "s-000"]).unwrap();
+    let old = slow.await.unwrap().unwrap();
+    assert_eq!(
+        value_of(&old[0]),
+        "v-0",
+        "the in-flight caller gets what it fetched"
+    );
+    let updated = server
+        .replace(&secret("default", "s-000", "v-new"))
+        .expect("replace");
+    assert_eq!(
+        updated.metadata.resource_version.as_deref(),
+        Some(next_rv.as_str())
+    );
+    let fresh = store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(value_of(&fresh[0]), "v-new");
+    assert_eq!(gets(&server), 2);
+    // A stale body is never served after the update returned.
+    for _ in 0..3 {
+        assert_eq!(
+            value_of(&store.get(&["default", "s-000"]).await.unwrap()[0]),
+            "v-new"
+        );
+    }
+    assert_eq!(gets(&server), 2, "the new body is cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_during_a_fetch_keeps_the_fetched_body_out_of_the_cache() {
+    let (server, store) = setup(1, |b| b).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(300)).times(1),
+        )
+        .unwrap();
+    let slow = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.fetch("default", "s-000").await })
+    };
+    while server.counters().in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The watch event arrives while the GET is in flight (same resourceVersion on the
+    // reference, so only the in-flight invalidation can keep the body out).
+    let current = server
+        .get::<Secret>(Some("default"), "s-000")
+        .unwrap()
+        .unwrap();
+    store.update(&current, &["default", "s-000"]).unwrap();
+    slow.await.unwrap().unwrap().expect("found");
+    assert_eq!(
+        store.stats().entries,
+        0,
+        "a body fetched across an update is not cached"
+    );
+    store.fetch("default", "s-000").await.unwrap();
+    assert_eq!(gets(&server), 2);
+    assert_eq!(store.stats().entries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_entries_never_exceed_max_entries() {
+    let (server, store) = setup(500, |b| b.max_entries(50)).await;
+    for i in 0..500 {
+        let got = store
+            .get(&["default", format!("s-{i:03}").as_str()])
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let stats = store.stats();
+        assert!(
+            stats.entries <= 50,
+            "{} entries resident after {} reads",
+            stats.entries,
+            i + 1
+        );
+    }
+    let stats = store.stats();
+    assert_eq!(gets(&server), 500);
+    assert!(stats.evictions >= 450, "{stats:?}");
+    assert!(stats.entries > 0);
+    // The byte count follows the resident entries (each body is a few hundred bytes).
+    assert!(stats.bytes > 0 && stats.bytes < 50 * 2048, "{stats:?}");
+    // A prefix read of everything still works, fetching what was evicted.
+    assert_eq!(store.get(&["default"]).await.unwrap().len(), 500);
+    assert!(store.stats().entries <= 50);
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_fetched_again() {
+    let (server, store) = setup(1, |b| b.ttl(Duration::from_millis(150))).await;
+    store.get(&["default", "s-000"]).await.unwrap();
+    store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(gets(&server), 1, "fresh: served from the cache");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(gets(&server), 2, "expired: fetched again");
+    assert_eq!(store.stats().expirations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_are_bounded() {
+    let (server, store) = setup(200, |b| b.fetch_concurrency(16).max_entries(1000)).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(20)),
+        )
+        .unwrap();
+    server.reset_counters();
+    let all = store.get(&["default"]).await.unwrap();
+    assert_eq!(all.len(), 200);
+    let names: Vec<_> = all
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "results in (namespace, name) order");
+    let c = server.counters();
+    assert_eq!(c.requests(Verb::Get, "secrets"), 200);
+    let peak = c.peak_in_flight();
+    assert!((2..=16).contains(&peak), "peak in flight {peak}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_is_left_out_but_a_500_fails_the_get() {
+    let (server, store) = setup(3, |b| b).await;
+    // The object is gone at the server; its delete event has not arrived yet.
+    server.delete::<Secret>(Some("default"), "s-001").unwrap();
+    let got = store.get(&["default"]).await.unwrap();
+    let names: Vec<_> = got
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["s-000", "s-002"]);
+    assert_eq!(store.stats().not_found, 1);
+    // A 500 on one object fails the whole read, naming the object.
+    server
+        .set_fault(Route::get("secrets"), Fault::status(500))
+        .unwrap();
+    let err = store.get(&["default", "s-001"]).await.unwrap_err();
+    assert!(matches!(
+        fetch_cause(&err),
+        FetchError::Api { code: 500, .. }
+    ));
+    assert!(err.to_string().contains("fetch"), "{err}");
+    // Cached objects are still served while the server fails.
+    assert_eq!(store.get(&["default", "s-000"]).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_fetches_honour_retry_after() {
+    // kube clients retry 429s themselves by default; switch that off to see the
+    // store's own bounded retries.
+    let (server, _) = setup(2, |b| b).await;
+    let mut config = server.config();
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
+    let store = CachedStore::<Secret>::builder(2)
+        .client(client)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    for name in ["s-000", "s-001"] {
+        let s = server
+            .get::<Secret>(Some("default"), name)
+            .unwrap()
+            .unwrap();
+        store.add(&s, &["default", name]).unwrap();
+    }
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::status(429).retry_after(1).times(2),
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(gets(&server), 3, "two 429s, then success");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "waited for Retry-After twice: {:?}",
+        started.elapsed()
+    );
+    // More 429s than retries: a Throttled error, after max_retries + 1 requests.
+    server
+        .set_fault(Route::get("secrets"), Fault::status(429).retry_after(0))
+        .unwrap();
+    let err = store.get(&["default", "s-001"]).await.unwrap_err();
+    assert_eq!(fetch_cause(&err), &FetchError::Throttled { attempts: 3 });
+    assert_eq!(gets(&server), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_time_out() {
+    let (server, store) = setup(1, |b| b.fetch_timeout(Duration::from_millis(100))).await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(500)),
+        )
+        .unwrap();
+    let err = store.get(&["default", "s-000"]).await.unwrap_err();
+    assert_eq!(
+        fetch_cause(&err),
+        &FetchError::Timeout(Duration::from_millis(100))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_invalidate_and_remove() {
+    let (server, store) = setup(3, |b| b).await;
+    assert_eq!(store.get(&["default"]).await.unwrap().len(), 3);
+    assert_eq!(store.stats().entries, 3);
+    // remove: that object only; delete: the whole key.
+    let s1 = server
+        .get::<Secret>(Some("default"), "s-001")
+        .unwrap()
+        .unwrap();
+    assert!(store.remove(&s1).unwrap());
+    assert_eq!(store.stats().entries, 2);
+    assert_eq!(store.delete(&["default", "s-002"]).unwrap(), 1);
+    assert_eq!(store.stats().entries, 1);
+    let names: Vec<_> = store
+        .get(&["default"])
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["s-000"]);
+    // A relist that changes a resourceVersion drops that body only.
+    let s0 = server
+        .replace(&secret("default", "s-000", "v-relisted"))
+        .unwrap();
+    store.replace([(s0, vec!["default", "s-000"])]).unwrap();
+    assert_eq!(store.stats().entries, 0);
+    let got = store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(value_of(&got[0]), "v-relisted");
+    // The Store trait works the same (list fetches what is missing).
+    let listed = Store::list(&*store).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_bodies_never_appear_in_debug_output() {
+    let (server, store) = setup(1, |b| b).await;
+    let got = store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(value_of(&got[0]), "v-0");
+    server
+        .set_fault(Route::get("secrets"), Fault::status(500))
+        .unwrap();
+    store.clear();
+    let created = server
+        .create(&secret("default", "t", "hunter2-secret"))
+        .unwrap();
+    store.add(&created, &["default", "t"]).unwrap();
+    let err = store.get(&["default", "t"]).await.unwrap_err();
+    let rendered = format!("{store:?} {err} {err:?} {:?}", store.stats());
+    assert!(!rendered.contains("hunter2"), "{rendered}");
+    assert!(!rendered.contains("v-0"), "{rendered}");
+}
+
+#[tokio::test]
+async fn invalid_settings_are_build_errors() {
+    let server = ApiServer::start().await.unwrap();
+    let b = || CachedStore::<Secret>::builder(2).client(server.client());
+    let cases: Vec<(Result<CachedStore<Secret>, StoreError>, &str)> = vec![
+        (b().ttl(Duration::ZERO).build(), "ttl"),
+        (b().max_entries(0).build(), "max_entries"),
+        (b().max_bytes(0).build(), "max_bytes"),
+        (b().fetch_concurrency(0).build(), "fetch_concurrency"),
+        (b().fetch_timeout(Duration::ZERO).build(), "fetch_timeout"),
+        (b().namespace("").build(), "namespace"),
+        (CachedStore::<Secret>::builder(2).build(), "client"),
+        (
+            CachedStore::<Secret>::builder(0)
+                .client(server.client())
+                .build(),
+            "num_keys",
+        ),
+    ];
+    for (result, setting) in cases {
+        let err = result.expect_err(setting);
+        assert_eq!(err.operation, Operation::Build);
+        assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
+    // Out-of-scope objects are refused and change nothing.
+    let store = b().namespace("team-a").build().unwrap();
+    let err = store
+        .add(&secret("team-b", "x", "y"), &["team-b", "x"])
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::OutOfScope { .. }), "{err}");
+    assert!(store.is_empty());
+    // Wrong key counts, as in the full tier.
+    assert!(store.add(&secret("team-a", "x", "y"), &["team-a"]).is_err());
+    assert!(store.get(&["a", "b", "c"]).await.is_err());
+}

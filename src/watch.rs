@@ -1,0 +1,592 @@
+//! Feeding stores from kube-runtime watches.
+//!
+//! A [`Feeder`] turns `kube_runtime::watcher::Event`s into store writes:
+//!
+//! - `Init` / `InitApply` / `InitDone` (the initial list and every relist) are buffered
+//!   and swapped in at `InitDone` with one `replace`: readers see the old state until
+//!   then, never a half-filled store, and objects deleted while the watch was down are
+//!   gone after it.
+//! - `Apply` upserts under the keys the [`Indexer`] extracts; an object whose stored
+//!   resourceVersion is unchanged is skipped. An object whose index field is missing
+//!   is logged with its namespace/name, removed if it was stored (so nothing stays
+//!   behind under its old key) and skipped: the watch goes on.
+//! - `Delete` removes that one object by identity; siblings under the same key stay.
+//! - Before objects enter the store, `metadata.managedFields` is dropped (and whatever
+//!   else the configured stripper removes).
+//!
+//! [`WatchStatus`] tells when the first full sync is done ([`WatchStatus::ready`]), and
+//! hands out a change signal with a generation counter and optional debouncing
+//! ([`Changes`]), for renders that should run once per burst of changes.
+//!
+//! Watch errors (dropped connections, `410 Gone`, 5xx) are retried with backoff by
+//! kube-runtime's watcher (the spawn helpers apply `default_backoff`); the feeder counts
+//! them and the store stays readable throughout.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cached::CachedStore;
+use crate::error::{ErrorKind, StoreError};
+use crate::fetch::Fetch;
+use crate::indexer::Indexer;
+use crate::memory::MemoryStore;
+use crate::sync::Arc;
+
+/// A store a watch can write into. Implemented by [`MemoryStore`] (fed full objects)
+/// and [`CachedStore`] (fed full objects or `PartialObjectMeta` from a metadata
+/// watch; either way only the reference is kept).
+pub trait Target<E>: Send + Sync + 'static {
+    /// The resourceVersion stored for `obj`'s identity under exactly `keys`, if any.
+    fn stored_version(&self, obj: &E, keys: &[String]) -> Option<String>;
+    /// Upserts `obj` under `keys`.
+    ///
+    /// # Errors
+    /// The store's error (a wrong key count cannot happen with a matching indexer).
+    fn apply(&self, obj: E, keys: &[String]) -> Result<(), StoreError>;
+    /// Removes `obj` by identity; returns whether it was stored.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn delete(&self, obj: &E) -> Result<bool, StoreError>;
+    /// Replaces everything at once.
+    ///
+    /// # Errors
+    /// The store's error; nothing changes.
+    fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError>;
+}
+
+fn same_identity(a: &kube::core::ObjectMeta, b: &kube::core::ObjectMeta) -> bool {
+    match (a.uid.as_deref(), b.uid.as_deref()) {
+        (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => x == y,
+        _ => a.namespace == b.namespace && a.name == b.name,
+    }
+}
+
+impl<K> Target<K> for MemoryStore<K>
+where
+    K: Resource + Serialize + Send + Sync + 'static,
+{
+    fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
+        let stored = self.get(keys).ok()?;
+        stored
+            .iter()
+            .find(|s| same_identity(s.meta(), obj.meta()))
+            .and_then(|s| s.meta().resource_version.clone())
+    }
+    fn apply(&self, obj: K, keys: &[String]) -> Result<(), StoreError> {
+        self.update(Arc::new(obj), keys)
+    }
+    fn delete(&self, obj: &K) -> Result<bool, StoreError> {
+        self.remove(obj)
+    }
+    fn relist(&self, items: Vec<(K, Vec<String>)>) -> Result<(), StoreError> {
+        self.replace(items.into_iter().map(|(o, k)| (Arc::new(o), k)))
+    }
+}
+
+fn cached_version<K, F, E>(store: &CachedStore<K, F>, obj: &E, keys: &[String]) -> Option<String>
+where
+    K: Resource + Send + Sync + 'static,
+    F: Fetch<K>,
+    E: Resource,
+{
+    let m = obj.meta();
+    let refs = store.references(keys).ok()?;
+    refs.iter()
+        .find(|r| match m.uid.as_deref() {
+            Some(uid) if !uid.is_empty() && !r.uid().is_empty() => r.uid() == uid,
+            _ => {
+                r.namespace() == m.namespace.as_deref().unwrap_or("")
+                    && r.name() == m.name.as_deref().unwrap_or("")
+            }
+        })
+        .and_then(|r| r.resource_version().map(str::to_owned))
+}
+
+impl<K, F> Target<K> for CachedStore<K, F>
+where
+    K: Resource + Serialize + Send + Sync + 'static,
+    F: Fetch<K>,
+{
+    fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
+        cached_version(self, obj, keys)
+    }
+    fn apply(&self, obj: K, keys: &[String]) -> Result<(), StoreError> {
+        self.update(&obj, keys)
+    }
+    fn delete(&self, obj: &K) -> Result<bool, StoreError> {
+        self.remove(obj)
+    }
+    fn relist(&self, items: Vec<(K, Vec<String>)>) -> Result<(), StoreError> {
+        self.replace(items)
+    }
+}
+
+impl<K, F> Target<PartialObjectMeta<K>> for CachedStore<K, F>
+where
+    K: Resource + Serialize + Send + Sync + 'static,
+    F: Fetch<K>,
+    PartialObjectMeta<K>: Resource + Serialize,
+{
+    fn stored_version(&self, obj: &PartialObjectMeta<K>, keys: &[String]) -> Option<String> {
+        cached_version(self, obj, keys)
+    }
+    fn apply(&self, obj: PartialObjectMeta<K>, keys: &[String]) -> Result<(), StoreError> {
+        self.update(&obj, keys)
+    }
+    fn delete(&self, obj: &PartialObjectMeta<K>) -> Result<bool, StoreError> {
+        self.remove(obj)
+    }
+    fn relist(&self, items: Vec<(PartialObjectMeta<K>, Vec<String>)>) -> Result<(), StoreError> {
+        self.replace(items)
+    }
+}
+
+/// A function that removes fields from objects before they enter a store.
+pub type Stripper<E> = Arc<dyn Fn(&mut E) + Send + Sync>;
+
+/// Counters of one watch, from [`WatchStatus::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WatchStats {
+    /// Objects upserted by `Apply` events.
+    pub applied: u64,
+    /// `Apply` events skipped because the stored resourceVersion was the same.
+    pub unchanged: u64,
+    /// Objects removed by `Delete` events.
+    pub deleted: u64,
+    /// Completed (re)lists swapped in.
+    pub relists: u64,
+    /// Objects skipped because an index field was missing or invalid.
+    pub index_errors: u64,
+    /// Errors reported by the watch stream (each retried with backoff).
+    pub watch_errors: u64,
+    /// Store writes that failed (logged).
+    pub store_errors: u64,
+    /// Events of any kind handled.
+    pub events: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    applied: AtomicU64,
+    unchanged: AtomicU64,
+    deleted: AtomicU64,
+    relists: AtomicU64,
+    index_errors: AtomicU64,
+    watch_errors: AtomicU64,
+    store_errors: AtomicU64,
+    events: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    // Relaxed: statistics only; nothing is ordered by them.
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Shared {
+    name: String,
+    counters: Counters,
+    ready: tokio::sync::watch::Sender<bool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+/// The state of one watch: readiness, the change signal and counters. Cheap to clone.
+#[derive(Clone)]
+pub struct WatchStatus {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for WatchStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchStatus")
+            .field("name", &self.shared.name)
+            .field("ready", &self.is_ready())
+            .field("generation", &self.generation())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl WatchStatus {
+    fn new(name: impl Into<String>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                counters: Counters::default(),
+                ready: tokio::sync::watch::Sender::new(false),
+                generation: tokio::sync::watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// The watch's name (for logs).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Whether the first full list has been swapped in.
+    pub fn is_ready(&self) -> bool {
+        *self.shared.ready.borrow()
+    }
+
+    /// Resolves once the first full list has been swapped in (at once if it has).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn ready(&self) {
+        let mut rx = self.shared.ready.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot see it closed.
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// The change generation: increases with every write to the store.
+    pub fn generation(&self) -> u64 {
+        *self.shared.generation.borrow()
+    }
+
+    /// A change signal starting at the current generation.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            rx: self.shared.generation.subscribe(),
+            debounce: Duration::ZERO,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> WatchStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WatchStats {
+            applied: get(&c.applied),
+            unchanged: get(&c.unchanged),
+            deleted: get(&c.deleted),
+            relists: get(&c.relists),
+            index_errors: get(&c.index_errors),
+            watch_errors: get(&c.watch_errors),
+            store_errors: get(&c.store_errors),
+            events: get(&c.events),
+        }
+    }
+
+    fn changed(&self) {
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// A change signal: [`changed`](Self::changed) resolves when the store changed since
+/// the last call, optionally waiting for a burst of changes to settle.
+#[derive(Debug)]
+pub struct Changes {
+    rx: tokio::sync::watch::Receiver<u64>,
+    debounce: Duration,
+}
+
+impl Changes {
+    /// After the first change, wait this long and fold every change made meanwhile into
+    /// one signal. Defaults to: zero (no debouncing).
+    #[must_use]
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// Waits for a change and returns the generation reached; `None` once the watch is
+    /// gone for good.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a change that arrived is reported by the next call.
+    pub async fn changed(&mut self) -> Option<u64> {
+        self.rx.changed().await.ok()?;
+        if !self.debounce.is_zero() {
+            tokio::time::sleep(self.debounce).await;
+        }
+        Some(*self.rx.borrow_and_update())
+    }
+}
+
+/// How a [`Feeder`] treats objects.
+pub struct FeedOptions<E> {
+    name: String,
+    strip: Option<Stripper<E>>,
+}
+
+impl<E> fmt::Debug for FeedOptions<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedOptions")
+            .field("name", &self.name)
+            .field("strip", &self.strip.is_some())
+            .finish()
+    }
+}
+
+impl<E> FeedOptions<E> {
+    /// Options for a watch called `name` (used in logs).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            strip: None,
+        }
+    }
+
+    /// Also removes fields with `strip` before objects enter the store
+    /// (`metadata.managedFields` is always removed). Defaults to: nothing more.
+    #[must_use]
+    pub fn strip(mut self, strip: Stripper<E>) -> Self {
+        self.strip = Some(strip);
+        self
+    }
+}
+
+/// Applies watch events to a store. One feeder per watch: it is the store's only
+/// writer for that resource.
+pub struct Feeder<E, T> {
+    target: Arc<T>,
+    indexer: Indexer,
+    strip: Option<Stripper<E>>,
+    buffer: Option<Vec<(E, Vec<String>)>>,
+    status: WatchStatus,
+}
+
+impl<E, T> fmt::Debug for Feeder<E, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Feeder")
+            .field("status", &self.status)
+            .field("relisting", &self.buffer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn describe(meta: &kube::core::ObjectMeta) -> String {
+    match (&meta.namespace, &meta.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.clone(),
+        _ => "<unnamed>".to_owned(),
+    }
+}
+
+impl<E, T> Feeder<E, T>
+where
+    E: Resource + Serialize + Send + Sync + 'static,
+    T: Target<E>,
+{
+    /// A feeder writing into `target` with keys from `indexer`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] if the indexer's key count differs from the store's.
+    pub fn new(
+        target: Arc<T>,
+        num_keys: usize,
+        indexer: Indexer,
+        options: FeedOptions<E>,
+    ) -> Result<Self, StoreError> {
+        if indexer.len() != num_keys {
+            return Err(StoreError::build(ErrorKind::KeyCount {
+                expected: num_keys,
+                given: indexer.len(),
+            }));
+        }
+        Ok(Self {
+            target,
+            indexer,
+            strip: options.strip,
+            buffer: None,
+            status: WatchStatus::new(options.name),
+        })
+    }
+
+    /// The watch's status handle.
+    pub fn status(&self) -> WatchStatus {
+        self.status.clone()
+    }
+
+    fn prepare(&self, mut obj: E) -> Option<(E, Vec<String>)> {
+        obj.meta_mut().managed_fields = None;
+        if let Some(strip) = &self.strip {
+            strip(&mut obj);
+        }
+        match self.indexer.keys(&obj) {
+            Ok(keys) => Some((obj, keys)),
+            Err(e) => {
+                bump(&self.status.shared.counters.index_errors);
+                tracing::warn!(
+                    watch = %self.status.shared.name,
+                    object = %describe(obj.meta()),
+                    error = %e,
+                    "object skipped: its index keys cannot be extracted"
+                );
+                // Nothing may stay behind under the keys of an older version.
+                if matches!(self.target.delete(&obj), Ok(true)) {
+                    self.status.changed();
+                }
+                None
+            }
+        }
+    }
+
+    fn store_error(&self, what: &str, meta: &kube::core::ObjectMeta, e: &StoreError) {
+        bump(&self.status.shared.counters.store_errors);
+        tracing::error!(
+            watch = %self.status.shared.name,
+            object = %describe(meta),
+            error = %e,
+            "{what} failed"
+        );
+    }
+
+    /// Applies one event.
+    pub fn handle(&mut self, event: Event<E>) {
+        let counters = &self.status.shared.counters;
+        bump(&counters.events);
+        match event {
+            Event::Init => self.buffer = Some(Vec::new()),
+            Event::InitApply(obj) => {
+                if let Some(item) = self.prepare(obj) {
+                    self.buffer.get_or_insert_with(Vec::new).push(item);
+                }
+            }
+            Event::InitDone => {
+                let items = self.buffer.take().unwrap_or_default();
+                match self.target.relist(items) {
+                    Ok(()) => {
+                        bump(&counters.relists);
+                        self.status.changed();
+                        self.status.shared.ready.send_replace(true);
+                    }
+                    Err(e) => {
+                        bump(&counters.store_errors);
+                        tracing::error!(watch = %self.status.shared.name, error = %e, "relist failed; the previous state stays");
+                    }
+                }
+            }
+            Event::Apply(obj) => {
+                let Some((obj, keys)) = self.prepare(obj) else {
+                    return;
+                };
+                let rv = obj.meta().resource_version.clone();
+                if rv.is_some() && self.target.stored_version(&obj, &keys) == rv {
+                    bump(&counters.unchanged);
+                    return;
+                }
+                let meta = obj.meta().clone();
+                match self.target.apply(obj, &keys) {
+                    Ok(()) => {
+                        bump(&counters.applied);
+                        self.status.changed();
+                    }
+                    Err(e) => self.store_error("apply", &meta, &e),
+                }
+            }
+            Event::Delete(obj) => match self.target.delete(&obj) {
+                Ok(removed) => {
+                    if removed {
+                        bump(&counters.deleted);
+                        self.status.changed();
+                    }
+                }
+                Err(e) => self.store_error("delete", obj.meta(), &e),
+            },
+        }
+    }
+
+    /// Feeds every event of `stream` until it ends. Stream errors are counted and
+    /// logged; the stream is expected to retry on its own (apply kube-runtime's
+    /// `default_backoff`, as [`spawn_full`] and [`spawn_on_demand`] do).
+    pub async fn run<S>(mut self, stream: S)
+    where
+        S: Stream<Item = Result<Event<E>, watcher::Error>> + Send,
+    {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => self.handle(event),
+                Err(e) => {
+                    bump(&self.status.shared.counters.watch_errors);
+                    tracing::warn!(watch = %self.status.shared.name, error = %e, "watch error; retrying with backoff");
+                }
+            }
+        }
+    }
+}
+
+/// A running watch: its status and its task. Dropping it stops the watch.
+#[derive(Debug)]
+pub struct WatchHandle {
+    status: WatchStatus,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WatchHandle {
+    /// The watch's status.
+    pub fn status(&self) -> &WatchStatus {
+        &self.status
+    }
+
+    /// Stops the watch.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches `api` with full objects and feeds `store` on the current tokio runtime.
+///
+/// # Errors
+/// The indexer's key count differs from the store's.
+pub fn spawn_full<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    store: Arc<MemoryStore<K>>,
+    indexer: Indexer,
+    options: FeedOptions<K>,
+) -> Result<WatchHandle, StoreError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
+{
+    let num_keys = store.num_keys();
+    let feeder = Feeder::new(store, num_keys, indexer, options)?;
+    let status = feeder.status();
+    let stream = watcher::watcher(api, config).default_backoff();
+    let task = tokio::spawn(feeder.run(stream));
+    Ok(WatchHandle { status, task })
+}
+
+/// Watches `api` with metadata only and feeds the references of the on-demand `store`
+/// on the current tokio runtime. An `Api<PartialObjectMeta<K>>` makes metadata-only
+/// requests (`Api::all_with(client, &api_resource)` for `DynamicObject`).
+///
+/// # Errors
+/// The indexer's key count differs from the store's.
+pub fn spawn_on_demand<K, F>(
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+    store: Arc<CachedStore<K, F>>,
+    indexer: Indexer,
+    options: FeedOptions<PartialObjectMeta<K>>,
+) -> Result<WatchHandle, StoreError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
+    F: Fetch<K>,
+    PartialObjectMeta<K>: Resource + Serialize + Clone + DeserializeOwned + fmt::Debug,
+{
+    let num_keys = store.num_keys();
+    let feeder = Feeder::new(store, num_keys, indexer, options)?;
+    let status = feeder.status();
+    let stream = watcher::watcher(api, config).default_backoff();
+    let task = tokio::spawn(feeder.run(stream));
+    Ok(WatchHandle { status, task })
+}

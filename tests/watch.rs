@@ -1,0 +1,468 @@
+//! Stores fed by kube-runtime watches from the in-process API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_store::config::Config;
+use k8s_store::sim::{ApiServer, Fault, Route};
+use k8s_store::stores::{AnyStore, Stores};
+use k8s_store::watch::{self, FeedOptions, WatchStatus};
+use k8s_store::{CachedStore, Indexer, MemoryStore, Store};
+use kube::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+
+fn cm(ns: &str, name: &str, team: &str) -> ConfigMap {
+    let mut c = ConfigMap::default();
+    c.metadata.namespace = Some(ns.into());
+    c.metadata.name = Some(name.into());
+    c.metadata.labels = Some(BTreeMap::from([("team".to_owned(), team.to_owned())]));
+    c.data = Some(BTreeMap::from([("k".to_owned(), format!("{ns}/{name}"))]));
+    c
+}
+
+/// (namespace, name) of everything in a store, sorted.
+fn names(objs: impl IntoIterator<Item = Arc<ConfigMap>>) -> Vec<(String, String)> {
+    let mut v: Vec<_> = objs
+        .into_iter()
+        .map(|o| {
+            (
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn server_names(server: &ApiServer) -> Vec<(String, String)> {
+    names(
+        server
+            .list::<ConfigMap>()
+            .unwrap()
+            .into_iter()
+            .map(Arc::new),
+    )
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A full store of ConfigMaps indexed by (namespace, labels['team']).
+fn full_watch(server: &ApiServer) -> (Arc<MemoryStore<ConfigMap>>, watch::WatchHandle) {
+    let indexer = Indexer::new(["metadata.namespace", "metadata.labels['team']"]).unwrap();
+    let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
+    let handle = watch::spawn_full(
+        Api::all(server.client()),
+        watcher::Config::default(),
+        Arc::clone(&store),
+        indexer,
+        FeedOptions::new("configmaps"),
+    )
+    .unwrap();
+    (store, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_sync_equals_the_seeded_objects_and_follows_changes() {
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..300 {
+        server
+            .create(&cm(
+                &format!("ns-{}", i % 7),
+                &format!("cm-{i}"),
+                ["a", "b"][i % 2],
+            ))
+            .unwrap();
+    }
+    let (store, handle) = full_watch(&server);
+    let status = handle.status().clone();
+    tokio::time::timeout(Duration::from_secs(20), status.ready())
+        .await
+        .expect("ready");
+    assert_eq!(names(store.list().iter().cloned()), server_names(&server));
+    assert_eq!(store.len(), 300);
+    assert_eq!(status.stats().relists, 1);
+    // managedFields never enter the store.
+    assert!(
+        store
+            .list()
+            .iter()
+            .all(|o| o.metadata.managed_fields.is_none())
+    );
+
+    // Create.
+    server.create(&cm("ns-0", "new", "a")).unwrap();
+    until("create", || {
+        !store
+            .get(&["ns-0", "a"])
+            .unwrap()
+            .iter()
+            .all(|o| o.metadata.name.as_deref() != Some("new"))
+    })
+    .await;
+    // Update with a key change: the object moves, nothing stays behind.
+    server.replace(&cm("ns-0", "new", "b")).unwrap();
+    until("move", || {
+        store
+            .get(&["ns-0", "b"])
+            .unwrap()
+            .iter()
+            .any(|o| o.metadata.name.as_deref() == Some("new"))
+    })
+    .await;
+    assert!(
+        store
+            .get(&["ns-0", "a"])
+            .unwrap()
+            .iter()
+            .all(|o| o.metadata.name.as_deref() != Some("new")),
+        "the old key still holds the moved object"
+    );
+    // Delete: that object only; its siblings under the same key stay.
+    let siblings = store.get(&["ns-0", "b"]).unwrap().len();
+    server.delete::<ConfigMap>(Some("ns-0"), "new").unwrap();
+    until("delete", || {
+        store.get(&["ns-0", "b"]).unwrap().len() == siblings - 1
+    })
+    .await;
+    assert_eq!(names(store.list().iter().cloned()), server_names(&server));
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_after_410_leaves_no_phantoms() {
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..50 {
+        server.create(&cm("ns", &format!("cm-{i}"), "a")).unwrap();
+    }
+    let (store, handle) = full_watch(&server);
+    handle.status().ready().await;
+    let relists_before = handle.status().stats().relists;
+    // The watch goes down; meanwhile objects are deleted and created, and the history
+    // is compacted so that resuming is impossible (410): the watcher must relist.
+    server
+        .set_fault(
+            Route::watch("configmaps"),
+            Fault::latency(Duration::from_millis(500)).times(1),
+        )
+        .unwrap();
+    server.drop_watches();
+    for i in 0..20 {
+        server
+            .delete::<ConfigMap>(Some("ns"), &format!("cm-{i}"))
+            .unwrap();
+    }
+    server.create(&cm("ns", "born-while-down", "a")).unwrap();
+    server.compact();
+    until("relist", || {
+        handle.status().stats().relists > relists_before
+    })
+    .await;
+    until("converged", || {
+        names(store.list().iter().cloned()) == server_names(&server)
+    })
+    .await;
+    assert_eq!(store.len(), 31);
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_half_filled_store_during_a_relist() {
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..2000 {
+        server
+            .create(&cm("ns", &format!("cm-{i:04}"), "a"))
+            .unwrap();
+    }
+    let (store, handle) = full_watch(&server);
+    handle.status().ready().await;
+    let status = handle.status().clone();
+    let reader = {
+        let store = Arc::clone(&store);
+        let status = status.clone();
+        tokio::spawn(async move {
+            let mut min = usize::MAX;
+            let mut reads = 0u64;
+            while status.stats().relists < 4 && reads < 5_000_000 {
+                min = min.min(store.list().len());
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            min
+        })
+    };
+    // Force relists while the reader reads (410 on resume; the list is paged: 500
+    // per page, so a relist takes several requests).
+    server
+        .set_fault(Route::watch("configmaps"), Fault::gone().times(3))
+        .unwrap();
+    for _ in 0..3 {
+        server.drop_watches();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let min = reader.await.unwrap();
+    assert_eq!(min, 2000, "a reader saw a partial state");
+    assert!(
+        status.stats().relists >= 4,
+        "relists: {}",
+        status.stats().relists
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_ends_with_every_store_equal_to_the_server() {
+    let server = Arc::new(ApiServer::start().await.unwrap());
+    for i in 0..200 {
+        server
+            .create(&cm(&format!("ns-{}", i % 5), &format!("cm-{i}"), "a"))
+            .unwrap();
+    }
+    let (store, handle) = full_watch(&server);
+    handle.status().ready().await;
+    // Faults on the watch path: dropped watches, 500s on some lists and 410s.
+    server
+        .set_fault(Route::watch("configmaps"), Fault::drop_watch_after(25))
+        .unwrap();
+    server
+        .set_fault(Route::list("configmaps"), Fault::status(500).fraction(0.3))
+        .unwrap();
+    let churn = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            for step in 0..600usize {
+                let i = step * 7 % 260;
+                let ns = format!("ns-{}", i % 5);
+                let name = format!("cm-{i}");
+                match step % 5 {
+                    0 => {
+                        let _ = server.delete::<ConfigMap>(Some(&ns), &name);
+                    }
+                    1 | 2 => {
+                        let _ = server.upsert(&cm(&ns, &name, ["a", "b", "c"][step % 3]));
+                    }
+                    3 => {
+                        if step % 50 == 3 {
+                            server.compact();
+                        }
+                        let _ = server.upsert(&cm(&ns, &name, "a"));
+                    }
+                    _ => {
+                        let _ = server.create(&cm(&ns, &format!("extra-{step}"), "b"));
+                    }
+                }
+                if step % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    churn.await.unwrap();
+    server.clear_faults();
+    until("the store converges to the server's objects", || {
+        names(store.list().iter().cloned()) == server_names(&server)
+    })
+    .await;
+    // Same objects, same versions, under the right keys.
+    for obj in server.list::<ConfigMap>().unwrap() {
+        let ns = obj.metadata.namespace.clone().unwrap();
+        let team = obj.metadata.labels.as_ref().unwrap()["team"].clone();
+        let under = store.get(&[ns.as_str(), team.as_str()]).unwrap();
+        let stored = under
+            .iter()
+            .find(|o| o.metadata.name == obj.metadata.name)
+            .expect("stored under its current keys");
+        assert_eq!(
+            stored.metadata.resource_version,
+            obj.metadata.resource_version
+        );
+    }
+    assert!(
+        handle.status().stats().watch_errors > 0,
+        "the faults did fire"
+    );
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_store_fed_by_a_metadata_watch() {
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..20 {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.name = Some(format!("s-{i:02}"));
+        s.string_data = None;
+        s.data = Some(BTreeMap::from([(
+            "v".to_owned(),
+            k8s_openapi::ByteString(format!("v{i}").into_bytes()),
+        )]));
+        server.create(&s).unwrap();
+    }
+    let store = Arc::new(
+        CachedStore::<Secret>::builder(2)
+            .client(server.client())
+            .build()
+            .unwrap(),
+    );
+    let handle = watch::spawn_on_demand(
+        Api::<PartialObjectMeta<Secret>>::all(server.client()),
+        watcher::Config::default(),
+        Arc::clone(&store),
+        Indexer::new(["metadata.namespace", "metadata.name"]).unwrap(),
+        FeedOptions::new("secrets"),
+    )
+    .unwrap();
+    handle.status().ready().await;
+    assert_eq!(store.len(), 20);
+    assert_eq!(store.stats().fetches, 0, "the watch fetched no bodies");
+    let got = store.get(&["ns", "s-03"]).await.unwrap();
+    assert_eq!(got[0].data.as_ref().unwrap()["v"].0, b"v3");
+    // An update at the server reaches readers through the watch's invalidation.
+    let mut s = server.get::<Secret>(Some("ns"), "s-03").unwrap().unwrap();
+    s.data = Some(BTreeMap::from([(
+        "v".to_owned(),
+        k8s_openapi::ByteString(b"rotated".to_vec()),
+    )]));
+    server.replace(&s).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = store.get(&["ns", "s-03"]).await.unwrap();
+        if got[0].data.as_ref().unwrap()["v"].0 == b"rotated" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the update never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.delete::<Secret>(Some("ns"), "s-03").unwrap();
+    until("delete", || store.len() == 19).await;
+    assert!(store.get(&["ns", "s-03"]).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_versions_are_skipped_and_missing_fields_never_stop_the_watch() {
+    let server = ApiServer::start().await.unwrap();
+    server.create(&cm("ns", "with-team", "a")).unwrap();
+    let mut no_team = cm("ns", "no-team", "a");
+    no_team.metadata.labels = None;
+    server.create(&no_team).unwrap();
+    let (store, handle) = full_watch(&server);
+    let status: WatchStatus = handle.status().clone();
+    status.ready().await;
+    // The object without the index label is skipped (and counted), the other stored.
+    assert_eq!(store.len(), 1);
+    assert_eq!(status.stats().index_errors, 1);
+    // An object that loses its index field is removed, not left under its old key.
+    let mut lost = server
+        .get::<ConfigMap>(Some("ns"), "with-team")
+        .unwrap()
+        .unwrap();
+    lost.metadata.labels = None;
+    server.replace(&lost).unwrap();
+    until("removal", || store.is_empty()).await;
+    // The watch goes on.
+    server.create(&cm("ns", "later", "b")).unwrap();
+    until("later", || store.len() == 1).await;
+    let mut changes = status.changes();
+    let g0 = status.generation();
+    server.create(&cm("ns", "again", "b")).unwrap();
+    let g1 = tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(g1 > g0);
+}
+
+#[test]
+fn an_unchanged_resource_version_is_skipped() {
+    use kube::runtime::watcher::Event;
+    let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
+    let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
+    let mut feeder =
+        watch::Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("t")).unwrap();
+    let status = feeder.status();
+    let mut obj = cm("ns", "a", "x");
+    obj.metadata.resource_version = Some("5".into());
+    obj.metadata.uid = Some("u-a".into());
+    feeder.handle(Event::Apply(obj.clone()));
+    let first = store.get(&["ns", "a"]).unwrap()[0].clone();
+    feeder.handle(Event::Apply(obj.clone()));
+    assert_eq!(status.stats().applied, 1);
+    assert_eq!(status.stats().unchanged, 1);
+    assert!(
+        Arc::ptr_eq(&first, &store.get(&["ns", "a"]).unwrap()[0]),
+        "not replaced"
+    );
+    obj.metadata.resource_version = Some("6".into());
+    feeder.handle(Event::Apply(obj.clone()));
+    assert_eq!(status.stats().applied, 2);
+    // Init/InitApply/InitDone: nothing changes until InitDone, then all at once.
+    feeder.handle(Event::Init);
+    feeder.handle(Event::InitApply(cm("ns", "b", "x")));
+    assert_eq!(store.len(), 1, "a relist in progress is not visible");
+    assert!(!status.is_ready());
+    feeder.handle(Event::InitDone);
+    assert!(status.is_ready());
+    assert_eq!(
+        names(store.list().iter().cloned()),
+        [("ns".to_owned(), "b".to_owned())]
+    );
+    // Delete removes by identity only.
+    feeder.handle(Event::InitApply(cm("ns", "c", "x")));
+    feeder.handle(Event::Delete(cm("ns", "b", "x")));
+    assert!(store.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_signal_debounces_bursts() {
+    let server = ApiServer::start().await.unwrap();
+    let (store, handle) = full_watch(&server);
+    handle.status().ready().await;
+    let mut changes = handle
+        .status()
+        .changes()
+        .debounce(Duration::from_millis(200));
+    let waiter = tokio::spawn(async move { changes.changed().await });
+    for i in 0..50 {
+        server
+            .create(&cm("ns", &format!("burst-{i}"), "a"))
+            .unwrap();
+    }
+    let generation = waiter.await.unwrap().unwrap();
+    until("all applied", || store.len() == 50).await;
+    // One signal covered the whole burst (it fired once, after the last event).
+    assert!(generation >= 50, "generation {generation}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_from_the_example_configuration() {
+    let server = ApiServer::start().await.unwrap();
+    let config =
+        Config::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yaml")).unwrap();
+    let mut s = Secret::default();
+    s.metadata.namespace = Some("ns".into());
+    s.metadata.name = Some("tls".into());
+    server.create(&s).unwrap();
+    let stores = Stores::start(&config, server.client()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), stores.ready())
+        .await
+        .unwrap();
+    let secrets = stores.get("secrets").expect("secrets store");
+    assert!(matches!(secrets, AnyStore::OnDemand(_)));
+    assert_eq!(secrets.get(&["ns", "tls"]).await.unwrap().len(), 1);
+    assert!(matches!(stores.get("ingresses"), Some(AnyStore::Full(_))));
+    assert_eq!(stores.get("ingresses").unwrap().len(), 0);
+}

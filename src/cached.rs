@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched};
+use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
 use crate::memory::MemoryStore;
 use crate::object::{Object, via};
 use crate::ptree::PTree;
@@ -309,6 +309,7 @@ pub struct CachedStoreBuilder<K: Resource> {
     settings: Settings,
     fetch: FetchSettings,
     shards: Option<usize>,
+    strip: Option<Stripper<K>>,
 }
 
 impl<K: Resource> fmt::Debug for CachedStoreBuilder<K> {
@@ -382,6 +383,13 @@ where
         self
     }
 
+    /// Removes fields from fetched objects before they are cached
+    /// (`metadata.managedFields` always is). Defaults to: nothing more.
+    pub fn strip(mut self, strip: Stripper<K>) -> Self {
+        self.strip = Some(strip);
+        self
+    }
+
     /// The index's shard count (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
     /// Defaults to: four per core.
     pub fn shards(mut self, shards: usize) -> Self {
@@ -424,7 +432,12 @@ where
                 "client is required: call .client(kube::Client)".into(),
             )));
         };
-        let fetcher = ApiFetcher::new(client, self.dyntype.clone(), self.fetch.clone());
+        let fetcher = ApiFetcher::new(
+            client,
+            self.dyntype.clone(),
+            self.fetch.clone(),
+            self.strip.clone(),
+        );
         self.build_with_fetcher(fetcher)
     }
 
@@ -496,6 +509,7 @@ where
                 max_retry_after: Duration::from_secs(10),
             },
             shards: None,
+            strip: None,
         }
     }
 }

@@ -113,8 +113,12 @@ pub struct ApiFetcher<K: Resource> {
     dyntype: K::DynamicType,
     permits: Semaphore,
     settings: FetchSettings,
+    strip: Option<Stripper<K>>,
     _k: PhantomData<fn() -> K>,
 }
+
+/// A function that removes fields from fetched objects before they are cached.
+pub type Stripper<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
 
 impl<K: Resource> fmt::Debug for ApiFetcher<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,12 +133,14 @@ impl<K: Resource> ApiFetcher<K> {
         client: kube::Client,
         dyntype: K::DynamicType,
         settings: FetchSettings,
+        strip: Option<Stripper<K>>,
     ) -> Self {
         Self {
             client,
             dyntype,
             permits: Semaphore::new(settings.concurrency),
             settings,
+            strip,
             _k: PhantomData,
         }
     }
@@ -167,7 +173,7 @@ impl<K: Resource> ApiFetcher<K> {
             .map_err(|e| FetchError::Transport(e.to_string()))?;
         match status {
             200 => {
-                let object: K = serde_json::from_slice(&body).map_err(|e| {
+                let mut object: K = serde_json::from_slice(&body).map_err(|e| {
                     // Category and position only: serde's message can quote a value.
                     FetchError::Decode(format!(
                         "{:?} error at line {} column {}",
@@ -176,6 +182,10 @@ impl<K: Resource> ApiFetcher<K> {
                         e.column()
                     ))
                 })?;
+                object.meta_mut().managed_fields = None;
+                if let Some(strip) = &self.strip {
+                    strip(&mut object);
+                }
                 Ok(Attempt::Found(Fetched {
                     object: Arc::new(object),
                     bytes: body.len(),

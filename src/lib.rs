@@ -93,7 +93,7 @@ pub mod watch;
 
 pub use cached::{CacheStats, CachedStore, CachedStoreBuilder, Reference};
 pub use error::{ErrorKind, Operation, StoreError};
-pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched};
+pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched, Stripper};
 pub use indexer::{Indexer, MissingField};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use object::{Object, via};

@@ -232,9 +232,13 @@ impl Stores {
                             ),
                         ));
                     }
+                    let rc_strip = rc.clone();
                     let mut builder =
                         CachedStore::<DynamicObject>::builder_for(indexer.len(), ar.clone())
                             .client(client.clone())
+                            .strip(Arc::new(move |obj: &mut DynamicObject| {
+                                rc_strip.strip_dynamic(obj)
+                            }))
                             .ttl(rc.ttl())
                             .max_entries(rc.max_entries());
                     if let Some(bytes) = rc.max_cache_bytes {

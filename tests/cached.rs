@@ -504,3 +504,44 @@ async fn invalid_settings_are_build_errors() {
     assert!(store.add(&secret("team-a", "x", "y"), &["team-a"]).is_err());
     assert!(store.get(&["a", "b", "c"]).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_bodies_are_stripped_before_caching() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let server = ApiServer::start().await.unwrap();
+    let mut s = secret("default", "x", "v");
+    s.metadata.annotations = Some(BTreeMap::from([
+        ("drop-me".to_owned(), "big".to_owned()),
+        ("keep".to_owned(), "1".to_owned()),
+    ]));
+    s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("kubectl".into()),
+        ..ManagedFieldsEntry::default()
+    }]);
+    let created = server.create(&s).unwrap();
+    assert!(
+        server
+            .get::<Secret>(Some("default"), "x")
+            .unwrap()
+            .unwrap()
+            .metadata
+            .managed_fields
+            .is_some(),
+        "the server keeps managedFields, so the test can see them stripped"
+    );
+    let store = CachedStore::<Secret>::builder(2)
+        .client(server.client())
+        .strip(Arc::new(|s: &mut Secret| {
+            if let Some(a) = s.metadata.annotations.as_mut() {
+                a.remove("drop-me");
+            }
+        }))
+        .build()
+        .unwrap();
+    store.add(&created, &["default", "x"]).unwrap();
+    let got = store.get(&["default", "x"]).await.unwrap();
+    assert!(got[0].metadata.managed_fields.is_none());
+    let annotations = got[0].metadata.annotations.as_ref().unwrap();
+    assert!(!annotations.contains_key("drop-me"));
+    assert_eq!(annotations["keep"], "1");
+}

@@ -28,6 +28,9 @@ pub struct Reference {
     name: Box<str>,
     uid: Box<str>,
     resource_version: Option<Box<str>>,
+    /// The store's hash of (namespace, name), set when the store records it, so that
+    /// cache lookups on the read path hash nothing.
+    key_hash: u64,
 }
 
 impl Reference {
@@ -39,6 +42,7 @@ impl Reference {
             name: obj.name().into(),
             uid: obj.uid().into(),
             resource_version: obj.resource_version().map(Into::into),
+            key_hash: 0,
         }
     }
 
@@ -49,6 +53,7 @@ impl Reference {
             name: name.into(),
             uid: uid.into(),
             resource_version: resource_version.map(Into::into),
+            key_hash: 0,
         }
     }
 
@@ -115,15 +120,19 @@ impl Object<via::Resource> for Reference {
     }
 }
 
-/// The cache's key: namespace and name (what a `GET` needs).
+/// The cache's key: namespace and name (what a `GET` needs), with the store's hash of
+/// them, computed once.
 #[derive(Clone, PartialEq, Eq)]
 struct CacheKey {
+    hash: u64,
     namespace: Box<str>,
     name: Box<str>,
 }
 
 /// A borrowed [`CacheKey`] for allocation-free lookups; hashes identically.
+#[derive(Clone, Copy)]
 struct KeyRef<'a> {
+    hash: u64,
     namespace: &'a str,
     name: &'a str,
 }
@@ -134,27 +143,29 @@ fn hash_key<H: Hasher>(namespace: &str, name: &str, h: &mut H) {
     h.write(name.as_bytes());
 }
 
+// Both hash the precomputed hash only: equal keys have equal precomputed hashes.
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        hash_key(&self.namespace, &self.name, h);
+        h.write_u64(self.hash);
     }
 }
 
 impl Hash for KeyRef<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        hash_key(self.namespace, self.name, h);
+        h.write_u64(self.hash);
     }
 }
 
 impl quick_cache::Equivalent<CacheKey> for KeyRef<'_> {
     fn equivalent(&self, key: &CacheKey) -> bool {
-        *key.namespace == *self.namespace && *key.name == *self.name
+        key.hash == self.hash && *key.namespace == *self.namespace && *key.name == *self.name
     }
 }
 
 impl KeyRef<'_> {
     fn to_owned(&self) -> CacheKey {
         CacheKey {
+            hash: self.hash,
             namespace: self.namespace.into(),
             name: self.name.into(),
         }
@@ -165,7 +176,7 @@ impl KeyRef<'_> {
 struct Entry<K> {
     object: Arc<K>,
     resource_version: Option<Box<str>>,
-    expires: tokio::time::Instant,
+    expires: std::time::Instant,
     bytes: u64,
     weight: u64,
     stats: Arc<Stats>,
@@ -525,6 +536,22 @@ where
         h.finish()
     }
 
+    fn key<'a>(&self, namespace: &'a str, name: &'a str) -> KeyRef<'a> {
+        KeyRef {
+            hash: self.key_hash(namespace, name),
+            namespace,
+            name,
+        }
+    }
+
+    fn key_of(r: &Reference) -> KeyRef<'_> {
+        KeyRef {
+            hash: r.key_hash,
+            namespace: &r.namespace,
+            name: &r.name,
+        }
+    }
+
     /// How many key components each reference is stored under.
     pub fn num_keys(&self) -> usize {
         self.index.num_keys()
@@ -536,7 +563,8 @@ where
         obj: &impl Object<M>,
         keys: &[impl AsRef<str>],
     ) -> Result<Reference, StoreError> {
-        let r = Reference::of(obj);
+        let mut r = Reference::of(obj);
+        r.key_hash = self.key_hash(&r.namespace, &r.name);
         if let Some(scope) = &self.settings.namespace
             && *r.namespace != **scope
         {
@@ -555,10 +583,9 @@ where
     /// Drops the cached body of (namespace, name) and detaches any fetch in flight for
     /// it, so that its result is not cached.
     fn invalidate(&self, namespace: &str, name: &str) {
-        let key = KeyRef { namespace, name };
-        let hash = self.key_hash(namespace, name);
+        let key = self.key(namespace, name);
         self.flights.invalidate(
-            hash,
+            key.hash,
             |k| *k.namespace == *namespace && *k.name == *name,
             || {
                 if let Some(old) = self.cache.remove(&key) {
@@ -708,8 +735,7 @@ where
     }
 
     /// A cached body for `r` that is fresh and of `r`'s resourceVersion.
-    fn lookup(&self, namespace: &str, name: &str, rv: Option<Option<&str>>) -> Option<Arc<K>> {
-        let key = KeyRef { namespace, name };
+    fn lookup(&self, key: KeyRef<'_>, rv: Option<Option<&str>>) -> Option<Arc<K>> {
         let entry = self.cache.get(&key)?;
         if entry.expires <= sync::now() {
             if let Some(old) = self.cache.remove(&key) {
@@ -728,24 +754,23 @@ where
 
     /// One object through the cache and the singleflight. `rv`: `Some(v)` to require
     /// the body to be of the reference's version `v` (`Some(None)`: any).
-    async fn resolve(
-        &self,
-        namespace: &str,
-        name: &str,
-        rv: Option<Option<&str>>,
-    ) -> FetchResult<K> {
-        let hash = self.key_hash(namespace, name);
+    async fn resolve(&self, key: KeyRef<'_>, rv: Option<Option<&str>>) -> FetchResult<K> {
+        let KeyRef {
+            hash,
+            namespace,
+            name,
+        } = key;
         let mut first = true;
         loop {
-            if let Some(object) = self.lookup(namespace, name, rv) {
+            if let Some(object) = self.lookup(key, rv) {
                 self.stats.hits.incr();
                 return Ok(Some(Fetched { object, bytes: 0 }));
             }
             let join = self.flights.join(
                 hash,
                 |k| *k.namespace == *namespace && *k.name == *name,
-                || KeyRef { namespace, name }.to_owned(),
-                || self.lookup(namespace, name, rv),
+                || key.to_owned(),
+                || self.lookup(key, rv),
             );
             match join {
                 Join::Ready(object) => {
@@ -778,7 +803,7 @@ where
                         Ok(None) => self.stats.not_found.incr(),
                         Ok(Some(_)) => {}
                     }
-                    leader.complete(result.clone(), |result| self.fill(namespace, name, result));
+                    leader.complete(result.clone(), |result| self.fill(key, result));
                     return result;
                 }
             }
@@ -787,7 +812,7 @@ where
 
     /// Caches a fetched body (called under the flight's shard lock, only if no
     /// invalidation happened since the fetch began).
-    fn fill(&self, namespace: &str, name: &str, result: &FetchResult<K>) {
+    fn fill(&self, key: KeyRef<'_>, result: &FetchResult<K>) {
         let Ok(Some(fetched)) = result else { return };
         let bytes = fetched.bytes as u64;
         let entry = Arc::new(Entry {
@@ -807,7 +832,6 @@ where
             },
             stats: Arc::clone(&self.stats),
         });
-        let key = KeyRef { namespace, name };
         if let Some(old) = self.cache.remove(&key) {
             self.stats.bytes.sub(old.bytes);
         }
@@ -836,11 +860,23 @@ where
         keys: &[S],
         refs: &[Arc<Reference>],
     ) -> Result<Vec<Arc<K>>, StoreError> {
-        // Hits first, synchronously: a fully cached read makes no future at all.
-        let mut out: Vec<Option<Arc<K>>> = Vec::with_capacity(refs.len());
+        // Hits first, synchronously: a fully cached read makes no future at all and no
+        // vector besides the result.
+        let mut found: Vec<Arc<K>> = Vec::with_capacity(refs.len());
+        for r in refs {
+            match self.lookup(Self::key_of(r), Some(r.resource_version())) {
+                Some(obj) => found.push(obj),
+                None => break,
+            }
+        }
+        self.stats.hits.add(found.len() as u64);
+        if found.len() == refs.len() {
+            return Ok(found);
+        }
+        let mut out: Vec<Option<Arc<K>>> = found.into_iter().map(Some).collect();
         let mut missed = Vec::new();
-        for (i, r) in refs.iter().enumerate() {
-            match self.lookup(&r.namespace, &r.name, Some(r.resource_version())) {
+        for (i, r) in refs.iter().enumerate().skip(out.len()) {
+            match self.lookup(Self::key_of(r), Some(r.resource_version())) {
                 Some(obj) => {
                     self.stats.hits.incr();
                     out.push(Some(obj));
@@ -859,7 +895,7 @@ where
                     let r = Arc::clone(&refs[i]);
                     async move {
                         let result = self
-                            .resolve(&r.namespace, &r.name, Some(r.resource_version()))
+                            .resolve(Self::key_of(&r), Some(r.resource_version()))
                             .await;
                         (i, result)
                     }
@@ -909,7 +945,7 @@ where
     /// # Errors
     /// A failed fetch ([`Operation::Fetch`]).
     pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, StoreError> {
-        match self.resolve(namespace, name, None).await {
+        match self.resolve(self.key(namespace, name), None).await {
             Ok(found) => Ok(found.map(|f| f.object)),
             Err(cause) => Err(Self::fetch_error(
                 Operation::Fetch,

@@ -264,10 +264,10 @@ impl Counter {
     }
 }
 
-/// The clock of cache expiry: tokio's, so tests can pause and advance it; it falls back
-/// to the system's monotonic clock outside a runtime.
-pub(crate) fn now() -> tokio::time::Instant {
-    tokio::time::Instant::now()
+/// The clock of cache expiry: the system's monotonic clock (std's, which is cheaper on
+/// the hit path than tokio's, whose test hooks look up the runtime first).
+pub(crate) fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// What the cache needs to know about a value.

@@ -163,7 +163,7 @@ impl quick_cache::Equivalent<CacheKey> for KeyRef<'_> {
 }
 
 impl KeyRef<'_> {
-    fn to_owned(&self) -> CacheKey {
+    fn to_owned(self) -> CacheKey {
         CacheKey {
             hash: self.hash,
             namespace: self.namespace.into(),

@@ -21,18 +21,46 @@
 //! estimate of malloc's own per-chunk overhead and rounding (chunks of
 //! `max(32, size + 8 rounded up to 16)` bytes), which penalises many small allocations.
 //!
+//! # The on-demand tier against the full tier
+//!
+//! A second section compares resident memory for Secrets of 4 KB (a TLS pair of random
+//! bytes) served by the in-process API server (`k8s_store::sim`, on a tokio runtime).
+//! The sim is seeded with 20,000 of them **before** measuring (its own storage is not
+//! counted), and one GET is made through its client first, so that the pooled HTTP
+//! connection exists before measuring too. Then, each from its own starting reading:
+//! - (a) `MemoryStore<Secret>` holding all 20,000 objects **including the objects**:
+//!   they are listed from the sim (`server.list::<Secret>()`) inside the measured
+//!   window, inserted as `Arc`s, and the `Vec` is dropped.
+//! - (b) `CachedStore<Secret>` (`max_entries(1000)`, built with the sim's client)
+//!   holding the 20,000 references (added from `Reference`s built before measuring),
+//!   after a 5% hot set (1,000 Secrets) has been read 5 times, in a shuffled order each
+//!   time, through `CachedStore::get` over HTTP. Live bytes are read after a 200 ms
+//!   settle, when the transient HTTP buffers have been freed. What the process still
+//!   holds after the store is dropped (the HTTP client's pooled connection and its
+//!   server side, runtime structures) is reported as the residue and also subtracted,
+//!   for a net figure.
+//!
 //! Run: `cargo bench --bench memory`. Without `--bench` (as `cargo test --benches`
-//! runs it) it uses 10,000 objects to stay quick.
+//! runs it) it uses 10,000 objects to stay quick, and 2,000 Secrets with a hot set of
+//! 100 for the tier comparison.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_store::MemoryStore;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_store::sim::ApiServer;
+use k8s_store::{CacheStats, CachedStore, MemoryStore, Reference};
 use kube_runtime::reflector;
 use kube_runtime::watcher::Event;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 #[allow(dead_code)] // shared with the store benchmark, which uses other parts
 mod common;
@@ -333,6 +361,13 @@ fn main() {
     }
 
     print_table(&rows);
+
+    let tiers = if bench {
+        tiers(20_000, 1_000, 5)
+    } else {
+        tiers(2_000, 100, 3)
+    };
+    print_tiers(&tiers, bench);
 }
 
 fn print_table(rows: &[Row]) {
@@ -376,5 +411,238 @@ fn print_table(rows: &[Row]) {
         measured("k8s-store"),
         measured("k8s-store") / KUBE_ANCHOR,
         measured("k8s-store") / GO_ANCHOR,
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The on-demand tier against the full tier (see the module docs).
+
+/// A Secret with 4,000 bytes of data: a TLS pair of random bytes.
+fn secret(ns: &str, name: &str, rng: &mut StdRng) -> Secret {
+    let mut bytes = |len: usize| {
+        let mut v = vec![0u8; len];
+        rng.fill(&mut v[..]);
+        ByteString(v)
+    };
+    let mut s = Secret::default();
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), name.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "cert-manager".to_owned(),
+        ),
+    ]));
+    s.type_ = Some("kubernetes.io/tls".into());
+    s.data = Some(BTreeMap::from([
+        ("tls.crt".to_owned(), bytes(2_900)),
+        ("tls.key".to_owned(), bytes(1_100)),
+    ]));
+    s
+}
+
+struct Tiers {
+    objects: usize,
+    hot: usize,
+    reads: usize,
+    /// (a): the MemoryStore with every object, objects included.
+    full: Live,
+    /// (b) with the references only, before any read.
+    cached_refs: Live,
+    /// (b) after the reads and the settle.
+    cached: Live,
+    /// What stayed live after the CachedStore was dropped.
+    residue: Live,
+    stats: CacheStats,
+    /// The deep size of one Secret (`Arc::new(secret.clone())`), on average.
+    deep_secret: f64,
+    read_time: Duration,
+}
+
+/// Measures (a) and (b) on `n` Secrets with a hot set of `hot`, read `passes` times.
+fn tiers(n: usize, hot: usize, passes: usize) -> Tiers {
+    const NAMESPACES: usize = 100;
+    let settle = Duration::from_millis(200);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server = rt.block_on(ApiServer::start()).expect("sim start");
+
+    // Seeding, the references, the read order and a first request: all before measuring.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut refs: Vec<(Reference, [String; 2])> = Vec::with_capacity(n);
+    let mut deep = 0isize;
+    for i in 0..n {
+        let ns = format!("team-{:03}", i % NAMESPACES);
+        let name = format!("tls-{i:06}");
+        let created = server
+            .create(&secret(&ns, &name, &mut rng))
+            .expect("sim create");
+        if i < 100 {
+            let before = live();
+            let copy = Arc::new(created.clone());
+            deep += (live() - before).bytes;
+            drop(black_box(copy));
+        }
+        refs.push((Reference::of(&created), [ns, name]));
+    }
+    let mut hot_set: Vec<u32> = (0..n as u32).collect();
+    hot_set.shuffle(&mut rng);
+    hot_set.truncate(hot);
+    let mut reads = Vec::with_capacity(hot * passes);
+    for _ in 0..passes {
+        hot_set.shuffle(&mut rng);
+        reads.extend_from_slice(&hot_set);
+    }
+    {
+        let warm = CachedStore::<Secret>::builder(2)
+            .client(server.client())
+            .build()
+            .expect("cached store");
+        let [ns, name] = &refs[0].1;
+        let got = rt.block_on(warm.fetch(ns, name)).expect("first GET");
+        assert!(got.is_some());
+    }
+    std::thread::sleep(settle);
+
+    // (a) the full tier, objects included.
+    let base = live();
+    let store = MemoryStore::<Secret>::new(2).expect("two keys");
+    let listed = server.list::<Secret>().expect("sim list");
+    assert_eq!(listed.len(), n);
+    for obj in listed {
+        let keys = [
+            obj.metadata.namespace.clone().unwrap_or_default(),
+            obj.metadata.name.clone().unwrap_or_default(),
+        ];
+        store.add(Arc::new(obj), &keys).expect("two keys");
+    }
+    let full = live() - base;
+    assert_eq!(store.len(), n);
+    drop(store);
+
+    // (b) the on-demand tier.
+    let base = live();
+    let cached = CachedStore::<Secret>::builder(2)
+        .client(server.client())
+        .max_entries(hot)
+        .build()
+        .expect("cached store");
+    for (r, keys) in &refs {
+        cached.add(r, keys).expect("add reference");
+    }
+    let cached_refs = live() - base;
+    let t = Instant::now();
+    rt.block_on(async {
+        for &i in &reads {
+            let got = cached.get(&refs[i as usize].1).await.expect("get");
+            assert_eq!(got.len(), 1);
+        }
+    });
+    let read_time = t.elapsed();
+    std::thread::sleep(settle);
+    let after_reads = live() - base;
+    let stats = cached.stats();
+    assert_eq!(cached.len(), n);
+    drop(cached);
+    std::thread::sleep(settle);
+    let residue = live() - base;
+
+    rt.block_on(server.shutdown());
+    Tiers {
+        objects: n,
+        hot,
+        reads: reads.len(),
+        full,
+        cached_refs,
+        cached: after_reads,
+        residue,
+        stats,
+        deep_secret: deep as f64 / n.min(100) as f64,
+        read_time,
+    }
+}
+
+fn print_tiers(t: &Tiers, bench: bool) {
+    let mb = |b: isize| b as f64 / 1e6;
+    let net = t.cached - t.residue;
+    println!();
+    println!(
+        "## Resident memory: {} Secrets of 4 KB, full tier vs on-demand tier{}",
+        t.objects,
+        if bench {
+            ""
+        } else {
+            " (reduced: not run with --bench)"
+        }
+    );
+    println!();
+    println!(
+        "Deep size of one Secret in memory (`Arc::new(secret.clone())`): {:.0} B. Hot set: \
+         {} Secrets (5%), read {} times in all ({:.1?}); the CachedStore's max_entries is {}.",
+        t.deep_secret, t.hot, t.reads, t.read_time, t.hot
+    );
+    println!();
+    println!(
+        "| what | live MB | allocations | B/object | B/object incl. glibc chunks (est.) | full ÷ this |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |what: &str, l: Live| {
+        let n = t.objects as f64;
+        println!(
+            "| {what} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+            mb(l.bytes),
+            l.allocs,
+            l.bytes as f64 / n,
+            l.chunk_bytes as f64 / n,
+            t.full.bytes as f64 / l.bytes as f64
+        );
+    };
+    row(
+        "(a) MemoryStore<Secret>, every object (objects included)",
+        t.full,
+    );
+    row(
+        "(b) CachedStore<Secret>, references only, before any read",
+        t.cached_refs,
+    );
+    row(
+        "(b) CachedStore<Secret> after the hot-set reads (gross: everything the process \
+         gained)",
+        t.cached,
+    );
+    row(
+        "left after dropping the CachedStore (HTTP client pool, server connection, \
+         runtime)",
+        t.residue,
+    );
+    row("(b) net: gross minus what was left after dropping it", net);
+    let s = &t.stats;
+    println!();
+    println!(
+        "CachedStore stats: {} entries resident, stats().bytes = {} ({:.2} MB of response \
+         bodies), {} hits, {} misses, {} evictions.",
+        s.entries,
+        s.bytes,
+        s.bytes as f64 / 1e6,
+        s.hits,
+        s.misses,
+        s.evictions
+    );
+    println!();
+    let ratio = t.full.bytes as f64 / t.cached.bytes as f64;
+    let ratio_net = t.full.bytes as f64 / net.bytes as f64;
+    println!(
+        "Target: on-demand resident bytes ≥ 10× below the full tier: {ratio:.1}× (gross), \
+         {ratio_net:.1}× (net) — {}{}",
+        if ratio >= 10.0 { "met" } else { "NOT met" },
+        if bench {
+            ""
+        } else {
+            " (reduced sizes: not the issue's workload)"
+        }
     );
 }

@@ -653,10 +653,17 @@ where
     /// # Errors
     /// A wrong number of keys.
     pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
-        let refs = self.index.get(keys).map_err(|mut e| {
-            e.operation = Operation::Delete;
-            e
-        })?;
+        if keys.len() != self.index.num_keys() {
+            return Err(StoreError::new(
+                Operation::Delete,
+                keys,
+                ErrorKind::KeyCount {
+                    expected: self.index.num_keys(),
+                    given: keys.len(),
+                },
+            ));
+        }
+        let refs = self.index.get(keys)?;
         let n = self.index.delete(keys)?;
         for r in refs {
             self.invalidate(&r.namespace, &r.name);
@@ -705,6 +712,8 @@ where
     /// Removes every reference and every cached body.
     pub fn clear(&self) {
         self.index.clear();
+        // Fetches in flight read the server before the clear: keep their bodies out.
+        self.flights.invalidate_all();
         self.cache.clear();
         // quick_cache's clear does not report what it dropped: recount from zero.
         self.stats.bytes.sub(u64::MAX);
@@ -763,7 +772,10 @@ where
         let mut first = true;
         loop {
             if let Some(object) = self.lookup(key, rv) {
-                self.stats.hits.incr();
+                // Counted once: a caller that already counted a miss is not also a hit.
+                if first {
+                    self.stats.hits.incr();
+                }
                 return Ok(Some(Fetched { object, bytes: 0 }));
             }
             let join = self.flights.join(
@@ -774,7 +786,9 @@ where
             );
             match join {
                 Join::Ready(object) => {
-                    self.stats.hits.incr();
+                    if first {
+                        self.stats.hits.incr();
+                    }
                     return Ok(Some(Fetched { object, bytes: 0 }));
                 }
                 Join::Wait(wait) => {

@@ -171,6 +171,16 @@ impl<Key, T: Clone> Flights<Key, T> {
         also();
     }
 
+    /// Marks every flight stale and detaches it (a `clear`).
+    pub(crate) fn invalidate_all(&self) {
+        for shard in &self.shards {
+            let mut table = shard.lock();
+            for (_, slot) in table.drain() {
+                slot.flight.state.lock().stale = true;
+            }
+        }
+    }
+
     /// Flights in progress (for `validate` and tests).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()

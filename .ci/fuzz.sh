@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz smoke run for CI: builds the cargo-fuzz crate in fuzz/ and runs each target for a
-# short, fixed time. About 3.5 minutes of fuzzing in total (plus ~30 s to install
+# short, fixed time. About 5 minutes of fuzzing in total (plus ~30 s to install
 # cargo-fuzz when missing and 2-4 minutes to build on 2 cores).
 #
 # Environment (all optional):
@@ -10,6 +10,7 @@
 #                                                                         default: 1
 #   FUZZ_SECS_DIFFERENTIAL     seconds for the `differential` target      default: 150
 #   FUZZ_SECS_KEY_ENCODING     seconds for the `key_encoding` target      default: 60
+#   FUZZ_SECS_CACHED           seconds for the `cached` target            default: 90
 #   CARGO_FUZZ_VERSION         cargo-fuzz version to install if missing   default: 0.13.2
 #
 # Sanitizer: `-s none`. The crate has no `unsafe` code (its dependencies' unsafe code
@@ -63,6 +64,9 @@ runs=(
     # so that runs reach stores with enough objects to split the 32-wide tree nodes.
     "differential:${FUZZ_SECS_DIFFERENTIAL:-150}:-max_len=8192 -len_control=0"
     "key_encoding:${FUZZ_SECS_KEY_ENCODING:-60}:-max_len=4096"
+    # The on-demand tier (CachedStore) against a deterministic API server: operation
+    # sequences with reads left pending across watch events and cancellations.
+    "cached:${FUZZ_SECS_CACHED:-90}:-max_len=4096 -len_control=0"
 )
 
 mkdir -p artifacts

@@ -176,7 +176,8 @@ impl KeyRef<'_> {
 struct Entry<K> {
     object: Arc<K>,
     resource_version: Option<Box<str>>,
-    expires: std::time::Instant,
+    /// On the [`sync::now_nanos`] clock.
+    expires: u64,
     bytes: u64,
     weight: u64,
     stats: Arc<Stats>,
@@ -746,7 +747,7 @@ where
     /// A cached body for `r` that is fresh and of `r`'s resourceVersion.
     fn lookup(&self, key: KeyRef<'_>, rv: Option<Option<&str>>) -> Option<Arc<K>> {
         let entry = self.cache.get(&key)?;
-        if entry.expires <= sync::now() {
+        if entry.expires <= sync::now_nanos() {
             if let Some(old) = self.cache.remove(&key) {
                 self.stats.expirations.incr();
                 self.stats.bytes.sub(old.bytes);
@@ -837,7 +838,8 @@ where
                 .resource_version
                 .as_deref()
                 .map(Into::into),
-            expires: sync::now() + self.settings.ttl,
+            expires: sync::now_nanos()
+                .saturating_add(u64::try_from(self.settings.ttl.as_nanos()).unwrap_or(u64::MAX)),
             bytes,
             weight: if self.settings.max_bytes.is_some() {
                 bytes.max(1)
@@ -948,6 +950,14 @@ where
     /// Dropping the future cancels this caller's fetches; other callers waiting for
     /// them take them over.
     pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+        // An exact key with one reference (the common case: namespace and name) that is
+        // cached: no vector of references at all.
+        if let Some(crate::bucket::Members::One(r)) = self.index.exact_members(keys)
+            && let Some(obj) = self.lookup(Self::key_of(&r), Some(r.resource_version()))
+        {
+            self.stats.hits.incr();
+            return Ok(vec![obj]);
+        }
         let refs = self.index.get(keys)?;
         self.resolve_all(keys, &refs).await
     }

@@ -296,6 +296,16 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .unwrap_or_default())
     }
 
+    /// The members under exactly `keys`, if `keys` has `num_keys` components and the
+    /// key exists (for the on-demand tier's read path, which needs no vector).
+    pub(crate) fn exact_members<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
+        if keys.len() == self.num_keys {
+            self.get_exact(keys)
+        } else {
+            None
+        }
+    }
+
     fn get_exact<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
         let hash = self.hash_keys(keys);
         let table = self.exact.read(self.exact.index(hash));

@@ -264,10 +264,27 @@ impl Counter {
     }
 }
 
-/// The clock of cache expiry: the system's monotonic clock (std's, which is cheaper on
-/// the hit path than tokio's, whose test hooks look up the runtime first).
-pub(crate) fn now() -> std::time::Instant {
-    std::time::Instant::now()
+/// The clock of cache expiry, in nanoseconds since an arbitrary start.
+///
+/// On Linux (outside loom models) it reads `CLOCK_MONOTONIC_COARSE`: the time of the
+/// last kernel tick, a few nanoseconds per read (the precise clock costs about 20 ns,
+/// a tenth of a cache hit), with the tick's resolution (1-4 ms), far below any useful
+/// TTL. Elsewhere it is std's monotonic clock.
+pub(crate) fn now_nanos() -> u64 {
+    #[cfg(all(target_os = "linux", not(k8s_store_loom)))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        // A monotonic clock is never negative.
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
+    }
+    #[cfg(not(all(target_os = "linux", not(k8s_store_loom))))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(std::time::Instant::now);
+        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// What the cache needs to know about a value.

@@ -65,10 +65,8 @@
 //! [`CachedStore`]: k8s_store::CachedStore
 //! [`MemoryStore`]: k8s_store::MemoryStore
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -76,13 +74,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_store::sim::{ApiServer, Verb};
 use k8s_store::{CachedStore, MemoryStore};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use tokio::runtime::Runtime;
 
@@ -166,32 +163,6 @@ impl Sizes {
 // ---------------------------------------------------------------------------------
 // Objects.
 
-fn random_bytes(rng: &mut StdRng, len: usize) -> ByteString {
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v[..]);
-    ByteString(v)
-}
-
-/// A Secret with `data` of random bytes: a TLS pair of `crt + key` bytes in all.
-fn secret(ns: &str, name: &str, crt: usize, key: usize, rng: &mut StdRng) -> Secret {
-    let mut s = Secret::default();
-    s.metadata.namespace = Some(ns.into());
-    s.metadata.name = Some(name.into());
-    s.metadata.labels = Some(BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), name.to_owned()),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "cert-manager".to_owned(),
-        ),
-    ]));
-    s.type_ = Some("kubernetes.io/tls".into());
-    s.data = Some(BTreeMap::from([
-        ("tls.crt".to_owned(), random_bytes(rng, crt)),
-        ("tls.key".to_owned(), random_bytes(rng, key)),
-    ]));
-    s
-}
-
 fn data_bytes(s: &Secret) -> usize {
     s.data
         .as_ref()
@@ -214,7 +185,7 @@ fn seed(
         let ns = format!("team-{:03}", i % NAMESPACES);
         let name = format!("tls-{i:06}");
         let created = server
-            .create(&secret(&ns, &name, crt, key, &mut rng))
+            .create(&common::tls_secret(&ns, &name, crt, key, &mut rng))
             .expect("sim create");
         objects.push(Arc::new(created));
         keys.push([ns, name]);
@@ -678,49 +649,7 @@ fn main() {
 
 mod summary {
     use super::*;
-
-    /// Where criterion writes its results, found as criterion finds it.
-    fn criterion_dir() -> PathBuf {
-        if let Some(home) = std::env::var_os("CRITERION_HOME") {
-            return PathBuf::from(home);
-        }
-        if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-            return PathBuf::from(target).join("criterion");
-        }
-        let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-            let out = std::process::Command::new(cargo)
-                .args(["metadata", "--format-version", "1", "--no-deps"])
-                .output()
-                .ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            Some(PathBuf::from(v.get("target_directory")?.as_str()?))
-        });
-        from_metadata
-            .unwrap_or_else(|| PathBuf::from("target"))
-            .join("criterion")
-    }
-
-    /// The median time per iteration in nanoseconds of `group/id`, if this process
-    /// measured it (older `estimates.json` files are from other runs and are ignored).
-    fn median_ns(dir: &std::path::Path, since: SystemTime, group: &str, id: &str) -> Option<f64> {
-        let path = dir.join(group).join(id).join("new").join("estimates.json");
-        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-        if modified < since {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-        v.get("median")?.get("point_estimate")?.as_f64()
-    }
-
-    fn time(ns: f64) -> String {
-        if ns >= 1e6 {
-            format!("{:.2} ms", ns / 1e6)
-        } else if ns >= 1e3 {
-            format!("{:.2} µs", ns / 1e3)
-        } else {
-            format!("{ns:.1} ns")
-        }
-    }
+    use crate::common::criterion_results::{dir as criterion_dir, median_ns, time};
 
     fn si(x: f64) -> String {
         if x >= 1e9 {

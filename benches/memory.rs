@@ -49,18 +49,16 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_store::sim::ApiServer;
 use k8s_store::{CacheStats, CachedStore, MemoryStore, Reference};
 use kube_runtime::reflector;
 use kube_runtime::watcher::Event;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 #[allow(dead_code)] // shared with the store benchmark, which uses other parts
 mod common;
@@ -417,31 +415,6 @@ fn print_table(rows: &[Row]) {
 // ---------------------------------------------------------------------------------
 // The on-demand tier against the full tier (see the module docs).
 
-/// A Secret with 4,000 bytes of data: a TLS pair of random bytes.
-fn secret(ns: &str, name: &str, rng: &mut StdRng) -> Secret {
-    let mut bytes = |len: usize| {
-        let mut v = vec![0u8; len];
-        rng.fill(&mut v[..]);
-        ByteString(v)
-    };
-    let mut s = Secret::default();
-    s.metadata.namespace = Some(ns.into());
-    s.metadata.name = Some(name.into());
-    s.metadata.labels = Some(BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), name.to_owned()),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "cert-manager".to_owned(),
-        ),
-    ]));
-    s.type_ = Some("kubernetes.io/tls".into());
-    s.data = Some(BTreeMap::from([
-        ("tls.crt".to_owned(), bytes(2_900)),
-        ("tls.key".to_owned(), bytes(1_100)),
-    ]));
-    s
-}
-
 struct Tiers {
     objects: usize,
     hot: usize,
@@ -479,7 +452,7 @@ fn tiers(n: usize, hot: usize, passes: usize) -> Tiers {
         let ns = format!("team-{:03}", i % NAMESPACES);
         let name = format!("tls-{i:06}");
         let created = server
-            .create(&secret(&ns, &name, &mut rng))
+            .create(&common::tls_secret(&ns, &name, 2_900, 1_100, &mut rng))
             .expect("sim create");
         if i < 100 {
             let before = live();

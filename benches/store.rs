@@ -58,7 +58,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -877,50 +876,7 @@ fn si(x: f64) -> String {
 
 mod summary {
     use super::*;
-
-    /// Where criterion writes its results, found as criterion finds it.
-    fn criterion_dir() -> PathBuf {
-        if let Some(home) = std::env::var_os("CRITERION_HOME") {
-            return PathBuf::from(home);
-        }
-        if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-            return PathBuf::from(target).join("criterion");
-        }
-        let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-            let out = std::process::Command::new(cargo)
-                .args(["metadata", "--format-version", "1", "--no-deps"])
-                .output()
-                .ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            Some(PathBuf::from(v.get("target_directory")?.as_str()?))
-        });
-        from_metadata
-            .unwrap_or_else(|| PathBuf::from("target"))
-            .join("criterion")
-    }
-
-    /// The median time per iteration in nanoseconds of `group/id`, if this process
-    /// measured it (criterion writes `new/estimates.json` for every benchmark it runs;
-    /// older files are from other runs and are ignored).
-    fn median_ns(dir: &std::path::Path, since: SystemTime, group: &str, id: &str) -> Option<f64> {
-        let path = dir.join(group).join(id).join("new").join("estimates.json");
-        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-        if modified < since {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-        v.get("median")?.get("point_estimate")?.as_f64()
-    }
-
-    fn time(ns: f64) -> String {
-        if ns >= 1e6 {
-            format!("{:.2} ms", ns / 1e6)
-        } else if ns >= 1e3 {
-            format!("{:.2} µs", ns / 1e3)
-        } else {
-            format!("{ns:.1} ns")
-        }
-    }
+    use crate::common::criterion_results::{dir as criterion_dir, median_ns, time};
 
     const STORE_NAMES: &[(&str, &str)] = &[
         ("go", "Go-shaped baseline"),

@@ -201,3 +201,92 @@ fn config_map(ns: &str, i: usize, rng: &mut StdRng) -> ConfigMap {
     cm.data = Some(data);
     cm
 }
+
+/// A TLS Secret of `crt + key` random bytes of data, labelled like cert-manager's
+/// (shared by the on-demand tier's speed and memory benchmarks).
+pub(crate) fn tls_secret(
+    ns: &str,
+    name: &str,
+    crt: usize,
+    key: usize,
+    rng: &mut StdRng,
+) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    let mut bytes = |len: usize| {
+        let mut v = vec![0u8; len];
+        rng.fill(&mut v[..]);
+        ByteString(v)
+    };
+    let mut s = k8s_openapi::api::core::v1::Secret::default();
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), name.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "cert-manager".to_owned(),
+        ),
+    ]));
+    s.type_ = Some("kubernetes.io/tls".into());
+    s.data = Some(BTreeMap::from([
+        ("tls.crt".to_owned(), bytes(crt)),
+        ("tls.key".to_owned(), bytes(key)),
+    ]));
+    s
+}
+
+/// Criterion's results as the summary tables read them.
+pub(crate) mod criterion_results {
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    /// Where criterion writes its results, found as criterion finds it.
+    pub(crate) fn dir() -> PathBuf {
+        if let Some(home) = std::env::var_os("CRITERION_HOME") {
+            return PathBuf::from(home);
+        }
+        if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+            return PathBuf::from(target).join("criterion");
+        }
+        let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
+            let out = std::process::Command::new(cargo)
+                .args(["metadata", "--format-version", "1", "--no-deps"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some(PathBuf::from(v.get("target_directory")?.as_str()?))
+        });
+        from_metadata
+            .unwrap_or_else(|| PathBuf::from("target"))
+            .join("criterion")
+    }
+
+    /// The median time per iteration in nanoseconds of `group/id`, if this process
+    /// measured it (criterion writes `new/estimates.json` for every benchmark it runs;
+    /// older files are from other runs and are ignored).
+    pub(crate) fn median_ns(
+        dir: &std::path::Path,
+        since: SystemTime,
+        group: &str,
+        id: &str,
+    ) -> Option<f64> {
+        let path = dir.join(group).join(id).join("new").join("estimates.json");
+        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+        if modified < since {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        v.get("median")?.get("point_estimate")?.as_f64()
+    }
+
+    /// A time in ns, µs or ms.
+    pub(crate) fn time(ns: f64) -> String {
+        if ns >= 1e6 {
+            format!("{:.2} ms", ns / 1e6)
+        } else if ns >= 1e3 {
+            format!("{:.2} µs", ns / 1e3)
+        } else {
+            format!("{ns:.1} ns")
+        }
+    }
+}

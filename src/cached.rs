@@ -583,11 +583,10 @@ where
 
     /// Drops the cached body of (namespace, name) and detaches any fetch in flight for
     /// it, so that its result is not cached.
-    fn invalidate(&self, namespace: &str, name: &str) {
-        let key = self.key(namespace, name);
+    fn invalidate(&self, key: KeyRef<'_>) {
         self.flights.invalidate(
             key.hash,
-            |k| *k.namespace == *namespace && *k.name == *name,
+            |k| *k.namespace == *key.namespace && *k.name == *key.name,
             || {
                 if let Some(old) = self.cache.remove(&key) {
                     self.stats.bytes.sub(old.bytes);
@@ -625,14 +624,12 @@ where
         obj: &impl Object<M>,
         keys: &[impl AsRef<str>],
     ) -> Result<(), StoreError> {
-        let r = self.reference(op, obj, keys)?;
-        let (ns, name) = (r.namespace.clone(), r.name.clone());
-        let r = Arc::new(r);
+        let r = Arc::new(self.reference(op, obj, keys)?);
         match op {
-            Operation::Update => self.index.update(r, keys)?,
-            _ => self.index.add(r, keys)?,
+            Operation::Update => self.index.update(Arc::clone(&r), keys)?,
+            _ => self.index.add(Arc::clone(&r), keys)?,
         }
-        self.invalidate(&ns, &name);
+        self.invalidate(Self::key_of(&r));
         Ok(())
     }
 
@@ -644,7 +641,7 @@ where
     pub fn remove<M>(&self, obj: &impl Object<M>) -> Result<bool, StoreError> {
         let r = Reference::of(obj);
         let removed = self.index.remove(&r)?;
-        self.invalidate(&r.namespace, &r.name);
+        self.invalidate(self.key(&r.namespace, &r.name));
         Ok(removed)
     }
 
@@ -667,7 +664,7 @@ where
         let refs = self.index.get(keys)?;
         let n = self.index.delete(keys)?;
         for r in refs {
-            self.invalidate(&r.namespace, &r.name);
+            self.invalidate(Self::key_of(&r));
         }
         Ok(n)
     }
@@ -705,7 +702,7 @@ where
         drop(current);
         self.index.replace(refs)?;
         for r in stale {
-            self.invalidate(&r.namespace, &r.name);
+            self.invalidate(Self::key_of(&r));
         }
         Ok(())
     }
@@ -856,7 +853,6 @@ where
     }
 
     fn fetch_error<S: AsRef<str>>(
-        op: Operation,
         keys: &[S],
         namespace: &str,
         name: &str,
@@ -867,7 +863,6 @@ where
         } else {
             format!("{namespace}/{name}")
         };
-        let _ = op;
         StoreError::new(Operation::Fetch, keys, ErrorKind::Fetch { object, cause })
     }
 
@@ -889,9 +884,12 @@ where
         if found.len() == refs.len() {
             return Ok(found);
         }
+        // `refs[found.len()]` just missed; look up the rest once each.
+        let first_miss = found.len();
         let mut out: Vec<Option<Arc<K>>> = found.into_iter().map(Some).collect();
-        let mut missed = Vec::new();
-        for (i, r) in refs.iter().enumerate().skip(out.len()) {
+        out.push(None);
+        let mut missed = vec![first_miss];
+        for (i, r) in refs.iter().enumerate().skip(first_miss + 1) {
             match self.lookup(Self::key_of(r), Some(r.resource_version())) {
                 Some(obj) => {
                     self.stats.hits.incr();
@@ -924,13 +922,7 @@ where
                     Ok(found) => out[i] = found.map(|f| f.object),
                     Err(cause) => {
                         let r = &refs[i];
-                        return Err(Self::fetch_error(
-                            Operation::Get,
-                            keys,
-                            &r.namespace,
-                            &r.name,
-                            cause,
-                        ));
+                        return Err(Self::fetch_error(keys, &r.namespace, &r.name, cause));
                     }
                 }
             }
@@ -952,13 +944,16 @@ where
     pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
         // An exact key with one reference (the common case: namespace and name) that is
         // cached: no vector of references at all.
-        if let Some(crate::bucket::Members::One(r)) = self.index.exact_members(keys)
-            && let Some(obj) = self.lookup(Self::key_of(&r), Some(r.resource_version()))
-        {
-            self.stats.hits.incr();
-            return Ok(vec![obj]);
-        }
-        let refs = self.index.get(keys)?;
+        let refs = match self.index.exact_members(keys) {
+            Some(crate::bucket::Members::One(r)) => {
+                if let Some(obj) = self.lookup(Self::key_of(&r), Some(r.resource_version())) {
+                    self.stats.hits.incr();
+                    return Ok(vec![obj]);
+                }
+                vec![r]
+            }
+            _ => self.index.get(keys)?,
+        };
         self.resolve_all(keys, &refs).await
     }
 
@@ -972,7 +967,6 @@ where
         match self.resolve(self.key(namespace, name), None).await {
             Ok(found) => Ok(found.map(|f| f.object)),
             Err(cause) => Err(Self::fetch_error(
-                Operation::Fetch,
                 &[namespace, name],
                 namespace,
                 name,

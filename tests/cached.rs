@@ -52,6 +52,21 @@ fn gets(server: &ApiServer) -> u64 {
     server.counters().requests(Verb::Get, "secrets")
 }
 
+/// A `get` of `default/s-000` on its own task.
+fn spawn_get(
+    store: &Arc<CachedStore<Secret>>,
+) -> tokio::task::JoinHandle<Result<Vec<Arc<Secret>>, StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.get(&["default", "s-000"]).await })
+}
+
+/// Waits until a request is at the server (a slow fetch has started).
+async fn until_in_flight(server: &ApiServer) {
+    while server.counters().in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn fetch_cause(e: &StoreError) -> &FetchError {
     assert_eq!(e.operation, Operation::Fetch, "{e}");
     match &e.kind {
@@ -70,12 +85,7 @@ async fn hundred_concurrent_misses_make_one_get() {
             Fault::latency(Duration::from_millis(200)),
         )
         .unwrap();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..100).map(|_| spawn_get(&store)).collect();
     let mut results = Vec::new();
     for t in tasks {
         results.push(t.await.unwrap().unwrap());
@@ -107,12 +117,7 @@ async fn injected_500_reaches_every_waiter_after_one_get() {
             Fault::status(500).with_latency(Duration::from_millis(200)),
         )
         .unwrap();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..100).map(|_| spawn_get(&store)).collect();
     for t in tasks {
         let err = t.await.unwrap().expect_err("the 500 must not be swallowed");
         assert!(
@@ -140,20 +145,10 @@ async fn cancelled_first_caller_leaves_no_one_hanging() {
             Fault::latency(Duration::from_millis(300)),
         )
         .unwrap();
-    let leader = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.get(&["default", "s-000"]).await })
-    };
+    let leader = spawn_get(&store);
     // Wait until the leader's GET is at the server.
-    while server.counters().in_flight() == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let waiters: Vec<_> = (0..10)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.get(&["default", "s-000"]).await })
-        })
-        .collect();
+    until_in_flight(&server).await;
+    let waiters: Vec<_> = (0..10).map(|_| spawn_get(&store)).collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
         store.stats().coalesced,
@@ -183,13 +178,8 @@ async fn update_racing_a_slow_fetch_serves_the_new_version() {
             Fault::latency(Duration::from_millis(300)).times(1),
         )
         .unwrap();
-    let slow = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.get(&["default", "s-000"]).await })
-    };
-    while server.counters().in_flight() == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let slow = spawn_get(&store);
+    until_in_flight(&server).await;
     // The watch reports a new version while the fetch is in flight (the fetch reads the
     // server's copy before that copy changes, as when the event overtakes a GET).
     let next_rv = (server.resource_version() + 1).to_string();
@@ -241,9 +231,7 @@ async fn update_during_a_fetch_keeps_the_fetched_body_out_of_the_cache() {
         let store = Arc::clone(&store);
         tokio::spawn(async move { store.fetch("default", "s-000").await })
     };
-    while server.counters().in_flight() == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_in_flight(&server).await;
     // The watch event arrives while the GET is in flight (same resourceVersion on the
     // reference, so only the in-flight invalidation can keep the body out).
     let current = server

@@ -272,6 +272,15 @@ impl Store {
             .map(|&idx| (idx, inner.resources[idx].info.clone()))
     }
 
+    /// The registered resource `res` (404 if there is none).
+    fn info(&self, res: usize) -> Result<Arc<ResourceInfo>, ApiError> {
+        self.lock()
+            .resources
+            .get(res)
+            .map(|r| r.info.clone())
+            .ok_or_else(ApiError::path_not_found)
+    }
+
     pub(crate) fn resources(&self) -> Vec<Arc<ResourceInfo>> {
         self.lock()
             .resources
@@ -398,14 +407,7 @@ impl Store {
         body: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
-        let info = {
-            let inner = self.lock();
-            inner
-                .resources
-                .get(res)
-                .map(|r| r.info.clone())
-                .ok_or_else(ApiError::path_not_found)?
-        };
+        let info = self.info(res)?;
         let (mut obj, mut md) = Self::prepare(&info, namespace, body)?;
         let name = md
             .get("name")
@@ -517,14 +519,7 @@ impl Store {
         body: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
-        let info = {
-            let inner = self.lock();
-            inner
-                .resources
-                .get(res)
-                .map(|r| r.info.clone())
-                .ok_or_else(ApiError::path_not_found)?
-        };
+        let info = self.info(res)?;
         let (mut obj, mut md) = Self::prepare(&info, namespace, body)?;
         let body_name = md.get("name").and_then(Value::as_str).unwrap_or("");
         if body_name != name {

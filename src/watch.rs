@@ -543,6 +543,27 @@ impl Drop for WatchHandle {
     }
 }
 
+/// Watches `api` (with retries and backoff) and feeds `target` on a task of the
+/// current tokio runtime.
+fn spawn<E, T>(
+    api: Api<E>,
+    config: watcher::Config,
+    target: Arc<T>,
+    num_keys: usize,
+    indexer: Indexer,
+    options: FeedOptions<E>,
+) -> Result<WatchHandle, StoreError>
+where
+    E: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
+    T: Target<E>,
+{
+    let feeder = Feeder::new(target, num_keys, indexer, options)?;
+    let status = feeder.status();
+    let stream = watcher::watcher(api, config).default_backoff();
+    let task = tokio::spawn(feeder.run(stream));
+    Ok(WatchHandle { status, task })
+}
+
 /// Watches `api` with full objects and feeds `store` on the current tokio runtime.
 ///
 /// # Errors
@@ -558,11 +579,7 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
 {
     let num_keys = store.num_keys();
-    let feeder = Feeder::new(store, num_keys, indexer, options)?;
-    let status = feeder.status();
-    let stream = watcher::watcher(api, config).default_backoff();
-    let task = tokio::spawn(feeder.run(stream));
-    Ok(WatchHandle { status, task })
+    spawn(api, config, store, num_keys, indexer, options)
 }
 
 /// Watches `api` with metadata only and feeds the references of the on-demand `store`
@@ -584,9 +601,5 @@ where
     PartialObjectMeta<K>: Resource + Serialize + Clone + DeserializeOwned + fmt::Debug,
 {
     let num_keys = store.num_keys();
-    let feeder = Feeder::new(store, num_keys, indexer, options)?;
-    let status = feeder.status();
-    let stream = watcher::watcher(api, config).default_backoff();
-    let task = tokio::spawn(feeder.run(stream));
-    Ok(WatchHandle { status, task })
+    spawn(api, config, store, num_keys, indexer, options)
 }

@@ -34,6 +34,12 @@ pub(crate) struct Owned<K> {
     members: PTree<Arc<K>>,
 }
 
+impl<K> Owned<K> {
+    pub(crate) fn members(&self) -> &PTree<Arc<K>> {
+        &self.members
+    }
+}
+
 /// The members of a bucket, taken out under the shard lock and read after it.
 pub(crate) enum Members<K> {
     One(Arc<K>),
@@ -116,7 +122,7 @@ impl<K> Bucket<K> {
                 let view = (acc.meta)(obj);
                 keys.iter()
                     .zip(elided_components(*pattern, keys.len(), view))
-                    .all(|(k, c)| k.as_ref() == c)
+                    .all(|(k, c)| key::short_eq(k.as_ref().as_bytes(), c.as_bytes()))
             }
             Bucket::Owned(o) => key::encoded_eq(&o.key, keys),
         }

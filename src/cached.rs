@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
+use crate::key::short_eq;
 use crate::memory::MemoryStore;
 use crate::object::{Object, via};
 use crate::ptree::PTree;
@@ -121,12 +122,23 @@ impl Object<via::Resource> for Reference {
 }
 
 /// The cache's key: namespace and name (what a `GET` needs), with the store's hash of
-/// them, computed once.
+/// them, computed once. Both strings live in one allocation (`namespace` then `name`),
+/// so comparing a key reads one cache line, not two.
 #[derive(Clone, PartialEq, Eq)]
 struct CacheKey {
     hash: u64,
-    namespace: Box<str>,
-    name: Box<str>,
+    text: Box<str>,
+    namespace_len: usize,
+}
+
+impl CacheKey {
+    fn is(&self, namespace: &str, name: &str) -> bool {
+        let text = self.text.as_bytes();
+        self.namespace_len == namespace.len()
+            && text.len() == namespace.len() + name.len()
+            && short_eq(&text[namespace.len()..], name.as_bytes())
+            && short_eq(&text[..namespace.len()], namespace.as_bytes())
+    }
 }
 
 /// A borrowed [`CacheKey`] for allocation-free lookups; hashes identically.
@@ -158,16 +170,19 @@ impl Hash for KeyRef<'_> {
 
 impl quick_cache::Equivalent<CacheKey> for KeyRef<'_> {
     fn equivalent(&self, key: &CacheKey) -> bool {
-        key.hash == self.hash && *key.namespace == *self.namespace && *key.name == *self.name
+        key.hash == self.hash && key.is(self.namespace, self.name)
     }
 }
 
 impl KeyRef<'_> {
     fn to_owned(self) -> CacheKey {
+        let mut text = String::with_capacity(self.namespace.len() + self.name.len());
+        text.push_str(self.namespace);
+        text.push_str(self.name);
         CacheKey {
             hash: self.hash,
-            namespace: self.namespace.into(),
-            name: self.name.into(),
+            text: text.into_boxed_str(),
+            namespace_len: self.namespace.len(),
         }
     }
 }
@@ -175,21 +190,79 @@ impl KeyRef<'_> {
 /// A cached body.
 struct Entry<K> {
     object: Arc<K>,
-    resource_version: Option<Box<str>>,
+    resource_version: Version,
     /// On the [`sync::now_nanos`] clock.
     expires: u64,
-    bytes: u64,
-    weight: u64,
-    stats: Arc<Stats>,
+    /// The body's size on the wire (an API server caps objects far below 4 GiB).
+    bytes: u32,
+    /// Whether the entry weighs its bytes (a byte budget) or 1.
+    weigh_bytes: bool,
 }
 
-impl<K> CacheValue for Arc<Entry<K>> {
-    fn weight(&self) -> u64 {
-        self.weight
+// By hand: a derive would ask for `K: Clone`.
+impl<K> Clone for Entry<K> {
+    fn clone(&self) -> Self {
+        Self {
+            object: Arc::clone(&self.object),
+            resource_version: self.resource_version.clone(),
+            expires: self.expires,
+            bytes: self.bytes,
+            weigh_bytes: self.weigh_bytes,
+        }
     }
-    fn evicted(&self) {
-        self.stats.evictions.incr();
-        self.stats.bytes.sub(self.bytes);
+}
+
+impl<K> CacheValue for Entry<K> {
+    fn weight(&self) -> u64 {
+        if self.weigh_bytes {
+            u64::from(self.bytes.max(1))
+        } else {
+            1
+        }
+    }
+}
+
+/// A cached body's resourceVersion, held so that copying an entry out of the cache on
+/// a hit copies 16 bytes instead of touching a shared reference count. Versions are
+/// opaque strings; the API server's are decimal numbers, which fit inline up to 14
+/// digits (a cluster would need 10^14 writes to go past that).
+#[derive(Clone)]
+enum Version {
+    Absent,
+    Inline {
+        len: u8,
+        bytes: [u8; Version::INLINE],
+    },
+    Heap(Arc<String>),
+}
+
+impl Version {
+    const INLINE: usize = 14;
+
+    fn of(rv: Option<&str>) -> Self {
+        match rv {
+            None => Version::Absent,
+            Some(rv) if rv.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..rv.len()].copy_from_slice(rv.as_bytes());
+                // `rv.len() <= INLINE` (the guard): the cast cannot truncate.
+                Version::Inline {
+                    len: rv.len() as u8,
+                    bytes,
+                }
+            }
+            Some(rv) => Version::Heap(Arc::new(rv.to_owned())),
+        }
+    }
+
+    fn is(&self, rv: &str) -> bool {
+        match self {
+            Version::Absent => false,
+            Version::Inline { len, bytes } => bytes
+                .get(..usize::from(*len))
+                .is_some_and(|v| short_eq(v, rv.as_bytes())),
+            Version::Heap(v) => v.as_str() == rv,
+        }
     }
 }
 
@@ -287,7 +360,7 @@ struct Settings {
 /// - `Debug` output and this crate's logs never contain object bodies (Secrets).
 pub struct CachedStore<K: Resource, F = ApiFetcher<K>> {
     index: MemoryStore<Reference>,
-    cache: Cache<CacheKey, Arc<Entry<K>>>,
+    cache: Cache<CacheKey, Entry<K>>,
     flights: Flights<CacheKey, FetchResult<K>>,
     fetcher: F,
     hasher: KeyState,
@@ -472,15 +545,23 @@ where
             Some(bytes) => (self.settings.max_entries, bytes),
             None => (self.settings.max_entries, self.settings.max_entries as u64),
         };
+        let stats = Arc::new(Stats::default());
+        let on_evict = {
+            let stats = Arc::clone(&stats);
+            std::sync::Arc::new(move |e: &Entry<K>| {
+                stats.evictions.incr();
+                stats.bytes.sub(u64::from(e.bytes));
+            })
+        };
         Ok(CachedStore {
             index,
-            cache: Cache::new(items, capacity),
+            cache: Cache::new(items, capacity, on_evict),
             flights: Flights::new(sync::default_shard_count()),
             fetcher,
             hasher: KeyState::default(),
             settings: self.settings,
             fetch_concurrency: self.fetch.concurrency,
-            stats: Arc::new(Stats::default()),
+            stats,
         })
     }
 }
@@ -586,10 +667,10 @@ where
     fn invalidate(&self, key: KeyRef<'_>) {
         self.flights.invalidate(
             key.hash,
-            |k| *k.namespace == *key.namespace && *k.name == *key.name,
+            |k| k.is(key.namespace, key.name),
             || {
                 if let Some(old) = self.cache.remove(&key) {
-                    self.stats.bytes.sub(old.bytes);
+                    self.stats.bytes.sub(u64::from(old.bytes));
                 }
             },
         );
@@ -741,22 +822,31 @@ where
         self.index.list()
     }
 
+    /// A cached body of version `rv` (any, if `None`) that has not expired; unlike
+    /// [`lookup`](Self::lookup) it takes no write lock to drop an expired entry.
+    fn peek(&self, key: KeyRef<'_>, rv: Option<&str>) -> Option<Arc<K>> {
+        let entry = self.cache.get(&key)?;
+        let fresh = entry.expires > sync::now_nanos();
+        let current = rv.is_none_or(|rv| entry.resource_version.is(rv));
+        (fresh && current).then_some(entry.object)
+    }
+
     /// A cached body for `r` that is fresh and of `r`'s resourceVersion.
     fn lookup(&self, key: KeyRef<'_>, rv: Option<Option<&str>>) -> Option<Arc<K>> {
         let entry = self.cache.get(&key)?;
         if entry.expires <= sync::now_nanos() {
             if let Some(old) = self.cache.remove(&key) {
                 self.stats.expirations.incr();
-                self.stats.bytes.sub(old.bytes);
+                self.stats.bytes.sub(u64::from(old.bytes));
             }
             return None;
         }
         if let Some(Some(rv)) = rv
-            && entry.resource_version.as_deref() != Some(rv)
+            && !entry.resource_version.is(rv)
         {
             return None;
         }
-        Some(Arc::clone(&entry.object))
+        Some(entry.object)
     }
 
     /// One object through the cache and the singleflight. `rv`: `Some(v)` to require
@@ -778,7 +868,7 @@ where
             }
             let join = self.flights.join(
                 hash,
-                |k| *k.namespace == *namespace && *k.name == *name,
+                |k| k.is(namespace, name),
                 || key.to_owned(),
                 || self.lookup(key, rv),
             );
@@ -826,29 +916,19 @@ where
     /// invalidation happened since the fetch began).
     fn fill(&self, key: KeyRef<'_>, result: &FetchResult<K>) {
         let Ok(Some(fetched)) = result else { return };
-        let bytes = fetched.bytes as u64;
-        let entry = Arc::new(Entry {
+        let bytes = u32::try_from(fetched.bytes).unwrap_or(u32::MAX);
+        let entry = Entry {
             object: Arc::clone(&fetched.object),
-            resource_version: fetched
-                .object
-                .meta()
-                .resource_version
-                .as_deref()
-                .map(Into::into),
+            resource_version: Version::of(fetched.object.meta().resource_version.as_deref()),
             expires: sync::now_nanos()
                 .saturating_add(u64::try_from(self.settings.ttl.as_nanos()).unwrap_or(u64::MAX)),
             bytes,
-            weight: if self.settings.max_bytes.is_some() {
-                bytes.max(1)
-            } else {
-                1
-            },
-            stats: Arc::clone(&self.stats),
-        });
+            weigh_bytes: self.settings.max_bytes.is_some(),
+        };
         if let Some(old) = self.cache.remove(&key) {
-            self.stats.bytes.sub(old.bytes);
+            self.stats.bytes.sub(u64::from(old.bytes));
         }
-        self.stats.bytes.add(bytes);
+        self.stats.bytes.add(u64::from(bytes));
         self.cache.insert(key.to_owned(), entry);
     }
 
@@ -942,19 +1022,20 @@ where
     /// Dropping the future cancels this caller's fetches; other callers waiting for
     /// them take them over.
     pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
-        // An exact key with one reference (the common case: namespace and name) that is
-        // cached: no vector of references at all.
-        let refs = match self.index.exact_members(keys) {
-            Some(crate::bucket::Members::One(r)) => {
-                if let Some(obj) = self.lookup(Self::key_of(&r), Some(r.resource_version())) {
-                    self.stats.hits.incr();
-                    return Ok(vec![obj]);
-                }
-                vec![r]
-            }
-            _ => self.index.get(keys)?,
-        };
-        self.resolve_all(keys, &refs).await
+        let hit = self
+            .index
+            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()));
+        if let Some(Some(obj)) = hit {
+            self.stats.hits.incr();
+            return Ok(vec![obj]);
+        }
+        // Boxed, so that the future of a hit stays a few words (moving it copies
+        // little); a miss pays one allocation beside its API call.
+        Box::pin(async move {
+            let refs = self.index.get(keys)?;
+            self.resolve_all(keys, &refs).await
+        })
+        .await
     }
 
     /// One object by namespace and name, through the cache and the singleflight,

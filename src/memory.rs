@@ -296,13 +296,26 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .unwrap_or_default())
     }
 
-    /// The members under exactly `keys`, if `keys` has `num_keys` components and the
-    /// key exists (for the on-demand tier's read path, which needs no vector).
-    pub(crate) fn exact_members<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
-        if keys.len() == self.num_keys {
-            self.get_exact(keys)
-        } else {
-            None
+    /// `f` applied to the object under exactly `keys` while the shard's read lock is
+    /// held, if `keys` has `num_keys` components and holds exactly one object (for the
+    /// on-demand tier's hit path, which so takes no reference count on the index).
+    /// `f` must not call back into this store.
+    pub(crate) fn with_exact_one<S: AsRef<str>, R>(
+        &self,
+        keys: &[S],
+        f: impl FnOnce(&Arc<K>) -> R,
+    ) -> Option<R> {
+        if keys.len() != self.num_keys {
+            return None;
+        }
+        let hash = self.hash_keys(keys);
+        let table = self.exact.read(self.exact.index(hash));
+        match table.find(hash, |(_, b)| b.key_is(keys, self.acc)) {
+            Some((_, Bucket::Elided { obj, .. })) => Some(f(obj)),
+            Some((_, Bucket::Owned(o))) if o.members().len() == 1 => {
+                o.members().iter().next().map(f)
+            }
+            _ => None,
         }
     }
 

@@ -291,13 +291,14 @@ pub(crate) fn now_nanos() -> u64 {
 pub(crate) trait CacheValue: Clone {
     /// Weight against the capacity (1 per entry, or bytes with a byte budget).
     fn weight(&self) -> u64;
-    /// Called once when the cache evicts the value to make room.
-    fn evicted(&self);
 }
+
+/// Called once for each value the cache evicts to make room.
+pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
 
 #[cfg(not(k8s_store_loom))]
 mod cache_imp {
-    use super::CacheValue;
+    use super::{CacheValue, OnEvict};
     use std::hash::Hash;
 
     #[derive(Clone, Debug)]
@@ -309,26 +310,31 @@ mod cache_imp {
         }
     }
 
-    #[derive(Clone, Debug)]
-    pub(crate) struct Evict;
+    pub(crate) struct Evict<Val>(OnEvict<Val>);
 
-    impl<Key, Val: CacheValue> quick_cache::Lifecycle<Key, Val> for Evict {
+    impl<Val> Clone for Evict<Val> {
+        fn clone(&self) -> Self {
+            Self(std::sync::Arc::clone(&self.0))
+        }
+    }
+
+    impl<Key, Val: CacheValue> quick_cache::Lifecycle<Key, Val> for Evict<Val> {
         type RequestState = ();
         fn on_evict(&self, _: &mut (), _: Key, val: Val) {
-            val.evicted();
+            (self.0)(&val);
         }
     }
 
     /// A bounded concurrent cache (quick_cache: sharded, CLOCK-Pro-like admission,
     /// no allocation on hits).
     pub(crate) struct Cache<Key, Val: CacheValue> {
-        inner: quick_cache::sync::Cache<Key, Val, Weigh, foldhash::fast::RandomState, Evict>,
+        inner: quick_cache::sync::Cache<Key, Val, Weigh, foldhash::fast::RandomState, Evict<Val>>,
     }
 
     impl<Key: Eq + Hash, Val: CacheValue> Cache<Key, Val> {
         /// `capacity` in weight units (never exceeded); `items` is the expected number
-        /// of entries.
-        pub(crate) fn new(items: usize, capacity: u64) -> Self {
+        /// of entries; `on_evict` sees each value evicted to make room.
+        pub(crate) fn new(items: usize, capacity: u64, on_evict: OnEvict<Val>) -> Self {
             // quick_cache splits the capacity across shards rounding up, so the total
             // could exceed `capacity` by up to shards - 1. Pick the shard count as it
             // would (a power of two, at least 32 items per shard) and round the
@@ -349,7 +355,7 @@ mod cache_imp {
                     options,
                     Weigh,
                     foldhash::fast::RandomState::default(),
-                    Evict,
+                    Evict(on_evict),
                 ),
                 // Unreachable with the values above (the builder only rejects missing
                 // capacities); fall back to quick_cache's own sharding.
@@ -358,7 +364,7 @@ mod cache_imp {
                     capacity,
                     Weigh,
                     foldhash::fast::RandomState::default(),
-                    Evict,
+                    Evict(on_evict),
                 ),
             };
             Self { inner }
@@ -394,7 +400,7 @@ mod cache_imp {
 
 #[cfg(k8s_store_loom)]
 mod cache_imp {
-    use super::CacheValue;
+    use super::{CacheValue, OnEvict};
     use std::collections::HashMap;
     use std::hash::Hash;
 
@@ -403,13 +409,15 @@ mod cache_imp {
     pub(crate) struct Cache<Key, Val: CacheValue> {
         inner: loom::sync::Mutex<HashMap<Key, Val>>,
         capacity: u64,
+        on_evict: OnEvict<Val>,
     }
 
     impl<Key: Eq + Hash, Val: CacheValue> Cache<Key, Val> {
-        pub(crate) fn new(_items: usize, capacity: u64) -> Self {
+        pub(crate) fn new(_items: usize, capacity: u64, on_evict: OnEvict<Val>) -> Self {
             Self {
                 inner: loom::sync::Mutex::new(HashMap::new()),
                 capacity,
+                on_evict,
             }
         }
 
@@ -430,7 +438,7 @@ mod cache_imp {
                 // Evict the first entry in the map's order.
                 let mut first = true;
                 match map.extract_if(|_, _| std::mem::take(&mut first)).next() {
-                    Some((_, v)) => v.evicted(),
+                    Some((_, v)) => (self.on_evict)(&v),
                     None => break,
                 }
             }

@@ -533,3 +533,43 @@ async fn fetched_bodies_are_stripped_before_caching() {
     assert!(!annotations.contains_key("drop-me"));
     assert_eq!(annotations["keep"], "1");
 }
+
+/// The hit path under keys that are not the object's namespace and name (a stored key
+/// with one member) and under a key that several objects share: hits make no GET, and
+/// a hit is only ever of the version the index last recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_under_any_key_serve_only_the_recorded_version() {
+    let (server, store) = setup(0, |b| b).await;
+    let a = server.create(&secret("default", "a", "v-a")).unwrap();
+    let b = server.create(&secret("default", "b", "v-b")).unwrap();
+    let c = server.create(&secret("default", "c", "v-c")).unwrap();
+    store.add(&a, &["team/x", "α"]).unwrap();
+    store.add(&b, &["team", "x/α"]).unwrap();
+    store.add(&c, &["team", "x/α"]).unwrap();
+
+    let value = |v: &[Arc<Secret>]| v.iter().map(|s| value_of(s)).collect::<Vec<_>>();
+    assert_eq!(value(&store.get(&["team/x", "α"]).await.unwrap()), ["v-a"]);
+    assert_eq!(
+        value(&store.get(&["team", "x/α"]).await.unwrap()),
+        ["v-b", "v-c"]
+    );
+    assert_eq!(gets(&server), 3);
+    for _ in 0..3 {
+        assert_eq!(value(&store.get(&["team/x", "α"]).await.unwrap()), ["v-a"]);
+        assert_eq!(store.get(&["team", "x/α"]).await.unwrap().len(), 2);
+    }
+    assert_eq!(gets(&server), 3, "hits make no GET");
+    assert_eq!(store.stats().hits, 9);
+
+    // The server changes `a`; until the watch reports it, the cached body is served.
+    let a2 = server.replace(&secret("default", "a", "v-a2")).unwrap();
+    assert_eq!(value(&store.get(&["team/x", "α"]).await.unwrap()), ["v-a"]);
+    // Once the index records the new resourceVersion, the old body is never a hit,
+    // even if it were still in the cache.
+    store.update(&a2, &["team/x", "α"]).unwrap();
+    assert_eq!(value(&store.get(&["team/x", "α"]).await.unwrap()), ["v-a2"]);
+    assert_eq!(gets(&server), 4);
+    assert_eq!(value(&store.get(&["team/x", "α"]).await.unwrap()), ["v-a2"]);
+    assert_eq!(gets(&server), 4);
+    store.validate().unwrap();
+}

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 
 use crate::key::{self, KeyHasher};
 use crate::object::{Accessors, MetaView};
-use crate::ptree::PTree;
+use crate::ptree::{PTree, Sep, Target};
 use crate::sync::Arc;
 
 /// At most this many components can be elided (two bits each in a `u32`).
@@ -92,11 +92,19 @@ fn elided_components<'a>(
 pub(crate) fn by_order<'t, K>(
     acc: Accessors<K>,
     target: MetaView<'t>,
-) -> impl Fn(&Arc<K>) -> Ordering + 't
+) -> Target<impl Fn(&Arc<K>) -> Ordering + 't>
 where
     K: 't,
 {
-    move |e| (acc.meta)(e).order(&target)
+    Target {
+        sep: target.sep(),
+        cmp: move |e: &Arc<K>| (acc.meta)(e).order(&target),
+    }
+}
+
+/// The [`Sep`] of an object in (namespace, name, uid) order.
+pub(crate) fn sep_of<K>(acc: Accessors<K>) -> impl Fn(&Arc<K>) -> Sep {
+    move |e| (acc.meta)(e).sep()
 }
 
 impl<K> Bucket<K> {
@@ -104,14 +112,10 @@ impl<K> Bucket<K> {
     pub(crate) fn new<S: AsRef<str>>(obj: Arc<K>, keys: &[S], acc: Accessors<K>) -> Self {
         match elide(keys, &(acc.meta)(&obj)) {
             Some(pattern) => Bucket::Elided { obj, pattern },
-            None => {
-                let mut members = PTree::default();
-                members.insert(obj, |_| Ordering::Less);
-                Bucket::Owned(Box::new(Owned {
-                    key: key::encode(keys).into(),
-                    members,
-                }))
-            }
+            None => Bucket::Owned(Box::new(Owned {
+                key: key::encode(keys).into(),
+                members: PTree::single(obj),
+            })),
         }
     }
 
@@ -168,7 +172,7 @@ impl<K> Bucket<K> {
     pub(crate) fn contains(&self, target: MetaView<'_>, acc: Accessors<K>) -> bool {
         match self {
             Bucket::Elided { obj, .. } => (acc.meta)(obj).order(&target) == Ordering::Equal,
-            Bucket::Owned(o) => o.members.get(by_order(acc, target)).is_some(),
+            Bucket::Owned(o) => o.members.get(&by_order(acc, target)).is_some(),
         }
     }
 
@@ -180,19 +184,23 @@ impl<K> Bucket<K> {
                 *self = Bucket::new(obj, keys, acc);
             }
             Bucket::Elided { obj: cur, .. } => {
-                let mut members = PTree::default();
-                members.insert(Arc::clone(cur), |_| Ordering::Less);
                 // `obj` is not equal to `cur`, checked above.
-                let target = (acc.meta)(&obj).order(&(acc.meta)(cur));
-                members.insert(obj, move |_| target.reverse());
+                let obj_first = view.order(&(acc.meta)(cur)) == Ordering::Less;
+                let pair = if obj_first {
+                    vec![obj, Arc::clone(cur)]
+                } else {
+                    vec![Arc::clone(cur), obj]
+                };
+                let members = PTree::from_sorted(pair, sep_of(acc));
                 *self = Bucket::Owned(Box::new(Owned {
                     key: key::encode(keys).into(),
                     members,
                 }));
             }
             Bucket::Owned(o) => {
-                let cmp = by_order(acc, view);
-                let replaced = o.members.insert(Arc::clone(&obj), cmp);
+                let replaced =
+                    o.members
+                        .insert(Arc::clone(&obj), &by_order(acc, view), sep_of(acc));
                 drop(replaced);
             }
         }
@@ -209,7 +217,7 @@ impl<K> Bucket<K> {
         match self {
             Bucket::Elided { obj, .. } => (acc.meta)(obj).order(&target) == Ordering::Equal,
             Bucket::Owned(o) => {
-                o.members.remove(by_order(acc, target));
+                o.members.remove(&by_order(acc, target), sep_of(acc));
                 let emptied = o.members.is_empty();
                 if o.members.len() == 1
                     && let Some(last) = o.members.iter().next().cloned()
@@ -250,7 +258,7 @@ impl<K> Bucket<K> {
                     return Err("empty bucket left in the table".into());
                 }
                 o.members
-                    .validate(|a, b| (acc.meta)(a).order(&(acc.meta)(b)))
+                    .validate(|a, b| (acc.meta)(a).order(&(acc.meta)(b)), sep_of(acc))
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripp
 use crate::key::short_eq;
 use crate::memory::MemoryStore;
 use crate::object::{Object, via};
-use crate::ptree::PTree;
+use crate::ptree::{NO_SEP, PTree};
 use crate::singleflight::{Flights, Join, Outcome};
 use crate::snapshot::Snapshot;
 use crate::sync::{self, Arc, Cache, CacheValue, Counter};
@@ -1065,7 +1065,8 @@ where
     pub async fn list(&self) -> Result<Snapshot<K>, StoreError> {
         let refs = self.index.list().to_vec();
         let objects = self.resolve_all::<&str>(&[], &refs).await?;
-        Ok(Snapshot::new(PTree::from_sorted(objects)))
+        // A snapshot is only iterated, never searched: no separators needed.
+        Ok(Snapshot::new(PTree::from_sorted(objects, |_| NO_SEP)))
     }
 
     /// The counters since the store was built.

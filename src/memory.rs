@@ -1,14 +1,15 @@
 //! The full in-memory tier: [`MemoryStore`].
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use hashbrown::HashTable;
 
-use crate::bucket::{self, Bucket, Members, by_order};
+use crate::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::key::{self, KeyHasher};
 use crate::object::{Accessors, MetaView, Object};
-use crate::ptree::PTree;
+use crate::ptree::{PTree, Sep, SepBuilder, Target};
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, Mutex, Published, Shards, Table, default_shard_count};
 
@@ -85,6 +86,18 @@ impl<K> Clone for State<K> {
 struct Group<K> {
     prefix: Arc<[u8]>,
     members: PTree<Arc<K>>,
+}
+
+/// Finds the group of the encoded key prefix `prefix` (groups order by their bytes).
+fn by_prefix<K>(prefix: &[u8]) -> Target<impl Fn(&Group<K>) -> Ordering + '_> {
+    Target {
+        sep: SepBuilder::new().bytes(prefix).finish(),
+        cmp: move |g: &Group<K>| g.prefix[..].cmp(prefix),
+    }
+}
+
+fn group_sep<K>(g: &Group<K>) -> Sep {
+    SepBuilder::new().bytes(&g.prefix).finish()
 }
 
 impl<K> Clone for Group<K> {
@@ -288,7 +301,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         let prefix = key::encode(keys);
         let members = self.published.with(|st| {
             st.prefixes[n - 1]
-                .get(|g| g.prefix[..].cmp(&prefix))
+                .get(&by_prefix(&prefix))
                 .map(|g| g.members.clone())
         });
         Ok(members
@@ -511,7 +524,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             }
         }
         let state = State {
-            all: PTree::from_sorted(entries.into_iter().map(|e| e.0).collect()),
+            all: PTree::from_sorted(entries.into_iter().map(|e| e.0).collect(), sep_of(self.acc)),
             prefixes: groups
                 .into_iter()
                 .map(|g| {
@@ -519,9 +532,10 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
                         g.into_iter()
                             .map(|(p, m)| Group {
                                 prefix: p.into(),
-                                members: PTree::from_sorted(m),
+                                members: PTree::from_sorted(m, sep_of(self.acc)),
                             })
                             .collect(),
+                        group_sep,
                     )
                 })
                 .collect(),
@@ -581,7 +595,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             }
         });
         let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
-        let same_order = old_view.is_some_and(|ov| ov.order(&view) == std::cmp::Ordering::Equal);
+        let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
         let mut state = (*w.state).clone();
         self.state_move(
             &mut state,
@@ -726,9 +740,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         if let Some((_, ov)) = old
             && !same_order
         {
-            state.all.remove(by_order(self.acc, ov));
+            state.all.remove(&by_order(self.acc, ov), sep_of(self.acc));
         }
-        state.all.insert(Arc::clone(obj), by_order(self.acc, view));
+        state
+            .all
+            .insert(Arc::clone(obj), &by_order(self.acc, view), sep_of(self.acc));
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             let tree = &mut state.prefixes[d - 1];
@@ -743,7 +759,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     }
 
     fn state_remove(&self, state: &mut State<K>, old: MetaView<'_>, encoded: &[u8]) {
-        state.all.remove(by_order(self.acc, old));
+        state.all.remove(&by_order(self.acc, old), sep_of(self.acc));
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             self.group_remove(&mut state.prefixes[d - 1], prefix, old);
@@ -758,36 +774,32 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         obj: &Arc<K>,
         view: MetaView<'_>,
     ) {
-        let by_prefix = |g: &Group<K>| g.prefix[..].cmp(prefix);
+        let target = by_prefix(prefix);
         let acc = self.acc;
-        if tree.get(by_prefix).is_some() {
-            tree.update(by_prefix, |g| {
-                g.members.insert(Arc::clone(obj), by_order(acc, view));
-            });
-        } else {
-            let mut members = PTree::default();
-            members.insert(Arc::clone(obj), by_order(acc, view));
-            tree.insert(
-                Group {
-                    prefix: prefix.into(),
-                    members,
-                },
-                by_prefix,
-            );
+        let found = tree.update(&target, |g| {
+            g.members
+                .insert(Arc::clone(obj), &by_order(acc, view), sep_of(acc));
+        });
+        if !found {
+            let group = Group {
+                prefix: prefix.into(),
+                members: PTree::single(Arc::clone(obj)),
+            };
+            tree.insert(group, &target, group_sep);
         }
     }
 
     /// Removes `old` from the group of `prefix`, and the group if that emptied it.
     fn group_remove(&self, tree: &mut PTree<Group<K>>, prefix: &[u8], old: MetaView<'_>) {
-        let by_prefix = |g: &Group<K>| g.prefix[..].cmp(prefix);
+        let target = by_prefix(prefix);
         let acc = self.acc;
         let mut emptied = false;
-        tree.update(by_prefix, |g| {
-            g.members.remove(by_order(acc, old));
+        tree.update(&target, |g| {
+            g.members.remove(&by_order(acc, old), sep_of(acc));
             emptied = g.members.is_empty();
         });
         if emptied {
-            tree.remove(by_prefix);
+            tree.remove(&target, group_sep);
         }
     }
 
@@ -839,7 +851,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             return Err("published state is not the writer's state".into());
         }
         let order = |a: &Arc<K>, b: &Arc<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
-        st.all.validate(order)?;
+        st.all.validate(order, sep_of(self.acc))?;
         let mut in_buckets = 0;
         for s in 0..self.exact.len() {
             let table = self.exact.read(s);
@@ -864,7 +876,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
                     let view = (self.acc.meta)(obj);
                     if st
                         .all
-                        .get(by_order(self.acc, view))
+                        .get(&by_order(self.acc, view))
                         .is_none_or(|o| !Arc::ptr_eq(o, obj))
                     {
                         err = Some(format!(
@@ -880,8 +892,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
                     for d in 1..self.num_keys {
                         let p = &encoded[..bucket::prefix_len(&encoded, d)];
                         let ok = st.prefixes[d - 1]
-                            .get(|g| g.prefix[..].cmp(p))
-                            .and_then(|g| g.members.get(by_order(self.acc, view)))
+                            .get(&by_prefix(p))
+                            .and_then(|g| g.members.get(&by_order(self.acc, view)))
                             .is_some_and(|o| Arc::ptr_eq(o, obj));
                         if !ok {
                             err = Some(format!(
@@ -904,13 +916,13 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             ));
         }
         for (d, tree) in st.prefixes.iter().enumerate() {
-            tree.validate(|a, b| a.prefix.cmp(&b.prefix))?;
+            tree.validate(|a, b| a.prefix.cmp(&b.prefix), group_sep)?;
             let mut total = 0;
             for g in tree.iter() {
                 if g.members.is_empty() {
                     return Err(format!("empty group left at depth {}", d + 1));
                 }
-                g.members.validate(order)?;
+                g.members.validate(order, sep_of(self.acc))?;
                 total += g.members.len();
             }
             if total != st.all.len() {

@@ -340,6 +340,17 @@ fn note(notes: &Notes, group: &str, id: &str, text: String) {
         .insert(format!("{group}/{id}"), text);
 }
 
+/// Keeps the writer's share of time on a CPU in `write_2_readers` for the summary
+/// (not printed).
+fn keep_share(notes: &Notes, id: &str, split: Option<[f64; 3]>) {
+    if let Some([on_cpu, ..]) = split {
+        notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(format!("cpu_share/{id}"), on_cpu.to_string());
+    }
+}
+
 /// Runs `f` while another thread applies updates flat out, or at about `pace`
 /// updates per second; returns the writer's achieved rate.
 fn with_background_writer<U: Updates, T>(
@@ -374,9 +385,31 @@ fn with_background_writer<U: Updates, T>(
     })
 }
 
+/// Where the calling thread's time went while it ran `f`, as shares of the wall time:
+/// on a CPU, runnable but waiting for one (all cores busy), and blocked (asleep: on a
+/// lock, or parked). Read from Linux's `/proc/thread-self/schedstat`; `None` elsewhere.
+fn time_split(f: impl FnOnce()) -> Option<[f64; 3]> {
+    fn schedstat() -> Option<(f64, f64)> {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let mut it = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+        Some((it.next()??, it.next()??))
+    }
+    let (before, wall) = (schedstat(), Instant::now());
+    f();
+    let (after, wall) = (schedstat()?, wall.elapsed().as_nanos() as f64);
+    let before = before?;
+    let (cpu, waiting) = ((after.0 - before.0) / wall, (after.1 - before.1) / wall);
+    Some([cpu, waiting, (1.0 - cpu - waiting).max(0.0)])
+}
+
 /// Runs `f` while one thread does exact gets and another `list()`, both flat out;
-/// returns their rates (gets/s, lists/s).
-fn with_background_readers<R: Reads>(r: &R, idx: &[u32], f: impl FnOnce()) -> (f64, f64) {
+/// returns their rates (gets/s, lists/s) and where the time of `f`'s thread (the
+/// measured writer) went meanwhile (see [`time_split`]).
+fn with_background_readers<R: Reads>(
+    r: &R,
+    idx: &[u32],
+    f: impl FnOnce(),
+) -> (f64, f64, Option<[f64; 3]>) {
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let getter = s.spawn(|| {
@@ -399,11 +432,12 @@ fn with_background_readers<R: Reads>(r: &R, idx: &[u32], f: impl FnOnce()) -> (f
             }
             n as f64 / start.elapsed().as_secs_f64()
         });
-        f();
+        let share = time_split(f);
         stop.store(true, Ordering::Relaxed);
         (
             getter.join().expect("reader panicked"),
             lister.join().expect("reader panicked"),
+            share,
         )
     })
 }
@@ -795,24 +829,33 @@ fn run_writes(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
 
     let group = "write_2_readers";
     let mut g = fast_group(c, group);
-    let readers_note = |(gets, lists): (f64, f64)| {
+    let readers_note = |(gets, lists, split): (f64, f64, Option<[f64; 3]>)| {
         format!(
-            "readers: {} and {}",
+            "readers: {} and {}; the writer's time: {}",
             per_sec(gets, "exact gets"),
-            per_sec(lists, "lists")
+            per_sec(lists, "lists"),
+            split.map_or("not known".into(), |[c, w, b]| format!(
+                "{:.0}% on a CPU, {:.0}% waiting for one, {:.0}% blocked",
+                c * 100.0,
+                w * 100.0,
+                b * 100.0
+            )),
         )
     };
     let rates = with_background_readers(&go(&s.go, fx), &fx.uniform, || {
         bench_write(&mut g, "go", &mut go_writes(&s.go, fx))
     });
+    keep_share(notes, "go", rates.2);
     note(notes, group, "go", readers_note(rates));
     let rates = with_background_readers(&kube(&s.kube, fx, false), &fx.uniform, || {
         bench_write(&mut g, "kube", &mut kube_writes(&mut s.kube_writer, fx))
     });
+    keep_share(notes, "kube", rates.2);
     note(notes, group, "kube", readers_note(rates));
     let rates = with_background_readers(&ours(&s.ours, fx, false), &fx.uniform, || {
         bench_write(&mut g, "ours", &mut ours_writes(&s.ours, fx))
     });
+    keep_share(notes, "ours", rates.2);
     note(notes, group, "ours", readers_note(rates));
     g.finish();
 }
@@ -1059,16 +1102,24 @@ mod summary {
         println!();
         println!("### Writer throughput with two readers / alone");
         println!();
-        println!("| store | alone | with 2 readers | with / alone |");
-        println!("|---|---:|---:|---:|");
+        println!(
+            "| store | alone | with 2 readers | with / alone | writer's time on a CPU \
+             with readers | with / alone, per second on a CPU |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
         for id in ["go", "kube", "ours"] {
             if let (Some(a), Some(r)) = (get("write_alone", id), get("write_2_readers", id)) {
+                let share = notes
+                    .get(&format!("cpu_share/{id}"))
+                    .and_then(|s| s.parse::<f64>().ok());
                 println!(
-                    "| {} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {:.2} | {} | {} |",
                     store_name(id),
                     per_sec(1e9 / a, "updates"),
                     per_sec(1e9 / r, "updates"),
-                    a / r
+                    a / r,
+                    share.map_or("?".into(), |s| format!("{s:.2}")),
+                    share.map_or("?".into(), |s| format!("{:.2}", a / r / s)),
                 );
             }
         }

@@ -461,3 +461,63 @@ fn replaced_and_removed_versions_are_released() {
     );
     s.validate().unwrap();
 }
+
+/// The index's trees route by 32-byte separators (prefixes of the (namespace, name, uid)
+/// order). Namespaces and names sharing their first 40 bytes, with NUL and multibyte
+/// characters after, make separators tie everywhere: routing must fall back to full
+/// comparisons and still find, order, move and remove every object. Enough objects
+/// for several tree levels (leaves hold 32), and a second key depth (prefix groups).
+#[test]
+fn keys_sharing_long_prefixes_are_found_ordered_moved_and_removed() {
+    let s = store(2);
+    let long = "x".repeat(40);
+    let ns = |i: usize| format!("{long}\u{0}{i:02}");
+    let name = |j: usize| format!("{long}é{j:03}");
+    let mut expected: Vec<String> = Vec::new();
+    // Inserted in an order unlike the sorted one.
+    for j in (0..120).rev() {
+        for i in [3, 0, 2, 1] {
+            s.add(cm(&ns(i), &name(j), None), &[&ns(i), &name(j)])
+                .unwrap();
+            expected.push(format!("{}/{}", ns(i), name(j)));
+        }
+    }
+    expected.sort();
+    s.validate().unwrap();
+    assert_eq!(
+        names(&s.list().iter().cloned().collect::<Vec<_>>()),
+        expected
+    );
+    for i in 0..4 {
+        let got = s.get(&[ns(i).as_str()]).unwrap();
+        assert_eq!(got.len(), 120, "namespace {i}");
+        let want: Vec<&String> = expected
+            .iter()
+            .filter(|e| e.starts_with(&format!("{}/", ns(i))))
+            .collect();
+        assert_eq!(names(&got).iter().collect::<Vec<_>>(), want);
+        for j in [0, 57, 119] {
+            assert_eq!(
+                names(&s.get(&[ns(i), name(j)]).unwrap()),
+                [format!("{}/{}", ns(i), name(j))]
+            );
+        }
+    }
+    // Move every third object of namespace 0 to another key; remove every fifth of 1.
+    for j in (0..120).step_by(3) {
+        s.update(
+            cm(&ns(0), &name(j), None),
+            &[ns(9).as_str(), name(j).as_str()],
+        )
+        .unwrap();
+    }
+    for j in (0..120).step_by(5) {
+        assert!(s.remove(&cm(&ns(1), &name(j), None)).unwrap());
+    }
+    s.validate().unwrap();
+    assert_eq!(s.get(&[ns(0).as_str()]).unwrap().len(), 80);
+    assert_eq!(s.get(&[ns(9).as_str()]).unwrap().len(), 40);
+    assert_eq!(s.get(&[ns(1).as_str()]).unwrap().len(), 96);
+    assert!(s.get(&[ns(1), name(5)]).unwrap().is_empty());
+    assert_eq!(s.len(), 480 - 24);
+}

@@ -176,6 +176,23 @@ impl Reads for Ours<'_> {
     }
 }
 
+/// k8s-store read through `get_one` (no result vector): the call a caller makes for a
+/// key that names one object, as kube-runtime's `get` does.
+struct OursOne<'a>(Ours<'a>);
+
+impl Reads for OursOne<'_> {
+    fn get(&self, i: usize) -> usize {
+        let one = self.0.store.get_one(&self.0.keys[i]).expect("a unique key");
+        usize::from(black_box(one).is_some())
+    }
+    fn prefix(&self, ns: &str) -> usize {
+        self.0.prefix(ns)
+    }
+    fn list(&self) -> usize {
+        self.0.list()
+    }
+}
+
 /// Updated versions of random objects, built before measuring. Each of the `UPDATES`
 /// slots holds two successive versions, and update `n` applies slot `n % UPDATES` in
 /// version `(n / UPDATES) % 2`, so an update (nearly) always changes the stored
@@ -673,6 +690,12 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
         bench_get(&mut g, "kube", &kube(&s.kube, fx, false), idx);
         bench_get(&mut g, "kube_prebuilt_ref", &kube(&s.kube, fx, true), idx);
         bench_get(&mut g, "ours", &ours(&s.ours, fx, false), idx);
+        bench_get(
+            &mut g,
+            "ours_get_one",
+            &OursOne(ours(&s.ours, fx, false)),
+            idx,
+        );
         g.finish();
     }
 
@@ -927,6 +950,7 @@ mod summary {
         ("kube_prebuilt_ref", "kube-runtime, prebuilt ObjectRef"),
         ("ours", "k8s-store"),
         ("ours_to_vec", "k8s-store + to_vec()"),
+        ("ours_get_one", "k8s-store, get_one (no Vec)"),
         ("go_100k", "Go-shaped baseline, 100k"),
         ("kube_100k", "kube-runtime, 100k"),
         ("ours_100k", "k8s-store, 100k"),
@@ -955,13 +979,13 @@ mod summary {
         (
             "get_exact_uniform",
             "a. exact get, 1 thread, uniform keys",
-            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            &["go", "kube", "kube_prebuilt_ref", "ours", "ours_get_one"],
             "ours",
         ),
         (
             "get_exact_hot1pct",
             "a. exact get, 1 thread, hot 1% of keys",
-            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            &["go", "kube", "kube_prebuilt_ref", "ours", "ours_get_one"],
             "ours",
         ),
         (
@@ -1159,6 +1183,17 @@ mod summary {
                 &times,
                 &|v| v >= 3.0,
             );
+            if g != "get_exact_2_threads" {
+                check(
+                    &format!(
+                        "get_one (no Vec, not the issue's `get`) ≥ 3× kube-runtime's rate \
+                         ({label}, ObjectRef built per call)"
+                    ),
+                    ratio(g, "kube", "ours_get_one"),
+                    &times,
+                    &|v| v >= 3.0,
+                );
+            }
         }
         for base in ["go_100k", "kube_100k"] {
             check(

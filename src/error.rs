@@ -118,6 +118,13 @@ pub enum ErrorKind {
         /// What the API server or the connection said.
         cause: crate::fetch::FetchError,
     },
+    /// `get_one` found several objects under a key it expected to be unique.
+    /// Fix: use `get`, which returns them all, or index by a key that is unique.
+    #[error("{found} objects share this key; get_one expects at most one")]
+    NotUnique {
+        /// How many objects are under the key.
+        found: usize,
+    },
     /// An on-demand store scoped to one namespace was given an object of another.
     /// Fix: scope the store to all namespaces, or filter the watch by namespace.
     #[error("object {object} is outside the store's namespace {scope:?}")]

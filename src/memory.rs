@@ -309,6 +309,44 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .unwrap_or_default())
     }
 
+    /// The one object under exactly `keys` (all `num_keys` components), or `None`.
+    ///
+    /// For keys that identify a single object, such as `[namespace, name]`: the same
+    /// lookup as an exact [`get`](Self::get) without allocating the result vector.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; [`ErrorKind::NotUnique`]
+    /// when several objects share the key (use `get` for those).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # use k8s_store::MemoryStore;
+    /// let store = MemoryStore::<ConfigMap>::new(2)?;
+    /// let mut cm = ConfigMap::default();
+    /// cm.metadata.namespace = Some("default".into());
+    /// cm.metadata.name = Some("a".into());
+    /// store.add(Arc::new(cm), &["default", "a"])?;
+    /// assert!(store.get_one(&["default", "a"])?.is_some());
+    /// assert!(store.get_one(&["default", "b"])?.is_none());
+    /// # Ok::<(), k8s_store::StoreError>(())
+    /// ```
+    pub fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
+        self.check_count(Operation::Get, keys)?;
+        let hash = self.hash_keys(keys);
+        let table = self.exact.read(self.exact.index(hash));
+        let found = match table.find(hash, |(_, b)| b.key_is(keys, self.acc)) {
+            None => Ok(None),
+            Some((_, Bucket::Elided { obj, .. })) => Ok(Some(Arc::clone(obj))),
+            Some((_, Bucket::Owned(o))) => match o.members().len() {
+                1 => Ok(o.members().iter().next().cloned()),
+                found => Err(found),
+            },
+        };
+        drop(table);
+        found.map_err(|found| StoreError::new(Operation::Get, keys, ErrorKind::NotUnique { found }))
+    }
+
     /// `f` applied to the object under exactly `keys` while the shard's read lock is
     /// held, if `keys` has `num_keys` components and holds exactly one object (for the
     /// on-demand tier's hit path, which so takes no reference count on the index).

@@ -521,3 +521,48 @@ fn keys_sharing_long_prefixes_are_found_ordered_moved_and_removed() {
     assert!(s.get(&[ns(1), name(5)]).unwrap().is_empty());
     assert_eq!(s.len(), 480 - 24);
 }
+
+#[test]
+fn get_one_returns_the_unique_object_or_says_why_not() {
+    let s = store(2);
+    s.add(cm("ns", "a", Some("u1")), &["ns", "a"]).unwrap();
+    // Two objects under one key (a key that is not their namespace and name).
+    s.add(cm("ns", "b", Some("u2")), &["team/x", "α"]).unwrap();
+    s.add(cm("ns", "c", Some("u3")), &["team/x", "α"]).unwrap();
+    // One object under a stored (not elided) key.
+    s.add(cm("ns", "d", Some("u4")), &["", "/"]).unwrap();
+
+    let a = s.get_one(&["ns", "a"]).unwrap().expect("present");
+    assert_eq!(a.metadata.name.as_deref(), Some("a"));
+    let d = s.get_one(&["", "/"]).unwrap().expect("present");
+    assert_eq!(d.metadata.name.as_deref(), Some("d"));
+    assert!(s.get_one(&["ns", "zz"]).unwrap().is_none());
+    // Keys that collide when joined with `/` are still different keys.
+    assert!(s.get_one(&["team", "x/α"]).unwrap().is_none());
+
+    let err = s.get_one(&["team/x", "α"]).unwrap_err();
+    assert_eq!(err.operation, Operation::Get);
+    assert_eq!(err.kind, ErrorKind::NotUnique { found: 2 });
+    assert_eq!(err.keys, ["team/x", "α"]);
+    assert!(
+        err.to_string().contains("2 objects share this key"),
+        "{err}"
+    );
+    assert_eq!(s.get(&["team/x", "α"]).unwrap().len(), 2);
+
+    for keys in [vec!["ns"], vec!["ns", "a", "x"]] {
+        let err = s.get_one(&keys).unwrap_err();
+        assert_eq!(
+            err.kind,
+            ErrorKind::KeyCount {
+                expected: 2,
+                given: keys.len()
+            }
+        );
+    }
+    // After one of the two goes, the key is unique again.
+    assert!(s.remove(&cm("ns", "b", Some("u2"))).unwrap());
+    let c = s.get_one(&["team/x", "α"]).unwrap().expect("present");
+    assert_eq!(c.metadata.name.as_deref(), Some("c"));
+    s.validate().unwrap();
+}

@@ -144,7 +144,21 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     );
                 } else {
-                    prop_assert_eq!(seen(&r.unwrap()), model_get(&model, &k), "get {:?}", k);
+                    let want = model_get(&model, &k);
+                    prop_assert_eq!(seen(&r.unwrap()), want.clone(), "get {:?}", k);
+                    // get_one on a full key: the one object, none, or how many share it.
+                    if k.len() == n {
+                        match (store.get_one(&k), want.len()) {
+                            (Ok(None), 0) => {}
+                            (Ok(Some(o)), 1) => prop_assert_eq!(seen(&[o]), want),
+                            (Err(e), found) => {
+                                prop_assert_eq!(e.kind, ErrorKind::NotUnique { found })
+                            }
+                            (r, found) => {
+                                prop_assert!(false, "get_one {:?}: {:?} for {}", k, r, found)
+                            }
+                        }
+                    }
                 }
             }
             Op::Delete(k) => {

@@ -1038,6 +1038,37 @@ where
         .await
     }
 
+    /// The one object under exactly `keys` (all `num_keys` components), through the
+    /// cache and the singleflight like [`get`](Self::get), without a result vector.
+    /// `None` if no reference is under the key or the API server no longer has the
+    /// object.
+    ///
+    /// # Errors
+    /// A wrong number of keys ([`ErrorKind::KeyCount`]); several references under the
+    /// key ([`ErrorKind::NotUnique`]); a failed fetch ([`Operation::Fetch`]).
+    ///
+    /// # Cancel safety
+    /// As [`get`](Self::get).
+    pub async fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
+        let hit = self
+            .index
+            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()));
+        if let Some(Some(obj)) = hit {
+            self.stats.hits.incr();
+            return Ok(Some(obj));
+        }
+        Box::pin(async move {
+            let Some(r) = self.index.get_one(keys)? else {
+                return Ok(None);
+            };
+            Ok(self
+                .resolve_all(keys, std::slice::from_ref(&r))
+                .await?
+                .pop())
+        })
+        .await
+    }
+
     /// One object by namespace and name, through the cache and the singleflight,
     /// whether or not the index has a reference to it. `Ok(None)` if the API server
     /// says it does not exist.

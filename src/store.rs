@@ -58,6 +58,17 @@ pub trait Store<K>: Send + Sync {
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send;
 
+    /// The one object under exactly `keys` (all `num_keys` components), or `None`;
+    /// several objects under the key is [`ErrorKind::NotUnique`](crate::ErrorKind).
+    ///
+    /// # Errors
+    /// A [`StoreError`] for a wrong number of keys, a shared key, or (on-demand tier) a
+    /// failed fetch.
+    fn get_one<S: AsRef<str> + Sync>(
+        &self,
+        keys: &[S],
+    ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> + Send;
+
     /// Every object, in (namespace, name, uid) order.
     fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send;
 
@@ -103,6 +114,13 @@ impl<K: Send + Sync + 'static> Store<K> for MemoryStore<K> {
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
         std::future::ready(MemoryStore::get(self, keys))
+    }
+
+    fn get_one<S: AsRef<str> + Sync>(
+        &self,
+        keys: &[S],
+    ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> + Send {
+        std::future::ready(MemoryStore::get_one(self, keys))
     }
 
     fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send {
@@ -158,6 +176,13 @@ where
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
         crate::cached::CachedStore::get(self, keys)
+    }
+
+    fn get_one<S: AsRef<str> + Sync>(
+        &self,
+        keys: &[S],
+    ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> + Send {
+        crate::cached::CachedStore::get_one(self, keys)
     }
 
     fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send {

@@ -107,6 +107,16 @@ impl Store<DynamicObject> for AnyStore {
         }
     }
 
+    fn get_one<S: AsRef<str> + Sync>(
+        &self,
+        keys: &[S],
+    ) -> impl Future<Output = Result<Option<Arc<DynamicObject>>, StoreError>> + Send {
+        match self {
+            AnyStore::Full(s) => Either::Left(std::future::ready(s.get_one(keys))),
+            AnyStore::OnDemand(s) => Either::Right(s.get_one(keys)),
+        }
+    }
+
     fn list(&self) -> impl Future<Output = Result<Snapshot<DynamicObject>, StoreError>> + Send {
         match self {
             AnyStore::Full(s) => Either::Left(std::future::ready(Ok(s.list()))),

@@ -573,3 +573,77 @@ async fn hits_under_any_key_serve_only_the_recorded_version() {
     assert_eq!(gets(&server), 4);
     store.validate().unwrap();
 }
+
+/// `get_one` through the cache: one GET on a miss, none on a hit, `None` for an
+/// object the server no longer has, the fetch error on a 500, and the index's errors
+/// for a shared key or a wrong key count. Also through the `Store` trait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_one_fetches_once_and_reports_why_not() {
+    let (server, store) = setup(3, |b| b).await;
+    let a = store
+        .get_one(&["default", "s-000"])
+        .await
+        .unwrap()
+        .expect("present");
+    assert_eq!(value_of(&a), "v-0");
+    assert_eq!(gets(&server), 1);
+    let a = store
+        .get_one(&["default", "s-000"])
+        .await
+        .unwrap()
+        .expect("present");
+    assert_eq!(value_of(&a), "v-0");
+    assert_eq!(gets(&server), 1, "the second read is a hit");
+    assert_eq!((store.stats().hits, store.stats().misses), (1, 1));
+
+    // Through the trait, as a watcher-fed consumer would call it.
+    let via_trait = Store::get_one(&*store, &["default", "s-000"])
+        .await
+        .unwrap();
+    assert!(via_trait.is_some_and(|s| value_of(&s) == "v-0"));
+
+    assert!(store.get_one(&["default", "nope"]).await.unwrap().is_none());
+    server.delete::<Secret>(Some("default"), "s-001").unwrap();
+    assert!(
+        store
+            .get_one(&["default", "s-001"])
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Two references under one key.
+    let other = server.create(&secret("other", "x", "v-x")).expect("create");
+    store.add(&other, &["shared", "k"]).unwrap();
+    let third = server.create(&secret("other", "y", "v-y")).expect("create");
+    store.add(&third, &["shared", "k"]).unwrap();
+    let before = gets(&server);
+    let err = store.get_one(&["shared", "k"]).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotUnique { found: 2 });
+    assert_eq!(gets(&server), before, "no fetch for a shared key");
+    let err = store.get_one(&["default"]).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::KeyCount {
+            expected: 2,
+            given: 1
+        }
+    );
+
+    server
+        .set_fault(Route::get("secrets"), Fault::status(500))
+        .unwrap();
+    let err = store.get_one(&["default", "s-002"]).await.unwrap_err();
+    assert!(matches!(
+        fetch_cause(&err),
+        FetchError::Api { code: 500, .. }
+    ));
+    // The cached object is still served while the server fails.
+    assert!(
+        store
+            .get_one(&["default", "s-000"])
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

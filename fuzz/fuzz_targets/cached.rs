@@ -980,6 +980,28 @@ fn run(input: Input) {
                         checker.check_read(&what, &window, &refs, &got);
                     }
                 }
+                // The same key through `get_one`: a count error for a prefix, a
+                // uniqueness error (and no fetch) for a shared key, else the same
+                // read as `get` without the vector.
+                let what = format!("{what} (get_one)");
+                let window = checker.window();
+                let got = drive(&checker, pin!(store.get_one(&keys)), &mut pending, &what);
+                let refs = model.select(|k| k.starts_with(&keys));
+                if let Some(e) = key_count_error(Operation::Get, &keys) {
+                    assert_eq!(got.map(|_| ()), Err(e), "{what}");
+                    assert_eq!(checker.window().first, window.first, "{what}: fetched");
+                } else if refs.len() > 1 {
+                    let err = got.expect_err(&what);
+                    assert_eq!(
+                        err.kind,
+                        ErrorKind::NotUnique { found: refs.len() },
+                        "{what}"
+                    );
+                    assert_eq!(checker.window().first, window.first, "{what}: fetched");
+                } else {
+                    let got = got.map(|o| o.into_iter().collect::<Vec<_>>());
+                    checker.check_read(&what, &window, &refs, &got);
+                }
             }
             Op::List => {
                 let window = checker.window();

@@ -34,12 +34,6 @@ pub(crate) struct Owned<K> {
     members: PTree<Arc<K>>,
 }
 
-impl<K> Owned<K> {
-    pub(crate) fn members(&self) -> &PTree<Arc<K>> {
-        &self.members
-    }
-}
-
 /// The members of a bucket, taken out under the shard lock and read after it.
 pub(crate) enum Members<K> {
     One(Arc<K>),
@@ -165,6 +159,16 @@ impl<K> Bucket<K> {
         match self {
             Bucket::Elided { obj, .. } => Members::One(Arc::clone(obj)),
             Bucket::Owned(o) => Members::Many(o.members.clone()),
+        }
+    }
+
+    /// The bucket's only member, or how many it has.
+    pub(crate) fn single(&self) -> Result<&Arc<K>, usize> {
+        match self {
+            Bucket::Elided { obj, .. } => Ok(obj),
+            // Only a one-member tree is walked (a deeper walk would allocate its stack).
+            Bucket::Owned(o) if o.members.len() == 1 => o.members.iter().next().ok_or(0),
+            Bucket::Owned(o) => Err(o.members.len()),
         }
     }
 

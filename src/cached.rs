@@ -822,6 +822,18 @@ where
         self.index.list()
     }
 
+    /// The hit path of `get` and `get_one`: the cached body of the one reference under
+    /// exactly `keys`, at that reference's version, probed under the index shard's read
+    /// lock (no reference count taken on the index). Counts the hit.
+    #[inline]
+    fn exact_hit<S: AsRef<str>>(&self, keys: &[S]) -> Option<Arc<K>> {
+        let obj = self
+            .index
+            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()))??;
+        self.stats.hits.incr();
+        Some(obj)
+    }
+
     /// A cached body of version `rv` (any, if `None`) that has not expired; unlike
     /// [`lookup`](Self::lookup) it takes no write lock to drop an expired entry.
     fn peek(&self, key: KeyRef<'_>, rv: Option<&str>) -> Option<Arc<K>> {
@@ -1022,11 +1034,7 @@ where
     /// Dropping the future cancels this caller's fetches; other callers waiting for
     /// them take them over.
     pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
-        let hit = self
-            .index
-            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()));
-        if let Some(Some(obj)) = hit {
-            self.stats.hits.incr();
+        if let Some(obj) = self.exact_hit(keys) {
             return Ok(vec![obj]);
         }
         // Boxed, so that the future of a hit stays a few words (moving it copies
@@ -1050,11 +1058,7 @@ where
     /// # Cancel safety
     /// As [`get`](Self::get).
     pub async fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
-        let hit = self
-            .index
-            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()));
-        if let Some(Some(obj)) = hit {
-            self.stats.hits.incr();
+        if let Some(obj) = self.exact_hit(keys) {
             return Ok(Some(obj));
         }
         Box::pin(async move {

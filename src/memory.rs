@@ -333,17 +333,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// ```
     pub fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
         self.check_count(Operation::Get, keys)?;
-        let hash = self.hash_keys(keys);
-        let table = self.exact.read(self.exact.index(hash));
-        let found = match table.find(hash, |(_, b)| b.key_is(keys, self.acc)) {
+        let found = self.probe(keys, |b| match b.map(Bucket::single) {
             None => Ok(None),
-            Some((_, Bucket::Elided { obj, .. })) => Ok(Some(Arc::clone(obj))),
-            Some((_, Bucket::Owned(o))) => match o.members().len() {
-                1 => Ok(o.members().iter().next().cloned()),
-                found => Err(found),
-            },
-        };
-        drop(table);
+            Some(Ok(obj)) => Ok(Some(Arc::clone(obj))),
+            Some(Err(found)) => Err(found),
+        });
         found.map_err(|found| StoreError::new(Operation::Get, keys, ErrorKind::NotUnique { found }))
     }
 
@@ -359,25 +353,22 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         if keys.len() != self.num_keys {
             return None;
         }
-        let hash = self.hash_keys(keys);
-        let table = self.exact.read(self.exact.index(hash));
-        match table.find(hash, |(_, b)| b.key_is(keys, self.acc)) {
-            Some((_, Bucket::Elided { obj, .. })) => Some(f(obj)),
-            Some((_, Bucket::Owned(o))) if o.members().len() == 1 => {
-                o.members().iter().next().map(f)
-            }
-            _ => None,
-        }
+        self.probe(keys, |b| b.and_then(|b| b.single().ok()).map(f))
     }
 
     fn get_exact<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
+        self.probe(keys, |b| b.map(Bucket::members))
+    }
+
+    /// `f` applied to the bucket of exactly `keys` (`None` if there is none) while its
+    /// shard's read lock is held: the one probe of every exact read.
+    #[inline]
+    fn probe<S: AsRef<str>, R>(&self, keys: &[S], f: impl FnOnce(Option<&Bucket<K>>) -> R) -> R {
         let hash = self.hash_keys(keys);
         let table = self.exact.read(self.exact.index(hash));
-        let members = table
+        f(table
             .find(hash, |(_, b)| b.key_is(keys, self.acc))
-            .map(|(_, b)| b.members());
-        drop(table);
-        members
+            .map(|(_, b)| b))
     }
 
     /// Removes every object under exactly `keys` and returns how many there were.

@@ -75,6 +75,18 @@ fn fetch_cause(e: &StoreError) -> &FetchError {
     }
 }
 
+/// Every later `GET` of a Secret answers `500`.
+fn fail_gets_with_500(server: &ApiServer) {
+    server
+        .set_fault(Route::get("secrets"), Fault::status(500))
+        .unwrap();
+}
+
+/// Whether `e` is a fetch that the API server answered with `500`.
+fn is_api_500(e: &StoreError) -> bool {
+    matches!(fetch_cause(e), FetchError::Api { code: 500, .. })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_misses_make_one_get() {
     let (server, store) = setup(1, |b| b).await;
@@ -120,10 +132,7 @@ async fn injected_500_reaches_every_waiter_after_one_get() {
     let tasks: Vec<_> = (0..100).map(|_| spawn_get(&store)).collect();
     for t in tasks {
         let err = t.await.unwrap().expect_err("the 500 must not be swallowed");
-        assert!(
-            matches!(fetch_cause(&err), FetchError::Api { code: 500, .. }),
-            "{err}"
-        );
+        assert!(is_api_500(&err), "{err}");
         assert!(err.to_string().contains("default/s-000"), "{err}");
     }
     assert_eq!(gets(&server), 1);
@@ -329,14 +338,9 @@ async fn not_found_is_left_out_but_a_500_fails_the_get() {
     assert_eq!(names, ["s-000", "s-002"]);
     assert_eq!(store.stats().not_found, 1);
     // A 500 on one object fails the whole read, naming the object.
-    server
-        .set_fault(Route::get("secrets"), Fault::status(500))
-        .unwrap();
+    fail_gets_with_500(&server);
     let err = store.get(&["default", "s-001"]).await.unwrap_err();
-    assert!(matches!(
-        fetch_cause(&err),
-        FetchError::Api { code: 500, .. }
-    ));
+    assert!(is_api_500(&err), "{err}");
     assert!(err.to_string().contains("fetch"), "{err}");
     // Cached objects are still served while the server fails.
     assert_eq!(store.get(&["default", "s-000"]).await.unwrap().len(), 1);
@@ -443,9 +447,7 @@ async fn secret_bodies_never_appear_in_debug_output() {
     let (server, store) = setup(1, |b| b).await;
     let got = store.get(&["default", "s-000"]).await.unwrap();
     assert_eq!(value_of(&got[0]), "v-0");
-    server
-        .set_fault(Route::get("secrets"), Fault::status(500))
-        .unwrap();
+    fail_gets_with_500(&server);
     store.clear();
     let created = server
         .create(&secret("default", "t", "hunter2-secret"))
@@ -630,14 +632,9 @@ async fn get_one_fetches_once_and_reports_why_not() {
         }
     );
 
-    server
-        .set_fault(Route::get("secrets"), Fault::status(500))
-        .unwrap();
+    fail_gets_with_500(&server);
     let err = store.get_one(&["default", "s-002"]).await.unwrap_err();
-    assert!(matches!(
-        fetch_cause(&err),
-        FetchError::Api { code: 500, .. }
-    ));
+    assert!(is_api_500(&err), "{err}");
     // The cached object is still served while the server fails.
     assert!(
         store

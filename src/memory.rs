@@ -11,7 +11,7 @@ use crate::key::{self, KeyHasher};
 use crate::object::{Accessors, MetaView, Object};
 use crate::ptree::{PTree, Sep, SepBuilder, Target};
 use crate::snapshot::Snapshot;
-use crate::sync::{Arc, Mutex, Published, Shards, Table, default_shard_count};
+use crate::sync::{Arc, Mutex, Published, Shards, Table, default_index_shards};
 
 /// A composite-key index that keeps whole objects in memory.
 ///
@@ -153,7 +153,11 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     /// The number of hash shards of the exact-key index: a power of two, at least 2.
     /// More shards mean less contention between readers and the writer.
     ///
-    /// Defaults to: four per available core, rounded up to a power of two.
+    /// Defaults to 1024 (or four per available core, rounded up to a power of two, where
+    /// that is more): a writer waits for a reader only when that reader holds the very
+    /// shard the write needs, and a reader descheduled mid-read (a busy node, a CPU
+    /// limit) holds one for a whole time slice. Each shard costs 128 bytes; a small
+    /// store among many can take fewer.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -172,7 +176,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             return Err(StoreError::build(ErrorKind::ZeroKeys));
         }
         let shards = match self.shards {
-            None => default_shard_count(),
+            None => default_index_shards(),
             Some(n) if n >= 2 && n.is_power_of_two() => n,
             Some(n) => {
                 return Err(StoreError::build(ErrorKind::InvalidSetting(format!(

@@ -99,6 +99,16 @@ mod imp {
             .max(2)
     }
 
+    /// The default shard count of the exact-key index: 1024, or dashmap's default where
+    /// that is more. Many shards, whatever the core count, because what stalls the
+    /// writer is a reader descheduled while it holds a shard's read lock (preempted on
+    /// a busy node, or throttled by a CPU limit), and the chance that the writer needs
+    /// exactly that shard is one in the shard count. The shards cost 128 bytes each
+    /// (128 KiB a store); a get touches one of them.
+    pub(crate) fn default_index_shards() -> usize {
+        default_shard_count().max(1024)
+    }
+
     /// A value published for lock-free readers.
     pub(crate) struct Published<T> {
         inner: arc_swap::ArcSwap<T>,
@@ -192,6 +202,11 @@ mod imp {
         2
     }
 
+    /// As [`default_shard_count`]: two.
+    pub(crate) fn default_index_shards() -> usize {
+        2
+    }
+
     /// Loom stand-in for `ArcSwap`: a reader-writer lock around an `Arc`.
     pub(crate) struct Published<T> {
         inner: loom::sync::RwLock<Arc<T>>,
@@ -232,7 +247,7 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Mutex, Published, Shards, default_shard_count};
+pub(crate) use imp::{Mutex, Published, Shards, default_index_shards, default_shard_count};
 
 /// A statistics counter. See the module's `# Orderings`.
 #[derive(Debug, Default)]

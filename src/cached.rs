@@ -751,7 +751,9 @@ where
     }
 
     /// Replaces every reference at once (a relist). Cached bodies of objects that are
-    /// gone, or whose resourceVersion changed, are invalidated.
+    /// gone, or whose resourceVersion changed, are invalidated, and so are bodies
+    /// cached under a name that had no reference before (as [`add`](Self::add) does):
+    /// one that [`fetch`](Self::fetch) read directly is not served after the relist.
     ///
     /// # Errors
     /// An item with a wrong number of keys or outside the namespace; nothing changes.
@@ -773,14 +775,23 @@ where
             .iter()
             .map(|(r, _)| ((&*r.namespace, &*r.name), r.resource_version()))
             .collect();
-        let stale: Vec<Arc<Reference>> = before
+        let known: std::collections::HashSet<(&str, &str)> = before
+            .iter()
+            .map(|old| (&*old.namespace, &*old.name))
+            .collect();
+        let mut stale: Vec<Arc<Reference>> = before
             .iter()
             .filter(|old| {
                 current.get(&(&*old.namespace, &*old.name)) != Some(&old.resource_version())
             })
             .cloned()
             .collect();
-        drop(current);
+        stale.extend(
+            refs.iter()
+                .filter(|(r, _)| !known.contains(&(&*r.namespace, &*r.name)))
+                .map(|(r, _)| Arc::clone(r)),
+        );
+        drop((current, known));
         self.index.replace(refs)?;
         for r in stale {
             self.invalidate(Self::key_of(&r));

@@ -443,6 +443,34 @@ async fn watch_events_invalidate_and_remove() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_drops_bodies_fetched_under_names_it_adds() {
+    let (server, store) = setup(1, |b| b).await;
+    // Read directly, before any reference to it exists: its body is cached.
+    server.create(&secret("default", "s-new", "v-1")).unwrap();
+    let got = store.fetch("default", "s-new").await.unwrap().unwrap();
+    assert_eq!(value_of(&got), "v-1");
+    assert_eq!(store.stats().entries, 1);
+    // It changes while no watch event reaches the store; the relist brings it in.
+    let s_new = server.replace(&secret("default", "s-new", "v-2")).unwrap();
+    let s0 = server
+        .get::<Secret>(Some("default"), "s-000")
+        .unwrap()
+        .unwrap();
+    let before = gets(&server);
+    store
+        .replace([
+            (s0, vec!["default", "s-000"]),
+            (s_new, vec!["default", "s-new"]),
+        ])
+        .unwrap();
+    assert_eq!(store.stats().entries, 0);
+    let got = store.fetch("default", "s-new").await.unwrap().unwrap();
+    assert_eq!(value_of(&got), "v-2");
+    assert_eq!(gets(&server), before + 1);
+    store.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_bodies_never_appear_in_debug_output() {
     let (server, store) = setup(1, |b| b).await;
     let got = store.get(&["default", "s-000"]).await.unwrap();

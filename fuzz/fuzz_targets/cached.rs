@@ -931,14 +931,19 @@ fn run(input: Input) {
                         assert_eq!(got, Ok(()), "{what}");
                         // Invalidated: the old references that are gone or whose
                         // resourceVersion changed (by namespace and name, the last
-                        // item winning).
+                        // item winning), and the names no old reference had.
                         let current: BTreeMap<Key, Option<String>> =
                             items.iter().map(|(r, _)| (r.key(), r.rv.clone())).collect();
+                        let known: BTreeSet<Key> =
+                            model.refs.values().map(|(old, _)| old.key()).collect();
                         let mut s = checker.server();
                         for (old, _) in model.refs.values() {
                             if current.get(&old.key()) != Some(&old.rv) {
                                 s.invalidate(old.key());
                             }
+                        }
+                        for key in current.keys().filter(|k| !known.contains(*k)) {
+                            s.invalidate(key.clone());
                         }
                         drop(s);
                         model.refs.clear();

@@ -639,6 +639,11 @@ where
         self.index.num_keys()
     }
 
+    /// How many shards the index of references has (see [`CachedStoreBuilder::shards`]).
+    pub fn shards(&self) -> usize {
+        self.index.shards()
+    }
+
     fn reference<M>(
         &self,
         op: Operation,

@@ -261,6 +261,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         self.num_keys
     }
 
+    /// How many shards the exact-key index has (see [`MemoryStoreBuilder::shards`]).
+    pub fn shards(&self) -> usize {
+        self.exact.len()
+    }
+
     /// Inserts `obj` under `keys`, or replaces the object of the same identity
     /// (moving it if its keys changed).
     ///

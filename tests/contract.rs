@@ -41,16 +41,11 @@ fn shard_count_must_be_a_power_of_two() {
         .unwrap();
     s.add(cm("a", "b", None), &["a", "b"]).unwrap();
     assert_eq!(s.len(), 1);
+    assert_eq!(s.shards(), 2);
     assert!(format!("{s:?}").contains("shards: 2"), "{s:?}");
     // The default: at least 1024 shards, whatever the machine's core count.
-    let d = MemoryStore::<ConfigMap>::new(2).unwrap();
-    let shards: usize = format!("{d:?}")
-        .split("shards: ")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ' ']).next())
-        .and_then(|n| n.parse().ok())
-        .expect("Debug shows the shard count");
-    assert!(shards >= 1024 && shards.is_power_of_two(), "{d:?}");
+    let shards = MemoryStore::<ConfigMap>::new(2).unwrap().shards();
+    assert!(shards >= 1024 && shards.is_power_of_two(), "{shards}");
 }
 
 #[test]

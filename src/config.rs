@@ -37,6 +37,7 @@
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
 //! | `ignore_fields` | no | field paths removed before objects are stored; `metadata.managedFields` always is |
 //! | `missing_fields` | no | `error` (default: the object is logged and skipped) or `empty` (a missing index field is `""`) |
+//! | `index_shards` | no | the exact-key index's shard count, a power of two from 2; defaults to 1,024 (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)) |
 //! | `cache_ttl` | no, `on-demand` only | how long a fetched body is kept: `250ms`, `90s`, `5m`, `1h30m` or an integer of seconds; defaults to 5 minutes |
 //! | `max_cache_entries` | no, `on-demand` only | the most bodies cached; defaults to 10,000 |
 //! | `max_cache_bytes` | no, `on-demand` only | a byte budget for cached bodies; defaults to none |
@@ -85,6 +86,7 @@ const RESOURCE_FIELDS: &[&str] = &[
     "field_selector",
     "ignore_fields",
     "missing_fields",
+    "index_shards",
     "cache_ttl",
     "max_cache_entries",
     "max_cache_bytes",
@@ -183,6 +185,9 @@ pub struct ResourceConfig {
     pub ignore_fields: Vec<String>,
     /// What to do with an object that lacks an index field.
     pub missing_fields: MissingFieldPolicy,
+    /// The exact-key index's shard count (a power of two, at least 2); `None` leaves
+    /// the store's default (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
+    pub index_shards: Option<usize>,
     /// How long an on-demand store keeps a fetched body; see [`ttl`](Self::ttl).
     pub cache_ttl: Option<Duration>,
     /// How many bodies an on-demand store caches; see [`max_entries`](Self::max_entries).
@@ -701,6 +706,7 @@ impl Ctx<'_> {
         let mut field_selector: Option<Setting<String>> = None;
         let mut ignore_fields: Option<Setting<Vec<String>>> = None;
         let mut missing_fields: Option<Setting<MissingFieldPolicy>> = None;
+        let mut index_shards: Option<Setting<usize>> = None;
         let mut cache_ttl: Option<Setting<Duration>> = None;
         let mut max_cache_entries: Option<Setting<usize>> = None;
         let mut max_cache_bytes: Option<Setting<u64>> = None;
@@ -728,6 +734,7 @@ impl Ctx<'_> {
                 "field_selector" => field_selector = Some(self.typed(&path, at, v)?),
                 "ignore_fields" => ignore_fields = Some(self.typed(&path, at, v)?),
                 "missing_fields" => missing_fields = Some(self.typed(&path, at, v)?),
+                "index_shards" => index_shards = Some(self.typed(&path, at, v)?),
                 "cache_ttl" => {
                     let value =
                         parse_duration_value(&v).map_err(|r| self.invalid(&path, &at, r))?;
@@ -917,6 +924,19 @@ impl Ctx<'_> {
                  give a count such as 5000, or leave it out for the default of 10000",
             ));
         }
+        if let Some(n) = &index_shards
+            && (n.value < 2 || !n.value.is_power_of_two())
+        {
+            return Err(self.invalid(
+                field_path("index_shards"),
+                &n.at,
+                format!(
+                    "{} is not a power of two of at least 2: give one such as 16, 64 or 1024, \
+                     or leave it out for the default of 1024",
+                    n.value
+                ),
+            ));
+        }
         if let Some(n) = &max_cache_bytes
             && n.value == 0
         {
@@ -939,6 +959,7 @@ impl Ctx<'_> {
             field_selector: field_selector.map(|s| s.value),
             ignore_fields: ignore_fields.map(|s| s.value).unwrap_or_default(),
             missing_fields: missing,
+            index_shards: index_shards.map(|s| s.value),
             cache_ttl: cache_ttl.map(|s| s.value),
             max_cache_entries: max_cache_entries.map(|s| s.value),
             max_cache_bytes: max_cache_bytes.map(|s| s.value),

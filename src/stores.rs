@@ -217,7 +217,11 @@ impl Stores {
             };
             let watched = match rc.store {
                 StoreKind::Full => {
-                    let store = Arc::new(MemoryStore::<DynamicObject>::new(indexer.len())?);
+                    let mut builder = MemoryStore::<DynamicObject>::builder(indexer.len());
+                    if let Some(shards) = rc.index_shards {
+                        builder = builder.shards(shards);
+                    }
+                    let store = Arc::new(builder.build()?);
                     let watch = watch::spawn_full(
                         api_for::<DynamicObject>(&client, rc, &ar),
                         watcher_config(rc),
@@ -253,6 +257,9 @@ impl Stores {
                             .max_entries(rc.max_entries());
                     if let Some(bytes) = rc.max_cache_bytes {
                         builder = builder.max_bytes(bytes);
+                    }
+                    if let Some(shards) = rc.index_shards {
+                        builder = builder.shards(shards);
                     }
                     if let Some(ns) = &rc.namespace {
                         builder = builder.namespace(ns.clone());

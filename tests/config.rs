@@ -175,7 +175,8 @@ fn missing_fields_empty_gives_an_empty_component() {
 fn optional_settings_are_loaded_and_defaults_apply() {
     let yaml = SECRETS.to_owned()
         + "    plural: secrets\n    namespace: shop\n    label_selector: \"app=web\"\n    \
-           field_selector: \"metadata.name!=x\"\n    max_cache_bytes: 67108864\n";
+           field_selector: \"metadata.name!=x\"\n    max_cache_bytes: 67108864\n    \
+           index_shards: 64\n";
     let config: Config = yaml.parse().unwrap();
     let r = &config.watched_resources["secrets"];
     assert_eq!(r.plural.as_deref(), Some("secrets"));
@@ -183,6 +184,7 @@ fn optional_settings_are_loaded_and_defaults_apply() {
     assert_eq!(r.label_selector.as_deref(), Some("app=web"));
     assert_eq!(r.field_selector.as_deref(), Some("metadata.name!=x"));
     assert_eq!(r.max_cache_bytes, Some(64 << 20));
+    assert_eq!(r.index_shards, Some(64));
     assert_eq!(r.ttl(), Duration::from_secs(300));
     assert_eq!(r.max_entries(), 10_000);
 
@@ -429,6 +431,30 @@ fn rejects_zero_cache_limits() {
         &format!("{SECRETS}    max_cache_bytes: 0\n"),
         &["watched_resources.secrets.max_cache_bytes: must be above zero"],
     );
+}
+
+#[test]
+fn rejects_shard_counts_that_are_not_powers_of_two() {
+    for bad in ["0", "1", "3", "1000"] {
+        assert_error(
+            &format!("{INGRESSES}    index_shards: {bad}\n"),
+            &[
+                &format!(
+                    "watched_resources.ingresses.index_shards: {bad} is not a power of two of at \
+                     least 2"
+                ),
+                "(line 8,",
+            ],
+        );
+    }
+    assert_error(
+        &format!("{INGRESSES}    index_shards: -4\n"),
+        &["watched_resources.ingresses.index_shards: invalid value: integer `-4`"],
+    );
+    let config = Config::from_yaml(&format!("{INGRESSES}    index_shards: 2\n")).unwrap();
+    assert_eq!(config.watched_resources["ingresses"].index_shards, Some(2));
+    let config = Config::from_yaml(INGRESSES).unwrap();
+    assert_eq!(config.watched_resources["ingresses"].index_shards, None);
 }
 
 #[test]

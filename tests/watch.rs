@@ -466,3 +466,38 @@ async fn stores_from_the_example_configuration() {
     assert!(matches!(stores.get("ingresses"), Some(AnyStore::Full(_))));
     assert_eq!(stores.get("ingresses").unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_shards_reach_both_tiers() {
+    let server = ApiServer::start().await.unwrap();
+    let config = Config::from_yaml(
+        "watched_resources:
+  configmaps:
+    api_version: v1
+    kind: ConfigMap
+    index_by: [metadata.namespace, metadata.name]
+    store: full
+    index_shards: 16
+  secrets:
+    api_version: v1
+    kind: Secret
+    index_by: [metadata.namespace, metadata.name]
+    store: on-demand
+    index_shards: 64
+  services:
+    api_version: v1
+    kind: Service
+    index_by: [metadata.namespace, metadata.name]
+    store: full
+",
+    )
+    .unwrap();
+    let stores = Stores::start(&config, server.client()).unwrap();
+    let shards = |name: &str| match stores.get(name).expect(name) {
+        AnyStore::Full(s) => s.shards(),
+        AnyStore::OnDemand(s) => s.shards(),
+    };
+    assert_eq!(shards("configmaps"), 16);
+    assert_eq!(shards("secrets"), 64);
+    assert!(shards("services") >= 1024, "the default");
+}

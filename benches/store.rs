@@ -193,6 +193,112 @@ impl Reads for OursOne<'_> {
     }
 }
 
+/// The floor: no index at all. Object `i` is read straight from the workload's array
+/// (the same allocations the stores hold), its namespace and name are compared with
+/// the caller's keys (a correct store must check the key it was given against a stored
+/// one), and its `Arc` is cloned into the result, a `Vec` as `get` returns or an
+/// `Option` as `get_one` and kube-runtime return. No store that returns `Arc<K>` for a
+/// checked key can do less per get, so `kube / floor` bounds any store's speedup over
+/// kube-runtime on the same keys.
+struct Floor<'a> {
+    objects: &'a [Arc<ConfigMap>],
+    keys: &'a [[String; 2]],
+    vec: bool,
+}
+
+impl Floor<'_> {
+    fn checked(&self, i: usize) -> Option<&Arc<ConfigMap>> {
+        let obj = &self.objects[i];
+        let [ns, name] = &self.keys[i];
+        let meta = &obj.metadata;
+        (meta.namespace.as_deref() == Some(ns.as_str()) && meta.name.as_deref() == Some(name))
+            .then_some(obj)
+    }
+}
+
+impl Reads for Floor<'_> {
+    fn get(&self, i: usize) -> usize {
+        if self.vec {
+            let found: Vec<Arc<ConfigMap>> = self.checked(i).into_iter().cloned().collect();
+            black_box(found).len()
+        } else {
+            usize::from(black_box(self.checked(i).cloned()).is_some())
+        }
+    }
+    fn prefix(&self, _: &str) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+    fn list(&self) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+}
+
+/// The floor of a hashed index: one flat open-addressing table (a power of two at most
+/// half full, linear probing) of `(hash, Arc)` slots, built once and never written, so
+/// a get takes no lock: hash the caller's key (foldhash, as ours), probe, check the
+/// key against the object's namespace and name, clone the `Arc`. Any store that finds
+/// objects by hashing the key does at least this; it is not a usable store (no writes).
+struct HashedFloor<'a> {
+    slots: Vec<(u64, Option<Arc<ConfigMap>>)>,
+    state: foldhash::fast::FixedState,
+    keys: &'a [[String; 2]],
+}
+
+impl<'a> HashedFloor<'a> {
+    fn build(objects: &[Arc<ConfigMap>], keys: &'a [[String; 2]]) -> Self {
+        let state = foldhash::fast::FixedState::with_seed(7);
+        let mut slots = vec![(0, None); (objects.len() * 2).next_power_of_two()];
+        let mask = slots.len() - 1;
+        for (obj, [ns, name]) in objects.iter().zip(keys) {
+            let h = Self::hash(&state, ns, name);
+            let mut at = h as usize & mask;
+            while slots[at].1.is_some() {
+                at = (at + 1) & mask;
+            }
+            slots[at] = (h, Some(Arc::clone(obj)));
+        }
+        Self { slots, state, keys }
+    }
+
+    fn hash(state: &foldhash::fast::FixedState, ns: &str, name: &str) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = state.build_hasher();
+        h.write_usize(ns.len());
+        h.write(ns.as_bytes());
+        h.write_usize(name.len());
+        h.write(name.as_bytes());
+        h.finish()
+    }
+}
+
+impl Reads for HashedFloor<'_> {
+    fn get(&self, i: usize) -> usize {
+        let [ns, name] = &self.keys[i];
+        let h = Self::hash(&self.state, ns, name);
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        let mut found = Vec::new();
+        while let (sh, Some(obj)) = &self.slots[at] {
+            let meta = &obj.metadata;
+            if *sh == h
+                && meta.namespace.as_deref() == Some(ns.as_str())
+                && meta.name.as_deref() == Some(name.as_str())
+            {
+                found.push(Arc::clone(obj));
+                break;
+            }
+            at = (at + 1) & mask;
+        }
+        black_box(found).len()
+    }
+    fn prefix(&self, _: &str) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+    fn list(&self) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+}
+
 /// Updated versions of random objects, built before measuring. Each of the `UPDATES`
 /// slots holds two successive versions, and update `n` applies slot `n % UPDATES` in
 /// version `(n / UPDATES) % 2`, so an update (nearly) always changes the stored
@@ -631,6 +737,14 @@ fn kube<'a>(store: &'a reflector::Store<ConfigMap>, fx: &'a Fixture, prebuilt: b
     }
 }
 
+fn floor(fx: &Fixture, vec: bool) -> Floor<'_> {
+    Floor {
+        objects: &fx.wl.objects,
+        keys: &fx.wl.keys,
+        vec,
+    }
+}
+
 fn ours<'a>(store: &'a MemoryStore<ConfigMap>, fx: &'a Fixture, list_to_vec: bool) -> Ours<'a> {
     Ours {
         store,
@@ -681,6 +795,7 @@ fn under_writer<U: Updates>(
 }
 
 fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
+    let hashed = HashedFloor::build(&fx.wl.objects, &fx.wl.keys);
     for (group, idx) in [
         ("get_exact_uniform", &fx.uniform),
         ("get_exact_hot1pct", &fx.hot),
@@ -696,6 +811,9 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
             &OursOne(ours(&s.ours, fx, false)),
             idx,
         );
+        bench_get(&mut g, "floor_vec", &floor(fx, true), idx);
+        bench_get(&mut g, "floor_option", &floor(fx, false), idx);
+        bench_get(&mut g, "floor_hashed", &hashed, idx);
         g.finish();
     }
 
@@ -705,6 +823,9 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
     bench_get_2_threads(&mut g, "kube", &kube(&s.kube, fx, false), idx);
     bench_get_2_threads(&mut g, "kube_prebuilt_ref", &kube(&s.kube, fx, true), idx);
     bench_get_2_threads(&mut g, "ours", &ours(&s.ours, fx, false), idx);
+    bench_get_2_threads(&mut g, "floor_vec", &floor(fx, true), idx);
+    bench_get_2_threads(&mut g, "floor_option", &floor(fx, false), idx);
+    bench_get_2_threads(&mut g, "floor_hashed", &hashed, idx);
     g.finish();
 
     for (group, pace) in [
@@ -951,6 +1072,15 @@ mod summary {
         ("ours", "k8s-store"),
         ("ours_to_vec", "k8s-store + to_vec()"),
         ("ours_get_one", "k8s-store, get_one (no Vec)"),
+        ("floor_vec", "floor: no index, key checked, Arc in a Vec"),
+        (
+            "floor_option",
+            "floor: no index, key checked, Arc in an Option",
+        ),
+        (
+            "floor_hashed",
+            "floor of a hashed index: one lock-free probe, Arc in a Vec",
+        ),
         ("go_100k", "Go-shaped baseline, 100k"),
         ("kube_100k", "kube-runtime, 100k"),
         ("ours_100k", "k8s-store, 100k"),
@@ -979,19 +1109,45 @@ mod summary {
         (
             "get_exact_uniform",
             "a. exact get, 1 thread, uniform keys",
-            &["go", "kube", "kube_prebuilt_ref", "ours", "ours_get_one"],
+            &[
+                "go",
+                "kube",
+                "kube_prebuilt_ref",
+                "ours",
+                "ours_get_one",
+                "floor_vec",
+                "floor_option",
+                "floor_hashed",
+            ],
             "ours",
         ),
         (
             "get_exact_hot1pct",
             "a. exact get, 1 thread, hot 1% of keys",
-            &["go", "kube", "kube_prebuilt_ref", "ours", "ours_get_one"],
+            &[
+                "go",
+                "kube",
+                "kube_prebuilt_ref",
+                "ours",
+                "ours_get_one",
+                "floor_vec",
+                "floor_option",
+                "floor_hashed",
+            ],
             "ours",
         ),
         (
             "get_exact_2_threads",
             "b. exact get, 2 threads (per thread)",
-            &["go", "kube", "kube_prebuilt_ref", "ours"],
+            &[
+                "go",
+                "kube",
+                "kube_prebuilt_ref",
+                "ours",
+                "floor_vec",
+                "floor_option",
+                "floor_hashed",
+            ],
             "ours",
         ),
         (
@@ -1183,6 +1339,21 @@ mod summary {
                 &times,
                 &|v| v >= 3.0,
             );
+            // The most any store returning `Arc<K>` could gain over kube-runtime here:
+            // kube-runtime's time over the floor's (no index at all).
+            if let (Some(v), Some(o)) = (
+                ratio(g, "kube", "floor_vec"),
+                ratio(g, "kube", "floor_option"),
+            ) {
+                println!(
+                    "  - bound ({label}): kube-runtime / floor = {v:.1}× for a `Vec` result,                      {o:.1}× for an `Option`; {}",
+                    if v < 3.0 {
+                        "3× is out of reach of any store returning a Vec<Arc<K>> on these keys"
+                    } else {
+                        "3× is not ruled out by the floor"
+                    }
+                );
+            }
             if g != "get_exact_2_threads" {
                 check(
                     &format!(

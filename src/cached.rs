@@ -2,6 +2,7 @@
 //! bodies are fetched from the API server when read, through a bounded cache with
 //! per-entry expiry and singleflight fetches.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -19,11 +20,16 @@ use crate::object::{Object, via};
 use crate::ptree::{NO_SEP, PTree};
 use crate::singleflight::{Flights, Join, Outcome};
 use crate::snapshot::Snapshot;
-use crate::sync::{self, Arc, Cache, CacheValue, Counter};
+use crate::sync::{self, Arc, Cache, CacheValue, Counter, Slot, Stamp};
 
 /// What the on-demand index keeps of an object: who it is and which version the watch
 /// last reported. No body, no labels, no annotations.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Inside a [`CachedStore`] a reference may also point at its cached body (a *hint*),
+/// so that a hit takes one probe (the index's) instead of two (index, then cache).
+/// The cache stays the body's owner: the hint is set only while the cache holds the
+/// body for this very reference, and cleared when the cache drops it (eviction,
+/// expiry, invalidation, `clear`). Clones and comparisons ignore it.
 pub struct Reference {
     namespace: Box<str>,
     name: Box<str>,
@@ -32,7 +38,54 @@ pub struct Reference {
     /// The store's hash of (namespace, name), set when the store records it, so that
     /// cache lookups on the read path hash nothing.
     key_hash: u64,
+    hint: Slot<Hint>,
 }
+
+/// How often (on the [`sync::now_nanos`] clock) a hit served through a hint is reported
+/// to the cache's eviction policy, per body: 50 ms. The policy (quick_cache's, CLOCK-like)
+/// asks whether an entry was read since its clock hand last passed it, and the hand
+/// passes each entry once per `capacity / misses per second` (a second or more for any
+/// cache that mostly hits), so one report per 50 ms loses nothing it uses; reporting
+/// every hit would put the second probe the hint exists to avoid back on most hits of
+/// a large, evenly read cache.
+const REPORT_EVERY: u64 = 50_000_000;
+
+/// A reference's pointer to its cached body (see [`Reference`]).
+struct Hint {
+    /// The body, of the store's `K` (a `Reference` is not generic over it).
+    body: Arc<dyn Any + Send + Sync>,
+    /// The cache entry's expiry, on the [`sync::now_nanos`] clock.
+    expires: u64,
+    /// The clock reading when a hit served from here was last reported to the cache,
+    /// whose eviction policy must see the hits it no longer serves itself.
+    reported: Stamp,
+}
+
+impl Clone for Reference {
+    fn clone(&self) -> Self {
+        Self {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            resource_version: self.resource_version.clone(),
+            key_hash: self.key_hash,
+            // A clone is no entry's owner: nothing would clear a hint on it.
+            hint: Slot::empty(),
+        }
+    }
+}
+
+impl PartialEq for Reference {
+    fn eq(&self, other: &Self) -> bool {
+        self.namespace == other.namespace
+            && self.name == other.name
+            && self.uid == other.uid
+            && self.resource_version == other.resource_version
+            && self.key_hash == other.key_hash
+    }
+}
+
+impl Eq for Reference {}
 
 impl Reference {
     /// The reference of anything with metadata: a full object, a
@@ -44,6 +97,7 @@ impl Reference {
             uid: obj.uid().into(),
             resource_version: obj.resource_version().map(Into::into),
             key_hash: 0,
+            hint: Slot::empty(),
         }
     }
 
@@ -55,6 +109,7 @@ impl Reference {
             uid: uid.into(),
             resource_version: resource_version.map(Into::into),
             key_hash: 0,
+            hint: Slot::empty(),
         }
     }
 
@@ -197,6 +252,22 @@ struct Entry<K> {
     bytes: u32,
     /// Whether the entry weighs its bytes (a byte budget) or 1.
     weigh_bytes: bool,
+    /// The reference whose hint points at this body, if any: whoever drops the entry
+    /// from the cache clears that hint ([`Entry::release`]).
+    owner: Option<Arc<Reference>>,
+}
+
+impl<K> Entry<K> {
+    /// Clears the owner's hint: called for every entry the cache drops. Unconditional:
+    /// a reference's hint is only set by a fill that has first removed any earlier
+    /// entry of that key under the same cache shard lock, so the hint cleared here is
+    /// this entry's (or, after a lost race with a concurrent expiry, a newer one, which
+    /// only costs the next hit the cache's own probe).
+    fn release(&self) {
+        if let Some(owner) = &self.owner {
+            owner.hint.set(None);
+        }
+    }
 }
 
 // By hand: a derive would ask for `K: Clone`.
@@ -208,6 +279,7 @@ impl<K> Clone for Entry<K> {
             expires: self.expires,
             bytes: self.bytes,
             weigh_bytes: self.weigh_bytes,
+            owner: self.owner.clone(),
         }
     }
 }
@@ -551,6 +623,7 @@ where
             std::sync::Arc::new(move |e: &Entry<K>| {
                 stats.evictions.incr();
                 stats.bytes.sub(u64::from(e.bytes));
+                e.release();
             })
         };
         Ok(CachedStore {
@@ -675,7 +748,7 @@ where
             |k| k.is(key.namespace, key.name),
             || {
                 if let Some(old) = self.cache.remove(&key) {
-                    self.stats.bytes.sub(u64::from(old.bytes));
+                    self.dropped(&old);
                 }
             },
         );
@@ -770,12 +843,23 @@ where
         O: Object<M>,
         S: AsRef<str>,
     {
+        let before = self.index.list();
+        let old_refs: std::collections::HashMap<(&str, &str), &Arc<Reference>> = before
+            .iter()
+            .map(|old| ((&*old.namespace, &*old.name), old))
+            .collect();
         let mut refs = Vec::new();
         for (obj, keys) in items {
             let r = self.reference(Operation::Replace, &obj, &keys)?;
-            refs.push((Arc::new(r), keys));
+            // An unchanged reference is kept as it is, with its hint: its cached body
+            // stays valid (and stays this reference's), so hits stay one probe.
+            let r = match old_refs.get(&(&*r.namespace, &*r.name)) {
+                Some(old) if ***old == r => Arc::clone(old),
+                _ => Arc::new(r),
+            };
+            refs.push((r, keys));
         }
-        let before = self.index.list();
+        drop(old_refs);
         let current: std::collections::HashMap<(&str, &str), Option<&str>> = refs
             .iter()
             .map(|(r, _)| ((&*r.namespace, &*r.name), r.resource_version()))
@@ -809,9 +893,7 @@ where
         self.index.clear();
         // Fetches in flight read the server before the clear: keep their bodies out.
         self.flights.invalidate_all();
-        self.cache.clear();
-        // quick_cache's clear does not report what it dropped: recount from zero.
-        self.stats.bytes.sub(u64::MAX);
+        self.cache.drain(|old| self.dropped(&old));
     }
 
     /// The number of references.
@@ -843,11 +925,49 @@ where
     /// lock (no reference count taken on the index). Counts the hit.
     #[inline]
     fn exact_hit<S: AsRef<str>>(&self, keys: &[S]) -> Option<Arc<K>> {
-        let obj = self
-            .index
-            .with_exact_one(keys, |r| self.peek(Self::key_of(r), r.resource_version()))??;
+        let obj = self.index.with_exact_one(keys, |r| {
+            self.hinted(r)
+                .or_else(|| self.peek(Self::key_of(r), r.resource_version()))
+        })??;
         self.stats.hits.incr();
         Some(obj)
+    }
+
+    /// The body `r`'s hint points at, if it has one that has not expired: a hit with no
+    /// cache probe. At most once per [`REPORT_EVERY`] per body, the hit is also reported
+    /// to the cache (a `get` whose value is dropped), so that its eviction policy still
+    /// sees which bodies are read; the hint itself is at `r`'s version by construction
+    /// (see [`fill`](Self::fill)).
+    #[inline]
+    fn hinted(&self, r: &Reference) -> Option<Arc<K>> {
+        let now = sync::now_nanos();
+        let (body, report) = r.hint.with(|h| {
+            let h = h.filter(|h| h.expires > now)?;
+            let last = h.reported.get();
+            let report = last == 0 || now.saturating_sub(last) >= REPORT_EVERY;
+            if report {
+                h.reported.set(now);
+            }
+            Some((Arc::clone(&h.body), report))
+        })?;
+        if report {
+            // Outside the slot's guard: the cache's eviction hook clears hints.
+            drop(self.cache.get(&Self::key_of(r)));
+        }
+        // Only `fill` sets hints, always with a body of this store's `K`.
+        body.downcast::<K>().ok()
+    }
+
+    /// A cached body for `r` at `r`'s version: through its hint, else the cache.
+    fn cached(&self, r: &Reference) -> Option<Arc<K>> {
+        self.hinted(r)
+            .or_else(|| self.lookup(Self::key_of(r), Some(r.resource_version())))
+    }
+
+    /// Accounts for an entry removed from the cache and clears its owner's hint.
+    fn dropped(&self, old: &Entry<K>) {
+        self.stats.bytes.sub(u64::from(old.bytes));
+        old.release();
     }
 
     /// A cached body of version `rv` (any, if `None`) that has not expired; unlike
@@ -865,7 +985,7 @@ where
         if entry.expires <= sync::now_nanos() {
             if let Some(old) = self.cache.remove(&key) {
                 self.stats.expirations.incr();
-                self.stats.bytes.sub(u64::from(old.bytes));
+                self.dropped(&old);
             }
             return None;
         }
@@ -878,8 +998,14 @@ where
     }
 
     /// One object through the cache and the singleflight. `rv`: `Some(v)` to require
-    /// the body to be of the reference's version `v` (`Some(None)`: any).
-    async fn resolve(&self, key: KeyRef<'_>, rv: Option<Option<&str>>) -> FetchResult<K> {
+    /// the body to be of the reference's version `v` (`Some(None)`: any). `owner`: the
+    /// reference being resolved, whose hint a fetched body of its version is put in.
+    async fn resolve(
+        &self,
+        key: KeyRef<'_>,
+        rv: Option<Option<&str>>,
+        owner: Option<&Arc<Reference>>,
+    ) -> FetchResult<K> {
         let KeyRef {
             hash,
             namespace,
@@ -933,7 +1059,7 @@ where
                         Ok(None) => self.stats.not_found.incr(),
                         Ok(Some(_)) => {}
                     }
-                    leader.complete(result.clone(), |result| self.fill(key, result));
+                    leader.complete(result.clone(), |result| self.fill(key, owner, result));
                     return result;
                 }
             }
@@ -941,20 +1067,35 @@ where
     }
 
     /// Caches a fetched body (called under the flight's shard lock, only if no
-    /// invalidation happened since the fetch began).
-    fn fill(&self, key: KeyRef<'_>, result: &FetchResult<K>) {
+    /// invalidation happened since the fetch began). If the body is of `owner`'s
+    /// version, `owner`'s hint points at it, set after any earlier entry of the key is
+    /// removed (clearing its hint) and before the entry is inserted (so an insert that
+    /// evicts it at once clears the hint again): a hint never outlives its entry.
+    fn fill(&self, key: KeyRef<'_>, owner: Option<&Arc<Reference>>, result: &FetchResult<K>) {
         let Ok(Some(fetched)) = result else { return };
         let bytes = u32::try_from(fetched.bytes).unwrap_or(u32::MAX);
+        let rv = fetched.object.meta().resource_version.as_deref();
+        let expires = sync::now_nanos()
+            .saturating_add(u64::try_from(self.settings.ttl.as_nanos()).unwrap_or(u64::MAX));
+        let owner = owner.filter(|r| r.resource_version() == rv).cloned();
         let entry = Entry {
             object: Arc::clone(&fetched.object),
-            resource_version: Version::of(fetched.object.meta().resource_version.as_deref()),
-            expires: sync::now_nanos()
-                .saturating_add(u64::try_from(self.settings.ttl.as_nanos()).unwrap_or(u64::MAX)),
+            resource_version: Version::of(rv),
+            expires,
             bytes,
             weigh_bytes: self.settings.max_bytes.is_some(),
+            owner: owner.clone(),
         };
         if let Some(old) = self.cache.remove(&key) {
-            self.stats.bytes.sub(u64::from(old.bytes));
+            self.dropped(&old);
+        }
+        if let Some(r) = &owner {
+            let body: Arc<dyn Any + Send + Sync> = Arc::clone(&fetched.object) as _;
+            r.hint.set(Some(Arc::new(Hint {
+                body,
+                expires,
+                reported: Stamp::default(),
+            })));
         }
         self.stats.bytes.add(u64::from(bytes));
         self.cache.insert(key.to_owned(), entry);
@@ -983,7 +1124,7 @@ where
         // vector besides the result.
         let mut found: Vec<Arc<K>> = Vec::with_capacity(refs.len());
         for r in refs {
-            match self.lookup(Self::key_of(r), Some(r.resource_version())) {
+            match self.cached(r) {
                 Some(obj) => found.push(obj),
                 None => break,
             }
@@ -998,7 +1139,7 @@ where
         out.push(None);
         let mut missed = vec![first_miss];
         for (i, r) in refs.iter().enumerate().skip(first_miss + 1) {
-            match self.lookup(Self::key_of(r), Some(r.resource_version())) {
+            match self.cached(r) {
                 Some(obj) => {
                     self.stats.hits.incr();
                     out.push(Some(obj));
@@ -1017,7 +1158,7 @@ where
                     let r = Arc::clone(&refs[i]);
                     async move {
                         let result = self
-                            .resolve(Self::key_of(&r), Some(r.resource_version()))
+                            .resolve(Self::key_of(&r), Some(r.resource_version()), Some(&r))
                             .await;
                         (i, result)
                     }
@@ -1096,7 +1237,7 @@ where
     /// # Errors
     /// A failed fetch ([`Operation::Fetch`]).
     pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, StoreError> {
-        match self.resolve(self.key(namespace, name), None).await {
+        match self.resolve(self.key(namespace, name), None, None).await {
             Ok(found) => Ok(found.map(|f| f.object)),
             Err(cause) => Err(Self::fetch_error(
                 &[namespace, name],
@@ -1142,6 +1283,23 @@ where
         let flights = self.flights.len();
         if flights != 0 {
             return Err(format!("{flights} flights registered while idle"));
+        }
+        // A hint never outlives its entry: every hinted reference in the index owns
+        // the cache entry of its key.
+        for r in &self.index.list() {
+            if !r.hint.is_some() {
+                continue;
+            }
+            let owned = self
+                .cache
+                .peek(&Self::key_of(r))
+                .is_some_and(|e| e.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, r)));
+            if !owned {
+                return Err(format!(
+                    "{}/{} has a hint but the cache holds no entry of it for this reference",
+                    r.namespace, r.name
+                ));
+            }
         }
         if self.cache.len() > self.settings.max_entries && self.settings.max_bytes.is_none() {
             return Err(format!(

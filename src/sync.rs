@@ -9,15 +9,20 @@
 //! |--------------------|--------------------------------------|---------------------------------------|
 //! | [`Shards`]         | the shards of a `dashmap::DashMap`   | a few `loom::sync::RwLock<HashTable>` |
 //! | [`Published`]      | `arc_swap::ArcSwap`                  | `loom::sync::RwLock<Arc<T>>`          |
+//! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
-//! | [`Counter`]        | `AtomicU64` (relaxed)                | `loom::sync::atomic::AtomicU64`       |
+//! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
 //! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
 //!
 //! # Orderings
 //!
 //! [`Counter`]s are statistics: each is an independent monotonic sum that no protocol
-//! reads to decide anything, so `Relaxed` suffices for every access. Everything that
-//! orders the store's state goes through the locks and the `Published` swap.
+//! reads to decide anything, so `Relaxed` suffices for every access. A [`Stamp`] only
+//! rate-limits how often a hit is reported to the cache's eviction policy; a stale
+//! read reports one hit more or fewer, which no protocol depends on, so it is
+//! `Relaxed` too. Everything that orders the store's state goes through the locks, the
+//! `Published` swap and the `Slot` (arc-swap's loads and stores are sequentially
+//! consistent: a body stored in a slot is fully built before any reader can load it).
 //!
 //! `Arc` is `std::sync::Arc` in both builds: it is part of the public API (objects are
 //! handed in and out as `Arc<K>`), and reference counting is not one of our protocols.
@@ -139,6 +144,34 @@ mod imp {
         }
     }
 
+    /// An optional value that any thread may replace and readers load without a lock.
+    pub(crate) struct Slot<T> {
+        inner: arc_swap::ArcSwapOption<T>,
+    }
+
+    impl<T> Slot<T> {
+        pub(crate) fn empty() -> Self {
+            Self {
+                inner: arc_swap::ArcSwapOption::empty(),
+            }
+        }
+
+        /// Runs `f` on the current value under arc-swap's short-lived guard. `f` must
+        /// not call back into the store (it only clones what it needs out).
+        pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+            f(self.inner.load().as_deref())
+        }
+
+        /// Replaces the value (the previous one is dropped here).
+        pub(crate) fn set(&self, value: Option<Arc<T>>) {
+            self.inner.store(value);
+        }
+
+        pub(crate) fn is_some(&self) -> bool {
+            self.inner.load().is_some()
+        }
+    }
+
     /// A mutex without poisoning.
     #[derive(Debug, Default)]
     pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
@@ -233,6 +266,34 @@ mod imp {
         }
     }
 
+    /// Loom stand-in for `ArcSwapOption`: a reader-writer lock around an `Option<Arc>`.
+    pub(crate) struct Slot<T> {
+        inner: loom::sync::RwLock<Option<Arc<T>>>,
+    }
+
+    impl<T> Slot<T> {
+        pub(crate) fn empty() -> Self {
+            Self {
+                inner: loom::sync::RwLock::new(None),
+            }
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+            let value = self.inner.read().expect("loom lock poisoned").clone();
+            f(value.as_deref())
+        }
+
+        pub(crate) fn set(&self, value: Option<Arc<T>>) {
+            let old =
+                std::mem::replace(&mut *self.inner.write().expect("loom lock poisoned"), value);
+            drop(old);
+        }
+
+        pub(crate) fn is_some(&self) -> bool {
+            self.inner.read().expect("loom lock poisoned").is_some()
+        }
+    }
+
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
@@ -247,7 +308,7 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Mutex, Published, Shards, default_index_shards, default_shard_count};
+pub(crate) use imp::{Mutex, Published, Shards, Slot, default_index_shards, default_shard_count};
 
 /// A statistics counter. See the module's `# Orderings`.
 #[derive(Debug, Default)]
@@ -279,13 +340,35 @@ impl Counter {
     }
 }
 
+/// A time stamp that any thread may read and overwrite. See the module's `# Orderings`.
+#[derive(Debug, Default)]
+pub(crate) struct Stamp(imp::AtomicU64);
+
+impl Stamp {
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: a rate limiter, read by nothing that orders state (module docs).
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, v: u64) {
+        // Relaxed: as in `get`.
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The clock of cache expiry, in nanoseconds since an arbitrary start.
 ///
 /// On Linux (outside loom models) it reads `CLOCK_MONOTONIC_COARSE`: the time of the
 /// last kernel tick, a few nanoseconds per read (the precise clock costs about 20 ns,
 /// a tenth of a cache hit), with the tick's resolution (1-4 ms), far below any useful
-/// TTL. Elsewhere it is std's monotonic clock.
+/// TTL. Elsewhere it is std's monotonic clock. In loom models it stands still (at 1):
+/// loom requires every execution of a model to take the same decisions, and no model
+/// waits for a TTL.
 pub(crate) fn now_nanos() -> u64 {
+    #[cfg(k8s_store_loom)]
+    {
+        1
+    }
     #[cfg(all(target_os = "linux", not(k8s_store_loom)))]
     {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
@@ -294,7 +377,7 @@ pub(crate) fn now_nanos() -> u64 {
             .saturating_mul(1_000_000_000)
             .saturating_add(t.tv_nsec as u64)
     }
-    #[cfg(not(all(target_os = "linux", not(k8s_store_loom))))]
+    #[cfg(all(not(target_os = "linux"), not(k8s_store_loom)))]
     {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let start = *START.get_or_init(std::time::Instant::now);
@@ -392,6 +475,14 @@ mod cache_imp {
             self.inner.get(key)
         }
 
+        /// As [`get`](Self::get), without counting as a hit for the eviction policy.
+        pub(crate) fn peek<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            self.inner.peek(key)
+        }
+
         pub(crate) fn insert(&self, key: Key, val: Val) {
             self.inner.insert(key, val);
         }
@@ -407,8 +498,11 @@ mod cache_imp {
             self.inner.len()
         }
 
-        pub(crate) fn clear(&self) {
-            self.inner.clear();
+        /// Removes every entry and hands each value to `f`.
+        pub(crate) fn drain(&self, mut f: impl FnMut(Val)) {
+            for (_, val) in self.inner.drain() {
+                f(val);
+            }
         }
     }
 }
@@ -416,13 +510,12 @@ mod cache_imp {
 #[cfg(k8s_store_loom)]
 mod cache_imp {
     use super::{CacheValue, OnEvict};
-    use std::collections::HashMap;
     use std::hash::Hash;
 
-    /// Loom stand-in for the cache: a map behind a loom mutex that evicts an arbitrary
-    /// entry when over capacity.
+    /// Loom stand-in for the cache: entries in insertion order behind a loom mutex,
+    /// the oldest evicted when over capacity (deterministic, as loom requires).
     pub(crate) struct Cache<Key, Val: CacheValue> {
-        inner: loom::sync::Mutex<HashMap<Key, Val>>,
+        inner: loom::sync::Mutex<Vec<(Key, Val)>>,
         capacity: u64,
         on_evict: OnEvict<Val>,
     }
@@ -430,7 +523,7 @@ mod cache_imp {
     impl<Key: Eq + Hash, Val: CacheValue> Cache<Key, Val> {
         pub(crate) fn new(_items: usize, capacity: u64, on_evict: OnEvict<Val>) -> Self {
             Self {
-                inner: loom::sync::Mutex::new(HashMap::new()),
+                inner: loom::sync::Mutex::new(Vec::new()),
                 capacity,
                 on_evict,
             }
@@ -440,22 +533,29 @@ mod cache_imp {
         where
             Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
         {
-            let map = self.inner.lock().expect("loom lock poisoned");
-            map.iter()
+            let entries = self.inner.lock().expect("loom lock poisoned");
+            entries
+                .iter()
                 .find(|(k, _)| key.equivalent(k))
                 .map(|(_, v)| v.clone())
         }
 
+        pub(crate) fn peek<Q>(&self, key: &Q) -> Option<Val>
+        where
+            Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
+        {
+            self.get(key)
+        }
+
         pub(crate) fn insert(&self, key: Key, val: Val) {
-            let mut map = self.inner.lock().expect("loom lock poisoned");
-            map.insert(key, val);
-            while map.values().map(CacheValue::weight).sum::<u64>() > self.capacity {
-                // Evict the first entry in the map's order.
-                let mut first = true;
-                match map.extract_if(|_, _| std::mem::take(&mut first)).next() {
-                    Some((_, v)) => (self.on_evict)(&v),
-                    None => break,
-                }
+            let mut entries = self.inner.lock().expect("loom lock poisoned");
+            entries.retain(|(k, _)| *k != key);
+            entries.push((key, val));
+            while entries.iter().map(|(_, v)| v.weight()).sum::<u64>() > self.capacity
+                && !entries.is_empty()
+            {
+                let (_, v) = entries.remove(0);
+                (self.on_evict)(&v);
             }
         }
 
@@ -463,18 +563,21 @@ mod cache_imp {
         where
             Q: Hash + quick_cache::Equivalent<Key> + ?Sized,
         {
-            let mut map = self.inner.lock().expect("loom lock poisoned");
-            map.extract_if(|k, _| key.equivalent(k))
-                .next()
-                .map(|(_, v)| v)
+            let mut entries = self.inner.lock().expect("loom lock poisoned");
+            let at = entries.iter().position(|(k, _)| key.equivalent(k))?;
+            Some(entries.remove(at).1)
         }
 
         pub(crate) fn len(&self) -> usize {
             self.inner.lock().expect("loom lock poisoned").len()
         }
 
-        pub(crate) fn clear(&self) {
-            self.inner.lock().expect("loom lock poisoned").clear();
+        pub(crate) fn drain(&self, f: impl FnMut(Val)) {
+            let drained: Vec<Val> = {
+                let mut entries = self.inner.lock().expect("loom lock poisoned");
+                entries.drain(..).map(|(_, v)| v).collect()
+            };
+            drained.into_iter().for_each(f);
         }
     }
 }

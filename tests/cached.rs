@@ -288,6 +288,77 @@ async fn resident_entries_never_exceed_max_entries() {
     store.validate().unwrap();
 }
 
+/// A hit takes the body straight from the reference (no second probe); the cache still
+/// owns it: the bodies this crate keeps alive are exactly the resident entries, never
+/// more than `max_entries`, however many references were read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_the_cache_drops_are_not_kept_alive_by_references() {
+    let (server, store) = setup(40, |b| b.max_entries(4)).await;
+    let mut bodies = Vec::new();
+    for i in 0..40 {
+        let name = format!("s-{i:03}");
+        let keys = ["default", name.as_str()];
+        let first = store.get(&keys).await.unwrap().remove(0);
+        // A second read is a hit on the same body (through the reference's hint).
+        let again = store.get(&keys).await.unwrap().remove(0);
+        assert!(Arc::ptr_eq(&first, &again));
+        bodies.push(first);
+    }
+    assert_eq!(gets(&server), 40, "one GET each, the second read hit");
+    let stats = store.stats();
+    assert_eq!(stats.hits, 40, "{stats:?}");
+    let kept = bodies.iter().filter(|b| Arc::strong_count(b) > 1).count();
+    assert_eq!(
+        kept as u64, stats.entries,
+        "bodies still held by the store = resident entries ({stats:?})"
+    );
+    assert!(kept <= 4, "{kept} bodies kept alive with max_entries 4");
+    store.validate().unwrap();
+
+    // `clear` releases every body.
+    store.clear();
+    assert!(bodies.iter().all(|b| Arc::strong_count(b) == 1));
+    assert_eq!(store.stats().entries, 0);
+    assert_eq!(store.stats().bytes, 0);
+    store.validate().unwrap();
+}
+
+/// A relist that brings an object back unchanged keeps its cached body and its hint:
+/// the next read is a hit, made without a GET; a changed object is fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_keeps_unchanged_bodies_cached() {
+    let (server, store) = setup(2, |b| b).await;
+    let a = store.get(&["default", "s-000"]).await.unwrap().remove(0);
+    store.get(&["default", "s-001"]).await.unwrap();
+    assert_eq!(gets(&server), 2);
+    let s0 = server
+        .get::<Secret>(Some("default"), "s-000")
+        .unwrap()
+        .unwrap();
+    let s1 = server
+        .replace(&secret("default", "s-001", "v-new"))
+        .unwrap();
+    store
+        .replace([
+            (s0, vec!["default", "s-000"]),
+            (s1, vec!["default", "s-001"]),
+        ])
+        .unwrap();
+    store.validate().unwrap();
+    let hits = store.stats().hits;
+    let again = store.get(&["default", "s-000"]).await.unwrap().remove(0);
+    assert!(
+        Arc::ptr_eq(&a, &again),
+        "unchanged: the same body, from the cache"
+    );
+    assert_eq!(gets(&server), 2);
+    assert_eq!(store.stats().hits, hits + 1);
+    let changed = store.get(&["default", "s-001"]).await.unwrap().remove(0);
+    assert_eq!(value_of(&changed), "v-new");
+    assert_eq!(gets(&server), 3, "changed: fetched again");
+    store.validate().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_entries_are_fetched_again() {
     let (server, store) = setup(1, |b| b.ttl(Duration::from_millis(150))).await;

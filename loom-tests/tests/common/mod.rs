@@ -24,6 +24,9 @@ pub const NS: &str = "ns";
 pub const NAME: &str = "a";
 /// Its uid.
 pub const UID: &str = "ua";
+/// A second object's name (same namespace, same server answer), for models that need
+/// two objects competing for the cache.
+pub const NAME_B: &str = "b";
 
 /// What the API server answers for the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +112,11 @@ impl Fetch<ConfigMap> for ModelFetcher {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<Fetched<ConfigMap>>, FetchError>> + Send {
-        assert_eq!((namespace, name), (NS, NAME), "fetched an unknown object");
+        assert!(
+            namespace == NS && (name == NAME || name == NAME_B),
+            "fetched an unknown object {namespace}/{name}"
+        );
+        let name = name.to_owned();
         let server = Arc::clone(&self.server);
         async move {
             server.calls.fetch_add(1, Ordering::SeqCst);
@@ -119,7 +126,7 @@ impl Fetch<ConfigMap> for ModelFetcher {
                 Answer::Found(rv) => Ok(Some(Fetched {
                     // A new allocation per fetch: callers sharing one `Arc` shared a fetch
                     // (or its cached body).
-                    object: Arc::new(config_map(rv)),
+                    object: Arc::new(config_map_named(&name, rv)),
                     bytes: 100,
                 })),
                 Answer::NotFound => Ok(None),
@@ -139,9 +146,14 @@ pub type Cached = CachedStore<ConfigMap, ModelFetcher>;
 
 /// A store over `fetcher`.
 pub fn new_cached(fetcher: ModelFetcher) -> Cached {
+    new_cached_with(fetcher, 4)
+}
+
+/// A store over `fetcher` with room for `max_entries` bodies.
+pub fn new_cached_with(fetcher: ModelFetcher, max_entries: usize) -> Cached {
     CachedStore::<ConfigMap>::builder(2)
         .shards(2)
-        .max_entries(4)
+        .max_entries(max_entries)
         .ttl(Duration::from_secs(3600))
         .fetch_concurrency(4)
         .build_with_fetcher(fetcher)
@@ -150,10 +162,15 @@ pub fn new_cached(fetcher: ModelFetcher) -> Cached {
 
 /// The object at resourceVersion `rv`.
 pub fn config_map(rv: &str) -> ConfigMap {
+    config_map_named(NAME, rv)
+}
+
+/// The object `name` (in [`NS`]) at resourceVersion `rv`.
+pub fn config_map_named(name: &str, rv: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
     cm.metadata.namespace = Some(NS.into());
-    cm.metadata.name = Some(NAME.into());
-    cm.metadata.uid = Some(UID.into());
+    cm.metadata.name = Some(name.into());
+    cm.metadata.uid = Some(format!("u{name}"));
     cm.metadata.resource_version = Some(rv.into());
     cm
 }

@@ -412,6 +412,16 @@ struct Settings {
 /// misses concurrently (at most `fetch_concurrency` requests at once, across all
 /// callers), returning bodies in (namespace, name, uid) order.
 ///
+/// A hit takes one probe: a reference whose body is cached points at it (a *hint*, see
+/// [`Reference`]), so the body is read from the reference found in the index, with no
+/// second lookup in the cache. The cache still owns every body and its bound: a hint
+/// is set when a fetched body of the reference's version is cached, and cleared when
+/// the cache drops that entry for any reason. Hits served through hints are reported
+/// to the cache's eviction policy at most once per 50 ms per body, which keeps its
+/// picture of what is read (its hit ratio is measured against an LRU's in
+/// `benches/cached.rs`). Bodies cached without a reference (by [`fetch`](Self::fetch))
+/// and references whose hint was lost to a race take the two-probe path.
+///
 /// # Guarantees
 /// - **Bounded:** at most `max_entries` bodies are resident (or `max_bytes` of
 ///   response bytes, when set). Memory does not grow with the cluster beyond the

@@ -1104,36 +1104,30 @@ mod summary {
             .map_or(id, |(_, v)| v)
     }
 
+    /// The stores and floors of the one-thread exact-get cases.
+    const GET_IDS: &[&str] = &[
+        "go",
+        "kube",
+        "kube_prebuilt_ref",
+        "ours",
+        "ours_get_one",
+        "floor_vec",
+        "floor_option",
+        "floor_hashed",
+    ];
+
     /// (group, title, ids, the id the others are compared with)
     const CASES: &[(&str, &str, &[&str], &str)] = &[
         (
             "get_exact_uniform",
             "a. exact get, 1 thread, uniform keys",
-            &[
-                "go",
-                "kube",
-                "kube_prebuilt_ref",
-                "ours",
-                "ours_get_one",
-                "floor_vec",
-                "floor_option",
-                "floor_hashed",
-            ],
+            GET_IDS,
             "ours",
         ),
         (
             "get_exact_hot1pct",
             "a. exact get, 1 thread, hot 1% of keys",
-            &[
-                "go",
-                "kube",
-                "kube_prebuilt_ref",
-                "ours",
-                "ours_get_one",
-                "floor_vec",
-                "floor_option",
-                "floor_hashed",
-            ],
+            GET_IDS,
             "ours",
         ),
         (

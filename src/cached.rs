@@ -869,14 +869,9 @@ where
             };
             refs.push((r, keys));
         }
-        drop(old_refs);
         let current: std::collections::HashMap<(&str, &str), Option<&str>> = refs
             .iter()
             .map(|(r, _)| ((&*r.namespace, &*r.name), r.resource_version()))
-            .collect();
-        let known: std::collections::HashSet<(&str, &str)> = before
-            .iter()
-            .map(|old| (&*old.namespace, &*old.name))
             .collect();
         let mut stale: Vec<Arc<Reference>> = before
             .iter()
@@ -887,10 +882,10 @@ where
             .collect();
         stale.extend(
             refs.iter()
-                .filter(|(r, _)| !known.contains(&(&*r.namespace, &*r.name)))
+                .filter(|(r, _)| !old_refs.contains_key(&(&*r.namespace, &*r.name)))
                 .map(|(r, _)| Arc::clone(r)),
         );
-        drop((current, known));
+        drop((current, old_refs));
         self.index.replace(refs)?;
         for r in stale {
             self.invalidate(Self::key_of(&r));

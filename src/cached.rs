@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::fetch::{ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
+use crate::fetch::{self, ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
 use crate::key::short_eq;
 use crate::memory::MemoryStore;
 use crate::object::{Object, via};
@@ -1055,7 +1055,11 @@ where
                     }
                     self.stats.fetches.incr();
                     let started = std::time::Instant::now();
-                    let result = self.fetcher.fetch(namespace, name).await;
+                    let result = self
+                        .fetcher
+                        .fetch(namespace, name)
+                        .await
+                        .and_then(|found| fetch::check_identity(namespace, name, found));
                     self.stats
                         .fetch_nanos
                         .add(started.elapsed().as_nanos() as u64);

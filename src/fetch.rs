@@ -74,6 +74,121 @@ pub enum FetchError {
     /// The answer was not a valid object of this type.
     #[error("invalid response body: {0}")]
     Decode(String),
+    /// The namespace or name cannot name a Kubernetes object, so no request was made.
+    /// A namespace must be a DNS label (lowercase letters, digits and `-`, at most 63
+    /// characters, starting and ending with a letter or digit); a name must not be
+    /// empty, `.` or `..` and must not contain `/` or `%`, which the API server refuses
+    /// in every object's name. Every other character is sent percent-encoded, as one
+    /// path segment, so a name can only ever name itself.
+    #[error("invalid {field} {value:?}: {reason}")]
+    InvalidName {
+        /// `"namespace"` or `"name"`.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The API server answered with a body of another object than the one asked for
+    /// (a misrouting proxy or aggregated API server). The body is neither served nor
+    /// cached.
+    #[error("asked for {asked}, the API server answered with {got}")]
+    WrongObject {
+        /// `namespace/name` as asked.
+        asked: String,
+        /// `namespace/name` of the body received.
+        got: String,
+    },
+}
+
+/// `namespace/name`, or `name` for cluster-scoped objects, for messages.
+fn display_name(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+/// Checks that a fetched body is the object asked for (the on-demand tier calls it for
+/// every fetcher's answer, before anything is cached or served).
+pub(crate) fn check_identity<K: Resource>(
+    namespace: &str,
+    name: &str,
+    fetched: Option<Fetched<K>>,
+) -> Result<Option<Fetched<K>>, FetchError> {
+    let Some(f) = fetched else { return Ok(None) };
+    let meta = f.object.meta();
+    let got_ns = meta.namespace.as_deref().unwrap_or("");
+    let got_name = meta.name.as_deref().unwrap_or("");
+    if got_ns == namespace && got_name == name {
+        Ok(Some(f))
+    } else {
+        Err(FetchError::WrongObject {
+            asked: display_name(namespace, name),
+            got: display_name(got_ns, got_name),
+        })
+    }
+}
+
+/// Refuses what cannot be a namespace: a DNS-1123 label, as the API server requires
+/// (`""` is a cluster-scoped object's, and is not sent).
+fn check_namespace(namespace: &str) -> Result<(), FetchError> {
+    let bad = |reason| {
+        Err(FetchError::InvalidName {
+            field: "namespace",
+            value: namespace.to_owned(),
+            reason,
+        })
+    };
+    let b = namespace.as_bytes();
+    if b.len() > 63 {
+        return bad("a namespace has at most 63 characters");
+    }
+    let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-';
+    let edge = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !b.is_empty() && (!b.iter().all(inner) || !edge(b.first()) || !edge(b.last())) {
+        return bad(
+            "a namespace consists of lowercase letters, digits and '-', and starts and ends \
+             with a letter or digit",
+        );
+    }
+    Ok(())
+}
+
+/// Refuses what the API server refuses in every object's name, and encodes the rest as
+/// one path segment: every byte outside RFC 3986's unreserved characters (and `:`,
+/// which RBAC names use) becomes `%XX`, so `?`, `#` and the like reach the server as
+/// part of the name.
+fn name_segment(name: &str) -> Result<String, FetchError> {
+    let bad = |reason| {
+        Err(FetchError::InvalidName {
+            field: "name",
+            value: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("a name is required");
+    }
+    if name == "." || name == ".." {
+        return bad("a name may not be '.' or '..'");
+    }
+    if name.contains('/') {
+        return bad("a name may not contain '/'");
+    }
+    if name.contains('%') {
+        return bad("a name may not contain '%'");
+    }
+    let mut out = String::with_capacity(name.len());
+    for &c in name.as_bytes() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    Ok(out)
 }
 
 /// Fetches single objects by namespace and name.
@@ -145,14 +260,15 @@ impl<K: Resource> ApiFetcher<K> {
         }
     }
 
-    async fn attempt(&self, namespace: &str, name: &str) -> Result<Attempt<K>, FetchError>
+    /// One `GET` of `segment` (the name, encoded) in `namespace` (already checked).
+    async fn attempt(&self, namespace: &str, segment: &str) -> Result<Attempt<K>, FetchError>
     where
         K: DeserializeOwned,
     {
         let ns = (!namespace.is_empty()).then_some(namespace);
         let url = K::url_path(&self.dyntype, ns);
         let request = kube::core::Request::new(url)
-            .get(name, &GetParams::default())
+            .get(segment, &GetParams::default())
             .map_err(|e| FetchError::Transport(format!("building the request: {e}")))?;
         let response = self
             .client
@@ -236,6 +352,9 @@ where
     K::DynamicType: Send + Sync,
 {
     async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Fetched<K>>, FetchError> {
+        // Before any permit or request: what cannot name an object is never sent.
+        check_namespace(namespace)?;
+        let segment = name_segment(name)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -246,7 +365,7 @@ where
                     .acquire()
                     .await
                     .map_err(|_| FetchError::Transport("fetcher shut down".into()))?;
-                tokio::time::timeout(self.settings.timeout, self.attempt(namespace, name))
+                tokio::time::timeout(self.settings.timeout, self.attempt(namespace, &segment))
                     .await
                     .map_err(|_| FetchError::Timeout(self.settings.timeout))??
             };

@@ -739,3 +739,130 @@ async fn get_one_fetches_once_and_reports_why_not() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_only_ever_names_itself() {
+    let (server, store) = setup(1, |b| b).await; // default/s-000, "v-0"
+    // A name the API server accepts (the simulated one checks names as every registry
+    // does at least) made of characters that mean something in a URL.
+    server
+        .create(&secret("default", "s-000?x=1#frag", "odd"))
+        .unwrap();
+    // Each of these used to fetch, and cache, the body of default/s-000.
+    for name in [
+        "s-000?x=1",
+        "s-000?",
+        "s-000#frag",
+        "s-000 ",
+        "s-000;x",
+        "s-000&x=1",
+        "s-000\u{e9}",
+    ] {
+        assert!(
+            store.fetch("default", name).await.unwrap().is_none(),
+            "{name:?} named another object"
+        );
+    }
+    assert_eq!(gets(&server), 7, "each was sent, as a name of its own");
+    assert_eq!(store.stats().entries, 0, "nothing was cached");
+    let odd = store
+        .fetch("default", "s-000?x=1#frag")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value_of(&odd), "odd");
+
+    // What cannot name an object is refused before any request.
+    let before = gets(&server);
+    let long = "a".repeat(64);
+    for (namespace, name, field) in [
+        ("default", "s-000/", "name"),
+        ("default", "x/../s-000", "name"),
+        ("default", "%73-000", "name"),
+        ("default", "", "name"),
+        ("default", ".", "name"),
+        ("default", "..", "name"),
+        ("default/secrets/s-000?", "x", "namespace"),
+        ("default/secrets", "s-000", "namespace"),
+        ("Default", "s-000", "namespace"),
+        ("-default", "s-000", "namespace"),
+        ("default-", "s-000", "namespace"),
+        ("d\u{e9}faut", "s-000", "namespace"),
+        ("default?", "s-000", "namespace"),
+        (long.as_str(), "s-000", "namespace"),
+    ] {
+        let err = store.fetch(namespace, name).await.unwrap_err();
+        match fetch_cause(&err) {
+            FetchError::InvalidName {
+                field: f, value, ..
+            } => {
+                assert_eq!(*f, field, "{namespace:?} {name:?}: {err}");
+                assert_eq!(value, if field == "name" { name } else { namespace });
+            }
+            other => panic!("{namespace:?} {name:?}: {other:?}"),
+        }
+    }
+    assert_eq!(gets(&server), before, "no request was made");
+
+    // The same through references that `get` reads.
+    store
+        .add(&secret("default", "s-000?", "-"), &["refs", "query"])
+        .unwrap();
+    store
+        .add(&secret("default", "s-000/", "-"), &["refs", "slash"])
+        .unwrap();
+    assert!(
+        store.get(&["refs", "query"]).await.unwrap().is_empty(),
+        "404: left out"
+    );
+    let err = store.get(&["refs", "slash"]).await.unwrap_err();
+    assert!(
+        matches!(
+            fetch_cause(&err),
+            FetchError::InvalidName { field: "name", .. }
+        ),
+        "{err}"
+    );
+    let own = store.get(&["default", "s-000"]).await.unwrap();
+    assert_eq!(value_of(&own[0]), "v-0");
+    assert_eq!(
+        store.stats().entries,
+        2,
+        "s-000?x=1#frag and s-000, each its own"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_another_object_is_an_error_and_never_cached() {
+    let (server, store) = setup(2, |b| b).await;
+    // A misrouting server answers every get with default/s-000.
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::substitute(Some("default"), "s-000"),
+        )
+        .unwrap();
+    let wrong = |e: &StoreError| match fetch_cause(e) {
+        FetchError::WrongObject { asked, got } => {
+            assert_eq!(
+                (asked.as_str(), got.as_str()),
+                ("default/s-001", "default/s-000")
+            );
+        }
+        other => panic!("expected WrongObject, got {other:?}"),
+    };
+    wrong(&store.get(&["default", "s-001"]).await.unwrap_err());
+    wrong(&store.fetch("default", "s-001").await.unwrap_err());
+    wrong(&store.get_one(&["default", "s-001"]).await.unwrap_err());
+    assert_eq!(store.stats().entries, 0, "the wrong body was not cached");
+    assert_eq!(store.stats().fetch_errors, 3);
+    server.clear_faults();
+    let before = gets(&server);
+    let got = store.get(&["default", "s-001"]).await.unwrap();
+    assert_eq!(value_of(&got[0]), "v-1");
+    assert_eq!(
+        gets(&server),
+        before + 1,
+        "fetched, not served from the cache"
+    );
+}

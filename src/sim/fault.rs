@@ -95,7 +95,8 @@ impl Route {
 /// - When it fires, all its effects apply: the latency is slept before anything else, then
 ///   the status (if any) is answered as a `Status` body instead of doing the request.
 /// - [`Fault::gone`] applies only to watches and to lists carrying a `continue` token;
-///   [`Fault::drop_watch_after`] only to watches; the others to every matching request.
+///   [`Fault::drop_watch_after`] only to watches; [`Fault::substitute`] only to gets; the
+///   others to every matching request.
 /// - [`Fault::times`] limits how many times it fires; then it is removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
@@ -106,6 +107,7 @@ pub struct Fault {
     times: Option<u64>,
     drop_watch_after: Option<u64>,
     gone: bool,
+    substitute: Option<(Option<String>, String)>,
 }
 
 impl Fault {
@@ -118,6 +120,7 @@ impl Fault {
             times: None,
             drop_watch_after: None,
             gone: false,
+            substitute: None,
         }
     }
 
@@ -148,6 +151,17 @@ impl Fault {
         Self {
             gone: true,
             times: Some(1),
+            ..Self::empty()
+        }
+    }
+
+    /// Answers gets with another object of the same resource, `name` in `namespace`
+    /// (`None` for cluster-scoped resources), whatever was asked for: what a misrouting
+    /// proxy or a faulty aggregated API server does, for testing that a client checks
+    /// the body it gets. Applies to gets only.
+    pub fn substitute(namespace: Option<&str>, name: &str) -> Self {
+        Self {
+            substitute: Some((namespace.map(str::to_owned), name.to_owned())),
             ..Self::empty()
         }
     }
@@ -207,6 +221,8 @@ pub(crate) struct Decision {
     pub(crate) fail: Option<ApiError>,
     pub(crate) gone: bool,
     pub(crate) drop_watch_after: Option<u64>,
+    /// The namespace and name to answer a get with instead of the one asked for.
+    pub(crate) substitute: Option<(Option<String>, String)>,
 }
 
 #[derive(Debug)]
@@ -258,7 +274,8 @@ impl FaultTable {
             let applies = f.latency.is_some()
                 || f.status.is_some()
                 || (f.gone && gone_eligible)
-                || (f.drop_watch_after.is_some() && verb == Verb::Watch);
+                || (f.drop_watch_after.is_some() && verb == Verb::Watch)
+                || (f.substitute.is_some() && verb == Verb::Get);
             if !applies || f.times == Some(0) {
                 continue;
             }
@@ -282,6 +299,9 @@ impl FaultTable {
             }
             if f.gone && gone_eligible {
                 decision.gone = true;
+            }
+            if verb == Verb::Get && decision.substitute.is_none() {
+                decision.substitute.clone_from(&f.substitute);
             }
             if verb == Verb::Watch
                 && let Some(n) = f.drop_watch_after

@@ -361,6 +361,10 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
     let shape = negotiate(req.headers())?;
+    let (namespace, name) = match decision.substitute {
+        Some((ns, other)) => (ns, Some(other)),
+        None => (namespace, name),
+    };
     let ctx = Ctx {
         app,
         res,

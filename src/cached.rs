@@ -531,7 +531,9 @@ where
     }
 
     /// The most API requests in flight at once, across all callers. Must be above
-    /// zero. Defaults to: 16.
+    /// zero and at most tokio's `Semaphore::MAX_PERMITS` (`usize::MAX >> 3`, far past
+    /// any useful value; above it is an [`ErrorKind::InvalidSetting`], never a panic).
+    /// Defaults to: 16.
     pub fn fetch_concurrency(mut self, n: usize) -> Self {
         self.fetch.concurrency = n;
         self
@@ -557,14 +559,17 @@ where
         self
     }
 
-    /// The index's shard count (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
-    /// Defaults to: four per core.
+    /// The index's shard count: a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS)
+    /// (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
+    /// Defaults to: 1024, or four per core where that is more.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
     }
 
     fn check(&self) -> Result<(), StoreError> {
+        // The index's shape first: nothing (not even the fetcher) is built before it.
+        crate::memory::check_shape(self.num_keys, self.shards)?;
         let invalid = |msg: &str| Err(StoreError::build(ErrorKind::InvalidSetting(msg.into())));
         if self.settings.ttl.is_zero() {
             return invalid("ttl must be above zero (it bounds staleness when events are missed)");
@@ -577,6 +582,14 @@ where
         }
         if self.fetch.concurrency == 0 {
             return invalid("fetch_concurrency must be above zero");
+        }
+        if self.fetch.concurrency > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(StoreError::build(ErrorKind::InvalidSetting(format!(
+                "fetch_concurrency = {}: must be at most {} (tokio's semaphore limit); a few \
+                 dozen requests in flight is plenty for one API server",
+                self.fetch.concurrency,
+                tokio::sync::Semaphore::MAX_PERMITS
+            ))));
         }
         if self.fetch.timeout.is_zero() {
             return invalid("fetch_timeout must be above zero");

@@ -31,7 +31,7 @@
 //! | `api_version` | yes | `v1` for the core group, else `group/version` |
 //! | `kind` | yes | the kind, as in the objects' `kind` |
 //! | `plural` | no | the resource's plural; defaults to the guess of kube's [`ApiResource::from_gvk`] |
-//! | `index_by` | yes | the key components, as field paths (see [`Indexer`]) |
+//! | `index_by` | yes | the key components, as field paths (see [`Indexer`]); 1 to [`MAX_KEYS`](crate::MAX_KEYS) (64) of them |
 //! | `store` | yes | `full` (bodies in memory) or `on-demand` (references in memory, bodies fetched and cached) |
 //! | `namespace` | no | watch one namespace; defaults to all |
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
@@ -816,6 +816,18 @@ impl Ctx<'_> {
                 &index_by.at,
                 "is empty: give at least one field path, such as \
                  [\"metadata.namespace\", \"metadata.name\"]",
+            ));
+        }
+        if index_by.value.len() > crate::MAX_KEYS {
+            return Err(self.invalid(
+                field_path("index_by"),
+                &index_by.at,
+                format!(
+                    "has {} field paths, more than the {} key components a store takes: index \
+                     by fewer fields",
+                    index_by.value.len(),
+                    crate::MAX_KEYS
+                ),
             ));
         }
         let mut index_paths = Vec::with_capacity(index_by.value.len());

@@ -52,6 +52,16 @@ pub enum ErrorKind {
     /// A store needs at least one key component. Fix: pass `num_keys >= 1`.
     #[error("a store needs at least one key component, got num_keys = 0")]
     ZeroKeys,
+    /// A store (and an indexer) takes at most [`MAX_KEYS`](crate::MAX_KEYS) key
+    /// components. Fix: index by fewer fields; a composite key of more than a handful of
+    /// components is better split into a secondary lookup.
+    #[error("a store takes at most {max} key components, got num_keys = {given}")]
+    TooManyKeys {
+        /// [`MAX_KEYS`](crate::MAX_KEYS).
+        max: usize,
+        /// How many were asked for.
+        given: usize,
+    },
     /// `add`, `update`, `delete` and `replace` take exactly `num_keys` components.
     /// Fix: pass one component for each entry of the store's `index_by`.
     #[error("expected {expected} key components, got {given}")]

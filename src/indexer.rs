@@ -86,8 +86,10 @@ impl Indexer {
     /// An indexer reading one key component from each path, in order.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidFieldPath`] for the first path that does not parse, and
-    /// [`ErrorKind::InvalidSetting`] for an empty list of paths.
+    /// [`ErrorKind::InvalidFieldPath`] for the first path that does not parse,
+    /// [`ErrorKind::InvalidSetting`] for an empty list of paths, and
+    /// [`ErrorKind::TooManyKeys`] for more than [`MAX_KEYS`](crate::MAX_KEYS) (no store
+    /// could take its keys).
     pub fn new<I, S>(paths: I) -> Result<Self, StoreError>
     where
         I: IntoIterator<Item = S>,
@@ -107,6 +109,12 @@ impl Indexer {
                 "index_by is empty: give at least one field path, for example metadata.namespace"
                     .into(),
             )));
+        }
+        if paths.len() > crate::MAX_KEYS {
+            return Err(StoreError::build(ErrorKind::TooManyKeys {
+                max: crate::MAX_KEYS,
+                given: paths.len(),
+            }));
         }
         let needs_json = paths.iter().any(|p| matches!(p.kind, PathKind::Json(_)));
         Ok(Self {

@@ -95,7 +95,7 @@ pub use cached::{CacheStats, CachedStore, CachedStoreBuilder, Reference};
 pub use error::{ErrorKind, Operation, StoreError};
 pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched, Stripper};
 pub use indexer::{Indexer, MissingField};
-pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use memory::{MAX_KEYS, MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
 pub use object::{Object, via};
 pub use snapshot::{Iter, Snapshot};
 pub use store::Store;

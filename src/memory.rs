@@ -122,6 +122,43 @@ struct Located<K> {
     key_hash: u64,
 }
 
+/// The most key components a store (and an [`Indexer`](crate::Indexer)) takes: 64.
+///
+/// Each component past the first is a prefix depth that every write updates, so a store
+/// of a thousand components would make each write a thousand tree updates; nothing a
+/// controller indexes by needs more than a handful. A larger `num_keys` is
+/// [`ErrorKind::TooManyKeys`], refused before anything is allocated.
+pub const MAX_KEYS: usize = 64;
+
+/// The most shards an exact-key index takes: 65,536 (8 MiB of shards).
+///
+/// Shards are allocated when the store is built (128 bytes each); past a few thousand
+/// they buy nothing (a writer waits for a reader only when both need the same one),
+/// and an absurd count such as `1 << 40` could only end in an allocation failure that
+/// aborts the process. A larger count is [`ErrorKind::InvalidSetting`].
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// Checks a builder's key count and shard count, before anything is allocated.
+pub(crate) fn check_shape(num_keys: usize, shards: Option<usize>) -> Result<usize, StoreError> {
+    if num_keys == 0 {
+        return Err(StoreError::build(ErrorKind::ZeroKeys));
+    }
+    if num_keys > MAX_KEYS {
+        return Err(StoreError::build(ErrorKind::TooManyKeys {
+            max: MAX_KEYS,
+            given: num_keys,
+        }));
+    }
+    match shards {
+        None => Ok(default_index_shards()),
+        Some(n) if (2..=MAX_SHARDS).contains(&n) && n.is_power_of_two() => Ok(n),
+        Some(n) => Err(StoreError::build(ErrorKind::InvalidSetting(format!(
+            "shards = {n}: must be a power of two from 2 to {MAX_SHARDS} (for example 16, 64 \
+             or 1024)"
+        )))),
+    }
+}
+
 /// Builds a [`MemoryStore`] with tuning options.
 #[must_use]
 pub struct MemoryStoreBuilder<K> {
@@ -150,8 +187,8 @@ impl<K> Clone for MemoryStoreBuilder<K> {
 }
 
 impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
-    /// The number of hash shards of the exact-key index: a power of two, at least 2.
-    /// More shards mean less contention between readers and the writer.
+    /// The number of hash shards of the exact-key index: a power of two from 2 to
+    /// [`MAX_SHARDS`]. More shards mean less contention between readers and the writer.
     ///
     /// Defaults to 1024 (or four per available core, rounded up to a power of two, where
     /// that is more): a writer waits for a reader only when that reader holds the very
@@ -166,24 +203,14 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     /// Builds the store.
     ///
     /// # Errors
-    /// [`ErrorKind::ZeroKeys`] for `num_keys == 0`; [`ErrorKind::InvalidSetting`] for a
-    /// shard count that is not a power of two of at least 2.
+    /// [`ErrorKind::ZeroKeys`] for `num_keys == 0`, [`ErrorKind::TooManyKeys`] past
+    /// [`MAX_KEYS`]; [`ErrorKind::InvalidSetting`] for a shard count that is not a power
+    /// of two from 2 to [`MAX_SHARDS`]. Nothing is allocated before these checks.
     pub fn build<M>(self) -> Result<MemoryStore<K>, StoreError>
     where
         K: Object<M>,
     {
-        if self.num_keys == 0 {
-            return Err(StoreError::build(ErrorKind::ZeroKeys));
-        }
-        let shards = match self.shards {
-            None => default_index_shards(),
-            Some(n) if n >= 2 && n.is_power_of_two() => n,
-            Some(n) => {
-                return Err(StoreError::build(ErrorKind::InvalidSetting(format!(
-                    "shards = {n}: must be a power of two, at least 2 (for example 16, 32, 64)"
-                ))));
-            }
-        };
+        let shards = check_shape(self.num_keys, self.shards)?;
         let state = Arc::new(State {
             all: PTree::default(),
             prefixes: (1..self.num_keys).map(|_| PTree::default()).collect(),
@@ -224,7 +251,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// A store indexing objects by `num_keys` key components.
     ///
     /// # Errors
-    /// [`ErrorKind::ZeroKeys`] when `num_keys` is 0.
+    /// [`ErrorKind::ZeroKeys`] when `num_keys` is 0, [`ErrorKind::TooManyKeys`] when it
+    /// is above [`MAX_KEYS`].
     ///
     /// # Examples
     /// ```

@@ -576,12 +576,40 @@ async fn invalid_settings_are_build_errors() {
                 .build(),
             "num_keys",
         ),
+        // These used to panic (tokio's semaphore, "capacity overflow") or abort the
+        // process on an allocation.
+        (
+            b().fetch_concurrency(usize::MAX).build(),
+            "fetch_concurrency = 18446744073709551615: must be at most",
+        ),
+        (
+            CachedStore::<Secret>::builder(usize::MAX)
+                .client(server.client())
+                .build(),
+            "at most 64 key components, got num_keys = 18446744073709551615",
+        ),
+        (
+            CachedStore::<Secret>::builder(1 << 40)
+                .client(server.client())
+                .build(),
+            "num_keys = 1099511627776",
+        ),
+        (b().shards(1 << 40).build(), "shards = 1099511627776"),
     ];
     for (result, setting) in cases {
         let err = result.expect_err(setting);
         assert_eq!(err.operation, Operation::Build);
         assert!(err.to_string().contains(setting), "{setting}: {err}");
     }
+    // The largest settings that are allowed build.
+    b().fetch_concurrency(tokio::sync::Semaphore::MAX_PERMITS)
+        .shards(k8s_store::MAX_SHARDS)
+        .build()
+        .unwrap();
+    CachedStore::<Secret>::builder(k8s_store::MAX_KEYS)
+        .client(server.client())
+        .build()
+        .unwrap();
     // Out-of-scope objects are refused and change nothing.
     let store = b().namespace("team-a").build().unwrap();
     let err = store

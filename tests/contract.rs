@@ -49,6 +49,56 @@ fn shard_count_must_be_a_power_of_two() {
 }
 
 #[test]
+fn absurd_key_and_shard_counts_are_errors_before_anything_is_allocated() {
+    // Each of these used to panic ("capacity overflow") or abort the process on an
+    // allocation of one tree per key depth or of 2^40 shards.
+    for n in [k8s_store::MAX_KEYS + 1, 1 << 40, usize::MAX] {
+        let err = MemoryStore::<ConfigMap>::new(n).unwrap_err();
+        assert_eq!(
+            err.kind,
+            ErrorKind::TooManyKeys {
+                max: k8s_store::MAX_KEYS,
+                given: n
+            }
+        );
+        assert_eq!(err.operation, Operation::Build);
+        assert!(
+            err.to_string().contains("at most 64 key components"),
+            "{err}"
+        );
+        let err = k8s_store::Indexer::new(vec!["metadata.name"; n.min(1000)]).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::TooManyKeys { .. }), "{err}");
+    }
+    let s = MemoryStore::<ConfigMap>::new(k8s_store::MAX_KEYS).unwrap();
+    let keys: Vec<String> = (0..k8s_store::MAX_KEYS).map(|i| i.to_string()).collect();
+    s.add(cm("a", "b", None), &keys).unwrap();
+    assert_eq!(s.get(&keys[..1]).unwrap().len(), 1);
+    s.validate().unwrap();
+
+    for shards in [k8s_store::MAX_SHARDS * 2, 1 << 40, 1 << 63] {
+        let err = MemoryStore::<ConfigMap>::builder(2)
+            .shards(shards)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::InvalidSetting(_)),
+            "{shards}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!(
+                "shards = {shards}: must be a power of two from 2 to 65536"
+            )),
+            "{err}"
+        );
+    }
+    let s = MemoryStore::<ConfigMap>::builder(2)
+        .shards(k8s_store::MAX_SHARDS)
+        .build()
+        .unwrap();
+    assert_eq!(s.shards(), k8s_store::MAX_SHARDS);
+}
+
+#[test]
 fn wrong_key_counts_are_errors_that_change_nothing() {
     let s = store(2);
     s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();

@@ -57,6 +57,7 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use crate::indexer::{Indexer, Segment, parse_path};
+use crate::object::json_kind;
 
 /// How long an on-demand store keeps a fetched body when `cache_ttl` is not given.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -1097,17 +1098,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| bad(" (too large)"))?;
     }
     Ok(Duration::from_millis(millis))
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]

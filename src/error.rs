@@ -128,6 +128,18 @@ pub enum ErrorKind {
         /// What the API server or the connection said.
         cause: crate::fetch::FetchError,
     },
+    /// An object's identity metadata (`metadata` itself, or its `namespace`, `name`,
+    /// `uid` or `resourceVersion`) is present but not of the type Kubernetes gives it,
+    /// for example `"name": 5` in a `serde_json::Value`. Such an object is refused
+    /// rather than read as if the field were empty, which would merge distinct objects
+    /// into one identity. Fix: give the field as a string (or `null`, or leave it out).
+    #[error("{field} is {found}, not a string: the store cannot tell this object's identity")]
+    InvalidMetadata {
+        /// The field, as `metadata.name`.
+        field: &'static str,
+        /// What was found ("a number", "a boolean", "a list", "a mapping").
+        found: &'static str,
+    },
     /// `get_one` found several objects under a key it expected to be unique.
     /// Fix: use `get`, which returns them all, or index by a key that is unique.
     #[error("{found} objects share this key; get_one expects at most one")]

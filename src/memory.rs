@@ -298,7 +298,9 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// (moving it if its keys changed).
     ///
     /// # Errors
-    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; nothing is changed.
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`;
+    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (see
+    /// [`Object::check_metadata`]). Nothing is changed.
     pub fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
         self.upsert(Operation::Add, obj, keys)
     }
@@ -306,7 +308,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// The same as [`add`](Self::add): both are upserts by identity.
     ///
     /// # Errors
-    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; nothing is changed.
+    /// As [`add`](Self::add); nothing is changed.
     pub fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
         self.upsert(Operation::Update, obj, keys)
     }
@@ -460,8 +462,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// stay). Returns whether it was present. This is what a watch delete event uses.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for the on-demand tier's shared signature.
+    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (no such
+    /// object can be stored); nothing is changed.
     pub fn remove(&self, obj: &K) -> Result<bool, StoreError> {
+        (self.acc.check)(obj)
+            .map_err(|kind| StoreError::new::<&str>(Operation::Remove, &[], kind))?;
         let view = (self.acc.meta)(obj);
         let id_hash = self.hasher.hash_identity(&view.identity());
         let mut w = self.writer.lock();
@@ -516,8 +521,9 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// identities listed twice the last one wins.
     ///
     /// # Errors
-    /// [`ErrorKind::KeyCount`] for the first item with the wrong number of keys; the
-    /// store is then left unchanged.
+    /// [`ErrorKind::KeyCount`] for the first item with the wrong number of keys,
+    /// [`ErrorKind::InvalidMetadata`] for the first with identity fields of the wrong
+    /// type; the store is then left unchanged.
     pub fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
     where
         I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
@@ -529,6 +535,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         let mut slot_of: HashTable<(u64, usize)> = HashTable::new();
         for (obj, keys) in items {
             self.check_count(Operation::Replace, &keys)?;
+            (self.acc.check)(&obj)
+                .map_err(|kind| StoreError::new(Operation::Replace, &keys, kind))?;
             let hash = self.hash_keys(&keys);
             let view = (self.acc.meta)(&obj);
             let id_hash = self.hasher.hash_identity(&view.identity());
@@ -639,6 +647,7 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         keys: &[S],
     ) -> Result<(), StoreError> {
         self.check_count(op, keys)?;
+        (self.acc.check)(&obj).map_err(|kind| StoreError::new(op, keys, kind))?;
         let new = Placement {
             keys,
             hash: self.hash_keys(keys),

@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
+use crate::error::ErrorKind;
 use crate::ptree::{Sep, SepBuilder};
 
 /// Markers that select an [`Object`] implementation. Inferred; never named by users.
@@ -29,7 +30,9 @@ pub mod via {
 /// An object the stores can hold.
 ///
 /// Missing metadata reads as empty strings: an object without `metadata` has the empty
-/// identity (namespace `""`, name `""`, no uid).
+/// identity (namespace `""`, name `""`, no uid). Metadata that is present but of the
+/// wrong type (possible only in untyped JSON, such as `"name": 5`) is refused by
+/// [`check_metadata`](Self::check_metadata), never read as empty.
 pub trait Object<Via>: Send + Sync + 'static {
     /// `metadata.namespace`, `""` when absent (cluster-scoped objects).
     fn namespace(&self) -> &str;
@@ -48,6 +51,20 @@ pub trait Object<Via>: Send + Sync + 'static {
     /// # Errors
     /// The serializer's error for types that cannot be represented as JSON.
     fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error>;
+    /// Whether the identity fields can be read faithfully. The stores call it before
+    /// storing or removing an object, so that a field the accessors above would read
+    /// as `""` because it has the wrong type never merges two objects into one
+    /// identity.
+    ///
+    /// Defaults to: `Ok(())`, right for typed objects, whose metadata fields are
+    /// strings by construction.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidMetadata`] naming the first field that is present, not
+    /// `null`, and not a string (or `metadata` itself, when it is not a mapping).
+    fn check_metadata(&self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
 }
 
 impl<T> Object<via::Resource> for T
@@ -115,6 +132,46 @@ impl Object<via::Json> for Value {
     fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error> {
         Ok(Cow::Borrowed(self))
     }
+    fn check_metadata(&self) -> Result<(), ErrorKind> {
+        // A value that is not a mapping, or has no `metadata`, has the empty identity.
+        let Some(meta) = self.get("metadata") else {
+            return Ok(());
+        };
+        let invalid = |field, v: &Value| ErrorKind::InvalidMetadata {
+            field,
+            found: json_kind(v),
+        };
+        let Value::Object(meta) = meta else {
+            return match meta {
+                Value::Null => Ok(()),
+                other => Err(invalid("metadata", other)),
+            };
+        };
+        for (key, field) in [
+            ("namespace", "metadata.namespace"),
+            ("name", "metadata.name"),
+            ("uid", "metadata.uid"),
+            ("resourceVersion", "metadata.resourceVersion"),
+        ] {
+            match meta.get(key) {
+                None | Some(Value::Null | Value::String(_)) => {}
+                Some(other) => return Err(invalid(field, other)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a JSON value is, for messages ("a number").
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 /// Who an object is: its UID when set, else its namespace and name.
@@ -178,6 +235,8 @@ impl<'a> MetaView<'a> {
 /// free of the `Via` marker.
 pub(crate) struct Accessors<K> {
     pub(crate) meta: for<'a> fn(&'a K) -> MetaView<'a>,
+    /// [`Object::check_metadata`].
+    pub(crate) check: fn(&K) -> Result<(), ErrorKind>,
 }
 
 impl<K> Clone for Accessors<K> {
@@ -204,6 +263,7 @@ impl<K> Accessors<K> {
                 name: k.name(),
                 uid: k.uid(),
             },
+            check: K::check_metadata,
         }
     }
 }

@@ -99,6 +99,81 @@ fn absurd_key_and_shard_counts_are_errors_before_anything_is_allocated() {
 }
 
 #[test]
+fn json_metadata_of_the_wrong_type_is_refused_not_read_as_empty() {
+    use serde_json::json;
+    let s = MemoryStore::<serde_json::Value>::new(1).unwrap();
+    // Two objects whose names are numbers used to share the empty identity: the
+    // second silently replaced the first.
+    for (obj, field, found) in [
+        (
+            json!({"metadata": {"name": 5}}),
+            "metadata.name",
+            "a number",
+        ),
+        (
+            json!({"metadata": {"name": 6}}),
+            "metadata.name",
+            "a number",
+        ),
+        (
+            json!({"metadata": {"name": "a", "namespace": true}}),
+            "metadata.namespace",
+            "a boolean",
+        ),
+        (
+            json!({"metadata": {"name": "a", "uid": ["u"]}}),
+            "metadata.uid",
+            "a list",
+        ),
+        (
+            json!({"metadata": {"name": "a", "resourceVersion": 7}}),
+            "metadata.resourceVersion",
+            "a number",
+        ),
+        (json!({"metadata": "default/a"}), "metadata", "a string"),
+    ] {
+        let obj = Arc::new(obj);
+        let expected = ErrorKind::InvalidMetadata { field, found };
+        let err = s.add(Arc::clone(&obj), &["k"]).unwrap_err();
+        assert_eq!(
+            (err.operation, &err.kind),
+            (Operation::Add, &expected),
+            "{obj}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("{field} is {found}, not a string")),
+            "{err}"
+        );
+        assert_eq!(
+            s.update(Arc::clone(&obj), &["k"]).unwrap_err().kind,
+            expected
+        );
+        assert_eq!(s.remove(&obj).unwrap_err().kind, expected);
+        let err = s
+            .replace([(json_obj("ns", "ok", ""), vec!["k"]), (obj, vec!["k"])])
+            .unwrap_err();
+        assert_eq!((err.operation, err.kind), (Operation::Replace, expected));
+        assert!(s.is_empty(), "nothing was stored");
+    }
+    // Strings, `null` and absent fields are fine: null reads as absent.
+    s.add(
+        Arc::new(json!({"metadata": {"name": "a", "uid": null}})),
+        &["k"],
+    )
+    .unwrap();
+    s.add(Arc::new(json!({"metadata": null, "spec": 1})), &["k"])
+        .unwrap();
+    s.add(
+        Arc::new(json!({"metadata": {"name": "b", "namespace": "ns", "resourceVersion": "3"}})),
+        &["k"],
+    )
+    .unwrap();
+    assert_eq!(s.len(), 3);
+    s.validate().unwrap();
+}
+
+#[test]
 fn wrong_key_counts_are_errors_that_change_nothing() {
     let s = store(2);
     s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();

@@ -37,12 +37,15 @@
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
 //! | `ignore_fields` | no | field paths removed before objects are stored; `metadata.managedFields` always is |
 //! | `missing_fields` | no | `error` (default: the object is logged and skipped) or `empty` (a missing index field is `""`) |
-//! | `index_shards` | no | the exact-key index's shard count, a power of two from 2; defaults to 1,024 (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)) |
+//! | `index_shards` | no | the exact-key index's shard count, a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS) (65,536); defaults to 1,024 (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)) |
 //! | `cache_ttl` | no, `on-demand` only | how long a fetched body is kept: `250ms`, `90s`, `5m`, `1h30m` or an integer of seconds; defaults to 5 minutes |
 //! | `max_cache_entries` | no, `on-demand` only | the most bodies cached; defaults to 10,000 |
 //! | `max_cache_bytes` | no, `on-demand` only | a byte budget for cached bodies; defaults to none |
 //!
-//! Field paths (in `index_by` and `ignore_fields`) are parsed once, at load time.
+//! Field paths (in `index_by` and `ignore_fields`) are parsed once, at load time. Numbers
+//! are whole numbers in the setting's range; one outside it (including integers too wide
+//! for 64 bits, which YAML parsers read as floats) is an error that says so and gives the
+//! range, at load time: nothing a configuration says can fail later in `Stores::start`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -735,14 +738,18 @@ impl Ctx<'_> {
                 "field_selector" => field_selector = Some(self.typed(&path, at, v)?),
                 "ignore_fields" => ignore_fields = Some(self.typed(&path, at, v)?),
                 "missing_fields" => missing_fields = Some(self.typed(&path, at, v)?),
-                "index_shards" => index_shards = Some(self.typed(&path, at, v)?),
+                "index_shards" => index_shards = Some(self.count(&path, at, &v, 2, u64::MAX)?),
                 "cache_ttl" => {
                     let value =
                         parse_duration_value(&v).map_err(|r| self.invalid(&path, &at, r))?;
                     cache_ttl = Some(Setting { value, at });
                 }
-                "max_cache_entries" => max_cache_entries = Some(self.typed(&path, at, v)?),
-                "max_cache_bytes" => max_cache_bytes = Some(self.typed(&path, at, v)?),
+                "max_cache_entries" => {
+                    max_cache_entries = Some(self.count(&path, at, &v, 1, usize::MAX as u64)?);
+                }
+                "max_cache_bytes" => {
+                    max_cache_bytes = Some(self.count(&path, at, &v, 1, u64::MAX)?)
+                }
                 _ => return Err(self.unknown_field(&rpath, &key)),
             }
         }
@@ -938,6 +945,20 @@ impl Ctx<'_> {
             ));
         }
         if let Some(n) = &index_shards
+            && n.value > crate::MAX_SHARDS
+        {
+            return Err(self.invalid(
+                field_path("index_shards"),
+                &n.at,
+                format!(
+                    "{} is more than the {} shards a store takes: give a power of two such as \
+                     16, 64 or 1024, or leave it out for the default of 1024",
+                    n.value,
+                    crate::MAX_SHARDS
+                ),
+            ));
+        }
+        if let Some(n) = &index_shards
             && (n.value < 2 || !n.value.is_power_of_two())
         {
             return Err(self.invalid(
@@ -994,12 +1015,76 @@ impl Ctx<'_> {
             .map_err(|e| self.invalid(path, &at, e))
     }
 
+    /// Reads a whole-number setting of at most `max` (`min` is only named in messages:
+    /// the callers explain a value below it themselves).
+    fn count<T: TryFrom<u64>>(
+        &self,
+        path: &str,
+        at: Location,
+        v: &Value,
+        min: u64,
+        max: u64,
+    ) -> Result<Setting<T>, ConfigError> {
+        let range = format!("give a whole number from {min} to {max}");
+        whole_number(v, max)
+            .map_err(|e| e.describe(&range))
+            .and_then(|n| T::try_from(n).map_err(|_| WholeNumberError::TooLarge.describe(&range)))
+            .map(|value| Setting { value, at })
+            .map_err(|reason| self.invalid(path, &at, reason))
+    }
+
     fn unknown_field(&self, rpath: &str, key: &Spanned<String>) -> ConfigError {
         self.invalid(
             rpath,
             &key.referenced,
             <serde_json::Error as de::Error>::unknown_field(&key.value, RESOURCE_FIELDS),
         )
+    }
+}
+
+/// Why a setting is not a whole number in range.
+enum WholeNumberError {
+    Negative(String),
+    TooLarge,
+    Fractional(String),
+    NotANumber(&'static str),
+}
+
+impl WholeNumberError {
+    fn describe(&self, range: &str) -> String {
+        match self {
+            Self::Negative(n) => format!("{n} is negative: {range}"),
+            Self::TooLarge => format!("the number is too large: {range}"),
+            Self::Fractional(n) => format!("{n} is not a whole number: {range}"),
+            Self::NotANumber(found) => format!("expected a whole number, found {found}: {range}"),
+        }
+    }
+}
+
+/// A whole number of at most `max` as the YAML parser gives it. Integers wider than
+/// 64 bits reach us as floats (the only wider number the parser has), so a float with
+/// no fractional part is a too large (or too negative) integer, reported as such; its
+/// digits are not echoed, since the float has rounded them.
+fn whole_number(v: &Value, max: u64) -> Result<u64, WholeNumberError> {
+    let Value::Number(n) = v else {
+        return Err(WholeNumberError::NotANumber(json_kind(v)));
+    };
+    if let Some(u) = n.as_u64() {
+        return if u <= max {
+            Ok(u)
+        } else {
+            Err(WholeNumberError::TooLarge)
+        };
+    }
+    if n.is_i64() {
+        return Err(WholeNumberError::Negative(n.to_string()));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.fract() == 0.0 && f < 0.0 => {
+            Err(WholeNumberError::Negative("the number".into()))
+        }
+        Some(f) if f.is_finite() && f.fract() == 0.0 && f >= 1.0 => Err(WholeNumberError::TooLarge),
+        _ => Err(WholeNumberError::Fractional(n.to_string())),
     }
 }
 
@@ -1038,11 +1123,18 @@ const DURATION_HINT: &str =
 /// `<integer><unit>` parts, units `h`, `m`, `s`, `ms` in that order, each at most once.
 fn parse_duration_value(v: &Value) -> Result<Duration, String> {
     match v {
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(secs), _) => Ok(Duration::from_secs(secs)),
-            (None, Some(_)) => Err(format!("{n} is negative: {DURATION_HINT}")),
-            _ => Err(format!(
+        Value::Number(_) => match whole_number(v, u64::MAX) {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(WholeNumberError::TooLarge) => Err(format!(
+                "the number of seconds is too large (at most {}): {DURATION_HINT}",
+                u64::MAX
+            )),
+            Err(WholeNumberError::Negative(n)) => Err(format!("{n} is negative: {DURATION_HINT}")),
+            Err(WholeNumberError::Fractional(n)) => Err(format!(
                 "{n} is not a whole number of seconds: {DURATION_HINT}"
+            )),
+            Err(WholeNumberError::NotANumber(found)) => Err(format!(
+                "expected a duration, found {found}: {DURATION_HINT}"
             )),
         },
         Value::String(s) => parse_duration(s),

@@ -425,7 +425,9 @@ fn rejects_zero_cache_limits() {
     );
     assert_error(
         &format!("{SECRETS}    max_cache_entries: -1\n"),
-        &["watched_resources.secrets.max_cache_entries: invalid value: integer `-1`"],
+        &[
+            "watched_resources.secrets.max_cache_entries: -1 is negative: give a whole number from 1 to",
+        ],
     );
     assert_error(
         &format!("{SECRETS}    max_cache_bytes: 0\n"),
@@ -449,12 +451,120 @@ fn rejects_shard_counts_that_are_not_powers_of_two() {
     }
     assert_error(
         &format!("{INGRESSES}    index_shards: -4\n"),
-        &["watched_resources.ingresses.index_shards: invalid value: integer `-4`"],
+        &["watched_resources.ingresses.index_shards: -4 is negative: give a whole number from 2"],
     );
     let config = Config::from_yaml(&format!("{INGRESSES}    index_shards: 2\n")).unwrap();
     assert_eq!(config.watched_resources["ingresses"].index_shards, Some(2));
     let config = Config::from_yaml(INGRESSES).unwrap();
     assert_eq!(config.watched_resources["ingresses"].index_shards, None);
+}
+
+#[test]
+fn rejects_shard_counts_past_the_maximum_at_load_time() {
+    // 2^40 is a power of two: it used to pass here and abort the process in
+    // `Stores::start`, on an allocation of 2^40 shards.
+    for big in ["1099511627776", "131072"] {
+        assert_error(
+            &format!("{INGRESSES}    index_shards: {big}\n"),
+            &[
+                &format!(
+                    "watched_resources.ingresses.index_shards: {big} is more than the 65536 \
+                     shards a store takes"
+                ),
+                "(line 8,",
+            ],
+        );
+    }
+    let config = Config::from_yaml(&format!("{INGRESSES}    index_shards: 65536\n")).unwrap();
+    assert_eq!(
+        config.watched_resources["ingresses"].index_shards,
+        Some(k8s_store::MAX_SHARDS)
+    );
+}
+
+#[test]
+fn out_of_range_numbers_are_called_too_large_with_the_range() {
+    // Integers past 64 bits reach the loader as floats; they must not be described as
+    // floats, nor as fractions.
+    let max_u64 = u64::MAX.to_string();
+    for (setting, value, range) in [
+        ("max_cache_entries", "18446744073709551616", "from 1 to "),
+        (
+            "max_cache_entries",
+            "340282366920938463463374607431768211456",
+            "from 1 to ",
+        ),
+        ("max_cache_bytes", "18446744073709551616", "from 1 to "),
+        ("index_shards", "99999999999999999999", "from 2 to "),
+    ] {
+        let msg = error(&format!("{SECRETS}    {setting}: {value}\n"));
+        assert!(
+            msg.contains(&format!(
+                "watched_resources.secrets.{setting}: the number is too large: give a whole \
+                 number {range}"
+            )),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("floating point") && !msg.contains("e+"),
+            "{msg}"
+        );
+    }
+    let msg = error(&format!("{SECRETS}    cache_ttl: 99999999999999999999\n"));
+    assert!(
+        msg.contains(&format!(
+            "watched_resources.secrets.cache_ttl: the number of seconds is too large (at most \
+             {max_u64})"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("whole number of seconds"), "{msg}");
+    // The largest values in range load.
+    let config = Config::from_yaml(&format!(
+        "{SECRETS}    max_cache_entries: {max_u64}\n    max_cache_bytes: {max_u64}\n    \
+         cache_ttl: {max_u64}\n"
+    ))
+    .unwrap();
+    let secrets = &config.watched_resources["secrets"];
+    assert_eq!(secrets.max_cache_entries, Some(usize::MAX));
+    assert_eq!(secrets.max_cache_bytes, Some(u64::MAX));
+    assert_eq!(secrets.cache_ttl, Some(Duration::from_secs(u64::MAX)));
+    // Fractions and other types are still named as such.
+    assert_error(
+        &format!("{SECRETS}    max_cache_entries: 12.5\n"),
+        &["max_cache_entries: 12.5 is not a whole number: give a whole number from 1 to"],
+    );
+    assert_error(
+        &format!("{SECRETS}    max_cache_entries: many\n"),
+        &["max_cache_entries: expected a whole number, found a string"],
+    );
+    assert_error(
+        &format!("{SECRETS}    cache_ttl: 1.5\n"),
+        &["cache_ttl: 1.5 is not a whole number of seconds"],
+    );
+    assert_error(
+        &format!("{SECRETS}    max_cache_bytes: -18446744073709551617\n"),
+        &["max_cache_bytes: the number is negative"],
+    );
+}
+
+#[test]
+fn rejects_more_index_by_paths_than_a_store_takes() {
+    let paths: Vec<String> = (0..=k8s_store::MAX_KEYS)
+        .map(|i| format!("\"metadata.labels['k{i}']\""))
+        .collect();
+    assert_error(
+        &format!(
+            "watched_resources:\n  many:\n    api_version: v1\n    kind: ConfigMap\n    \
+             index_by: [{}]\n    store: full\n",
+            paths.join(", ")
+        ),
+        &[
+            "watched_resources.many.index_by: has 65 field paths, more than the 64 key \
+             components a store takes",
+            "(line 5,",
+        ],
+    );
 }
 
 #[test]

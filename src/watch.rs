@@ -5,7 +5,9 @@
 //! - `Init` / `InitApply` / `InitDone` (the initial list and every relist) are buffered
 //!   and swapped in at `InitDone` with one `replace`: readers see the old state until
 //!   then, never a half-filled store, and objects deleted while the watch was down are
-//!   gone after it.
+//!   gone after it. Relist events with no `Init` before them (possible only in merged
+//!   or hand-written streams) never empty the store: a stray `InitDone` changes
+//!   nothing, a stray `InitApply` is applied as an `Apply`; both are counted.
 //! - `Apply` upserts under the keys the [`Indexer`] extracts; an object whose stored
 //!   resourceVersion is unchanged is skipped. An object whose index field is missing
 //!   is logged with its namespace/name, removed if it was stored (so nothing stays
@@ -170,6 +172,10 @@ pub struct WatchStats {
     pub index_errors: u64,
     /// Errors reported by the watch stream (each retried with backoff).
     pub watch_errors: u64,
+    /// Relist events that came with no relist in progress (no `Init` before them):
+    /// such an `InitDone` changed nothing, and such an `InitApply` was applied as an
+    /// `Apply`. kube's watcher never sends them; merged or hand-written streams can.
+    pub stray_relist_events: u64,
     /// Store writes that failed (logged).
     pub store_errors: u64,
     /// Events of any kind handled.
@@ -184,6 +190,7 @@ struct Counters {
     relists: AtomicU64,
     index_errors: AtomicU64,
     watch_errors: AtomicU64,
+    stray_relist_events: AtomicU64,
     store_errors: AtomicU64,
     events: AtomicU64,
 }
@@ -273,6 +280,7 @@ impl WatchStatus {
             relists: get(&c.relists),
             index_errors: get(&c.index_errors),
             watch_errors: get(&c.watch_errors),
+            stray_relist_events: get(&c.stray_relist_events),
             store_errors: get(&c.store_errors),
             events: get(&c.events),
         }
@@ -443,19 +451,64 @@ where
         );
     }
 
+    /// An `Apply`: upserts `obj` unless its stored resourceVersion is the same.
+    fn apply(&self, obj: E) {
+        let counters = &self.status.shared.counters;
+        let Some((obj, keys)) = self.prepare(obj) else {
+            return;
+        };
+        let rv = obj.meta().resource_version.clone();
+        if rv.is_some() && self.target.stored_version(&obj, &keys) == rv {
+            bump(&counters.unchanged);
+            return;
+        }
+        let meta = obj.meta().clone();
+        match self.target.apply(obj, &keys) {
+            Ok(()) => {
+                bump(&counters.applied);
+                self.status.changed();
+            }
+            Err(e) => self.store_error("apply", &meta, &e),
+        }
+    }
+
     /// Applies one event.
+    ///
+    /// Relist events out of order are counted in
+    /// [`WatchStats::stray_relist_events`] and never empty the store: an `InitDone`
+    /// with no `Init` before it (or a second one after a relist) changes nothing, and
+    /// an `InitApply` with no `Init` before it is applied as an `Apply`.
     pub fn handle(&mut self, event: Event<E>) {
         let counters = &self.status.shared.counters;
         bump(&counters.events);
         match event {
+            // A repeated `Init` restarts the relist (kube's watcher does so when a list
+            // fails midway): what was buffered is dropped.
             Event::Init => self.buffer = Some(Vec::new()),
             Event::InitApply(obj) => {
-                if let Some(item) = self.prepare(obj) {
-                    self.buffer.get_or_insert_with(Vec::new).push(item);
+                if self.buffer.is_none() {
+                    // No relist to buffer it for: never start one here (a stray
+                    // `InitDone` would then swap in this object alone). Upserting it
+                    // loses nothing and removes nothing.
+                    bump(&counters.stray_relist_events);
+                    self.apply(obj);
+                } else if let Some(item) = self.prepare(obj)
+                    && let Some(buffer) = &mut self.buffer
+                {
+                    buffer.push(item);
                 }
             }
             Event::InitDone => {
-                let items = self.buffer.take().unwrap_or_default();
+                let Some(items) = self.buffer.take() else {
+                    // No relist in progress (no `Init`, or a second `InitDone`): there is
+                    // no new state to swap in, and an empty one would empty the store.
+                    bump(&counters.stray_relist_events);
+                    tracing::warn!(
+                        watch = %self.status.shared.name,
+                        "InitDone with no relist in progress ignored"
+                    );
+                    return;
+                };
                 match self.target.relist(items) {
                     Ok(()) => {
                         bump(&counters.relists);
@@ -468,24 +521,7 @@ where
                     }
                 }
             }
-            Event::Apply(obj) => {
-                let Some((obj, keys)) = self.prepare(obj) else {
-                    return;
-                };
-                let rv = obj.meta().resource_version.clone();
-                if rv.is_some() && self.target.stored_version(&obj, &keys) == rv {
-                    bump(&counters.unchanged);
-                    return;
-                }
-                let meta = obj.meta().clone();
-                match self.target.apply(obj, &keys) {
-                    Ok(()) => {
-                        bump(&counters.applied);
-                        self.status.changed();
-                    }
-                    Err(e) => self.store_error("apply", &meta, &e),
-                }
-            }
+            Event::Apply(obj) => self.apply(obj),
             Event::Delete(obj) => match self.target.delete(&obj) {
                 Ok(removed) => {
                     if removed {

@@ -421,9 +421,100 @@ fn an_unchanged_resource_version_is_skipped() {
         [("ns".to_owned(), "b".to_owned())]
     );
     // Delete removes by identity only.
+    feeder.handle(Event::Init);
     feeder.handle(Event::InitApply(cm("ns", "c", "x")));
     feeder.handle(Event::Delete(cm("ns", "b", "x")));
     assert!(store.is_empty());
+}
+
+/// Relist events out of order (an `InitDone` with no `Init`, a second `InitDone`, an
+/// `InitApply` with no `Init`) on one tier's feeder: nothing is emptied, nothing lost.
+fn stray_relist_events_on<T, E>(
+    store: Arc<T>,
+    make: impl Fn(&str) -> E,
+    names_of: impl Fn(&T) -> Vec<String>,
+) where
+    T: watch::Target<E>,
+    E: kube::Resource + serde::Serialize + Send + Sync + 'static,
+{
+    use kube::runtime::watcher::Event;
+    let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
+    let mut feeder =
+        watch::Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("t")).unwrap();
+    let status = feeder.status();
+    feeder.handle(Event::Apply(make("a")));
+    feeder.handle(Event::Apply(make("b")));
+    // Used to swap in an empty list.
+    feeder.handle(Event::InitDone);
+    assert_eq!(
+        names_of(&store),
+        ["a", "b"],
+        "a stray InitDone changes nothing"
+    );
+    assert_eq!(status.stats().stray_relist_events, 1);
+    assert_eq!(status.stats().relists, 0);
+    assert!(!status.is_ready(), "no list was completed");
+    // A real relist, then its InitDone repeated.
+    feeder.handle(Event::Init);
+    feeder.handle(Event::InitApply(make("c")));
+    feeder.handle(Event::InitDone);
+    assert_eq!(names_of(&store), ["c"]);
+    assert!(status.is_ready());
+    let generation = status.generation();
+    feeder.handle(Event::InitDone);
+    assert_eq!(
+        names_of(&store),
+        ["c"],
+        "a repeated InitDone changes nothing"
+    );
+    assert_eq!(status.generation(), generation, "and signals no change");
+    // An InitApply with no Init is applied as an Apply: it starts no relist that a
+    // later stray InitDone could swap in alone.
+    feeder.handle(Event::InitApply(make("d")));
+    assert_eq!(names_of(&store), ["c", "d"]);
+    feeder.handle(Event::InitDone);
+    assert_eq!(names_of(&store), ["c", "d"]);
+    let stats = status.stats();
+    assert_eq!((stats.stray_relist_events, stats.relists), (4, 1));
+    // A repeated Init restarts the relist: what it had buffered is dropped.
+    feeder.handle(Event::Init);
+    feeder.handle(Event::InitApply(make("e")));
+    feeder.handle(Event::Init);
+    feeder.handle(Event::InitApply(make("f")));
+    feeder.handle(Event::InitDone);
+    assert_eq!(names_of(&store), ["f"]);
+}
+
+#[tokio::test]
+async fn stray_relist_events_never_empty_either_tier() {
+    stray_relist_events_on(
+        Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap()),
+        |n| cm("ns", n, "x"),
+        |s| {
+            names(s.list().iter().cloned())
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        },
+    );
+    let server = ApiServer::start().await.unwrap();
+    let cached = CachedStore::<Secret>::builder(2)
+        .client(server.client())
+        .build()
+        .unwrap();
+    let meta = |n: &str| {
+        let mut m = PartialObjectMeta::<Secret>::default();
+        m.metadata.namespace = Some("ns".into());
+        m.metadata.name = Some(n.into());
+        m
+    };
+    stray_relist_events_on(Arc::new(cached), meta, |s| {
+        s.references(&["ns"])
+            .unwrap()
+            .iter()
+            .map(|r| r.name().to_owned())
+            .collect()
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

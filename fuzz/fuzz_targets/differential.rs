@@ -12,7 +12,16 @@
 //! `["a", "b/c"]`), equal (namespace, name) with different uids, uid versus name
 //! identities, and keys equal to the object's own namespace or name (the store's elided
 //! buckets) all come up often. `Bulk` adds many objects at once so that the persistent
-//! trees split and merge (their nodes hold 32 entries).
+//! trees split and merge (their nodes hold 32 entries). Metadata fields that are
+//! present but not strings (numbers) must be refused with `InvalidMetadata`, never read
+//! as empty; `null` reads as absent.
+//!
+//! `Watch` operations drive a second store, a `MemoryStore<ConfigMap>`, through a
+//! `watch::Feeder` with any sequence of watcher events, including relist events out of
+//! order (`InitDone` or `InitApply` with no `Init` before them, repeated `Init`s),
+//! against a model of the feeder: a relist is buffered from `Init` and swapped in at
+//! its `InitDone`; a stray `InitDone` changes nothing and a stray `InitApply` is an
+//! upsert, each counted in `stray_relist_events`.
 
 #![no_main]
 
@@ -21,7 +30,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use k8s_store::{ErrorKind, MemoryStore, Operation, Snapshot, StoreError};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_store::watch::{FeedOptions, Feeder};
+use k8s_store::{ErrorKind, Indexer, MemoryStore, Operation, Snapshot, StoreError};
+use kube_runtime::watcher::Event;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 
@@ -40,8 +52,10 @@ const MAX_SNAPSHOTS: usize = 4;
 enum Field {
     Absent,
     Str(u8),
-    /// Present but not a string (reads as `""`).
+    /// Present but not a string: the object is refused.
     Number,
+    /// `null`: reads as absent.
+    Null,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -82,7 +96,21 @@ enum Op {
         count: u8,
         mode: u8,
     },
+    /// A watcher event for the feeder's store.
+    Watch(WatchOp),
 }
+
+/// A watcher event; objects are named by an index into `FEED_NAMES`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum WatchOp {
+    Init,
+    InitApply(u8),
+    InitDone,
+    Apply(u8),
+    Delete(u8),
+}
+
+const FEED_NAMES: &[&str] = &["a", "b", "c", "d", "/", "é"];
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -169,6 +197,18 @@ impl Model {
         before - self.map.len()
     }
 
+    /// The error a write of `obj` under `keys` must return: a wrong key count first,
+    /// then identity metadata of the wrong type.
+    fn write_error(&self, operation: Operation, obj: &Value, keys: &[String]) -> Option<StoreError> {
+        self.key_count_error(operation, keys).or_else(|| {
+            metadata_error(obj).map(|kind| StoreError {
+                operation,
+                keys: keys.to_vec(),
+                kind,
+            })
+        })
+    }
+
     fn key_count_error(&self, operation: Operation, keys: &[String]) -> Option<StoreError> {
         (keys.len() != self.num_keys).then(|| StoreError {
             operation,
@@ -178,6 +218,123 @@ impl Model {
                 given: keys.len(),
             },
         })
+    }
+}
+
+/// The first identity field that is present, not `null` and not a string.
+fn metadata_error(v: &Value) -> Option<ErrorKind> {
+    let m = v.get("metadata")?;
+    for (key, field) in [
+        ("namespace", "metadata.namespace"),
+        ("name", "metadata.name"),
+        ("uid", "metadata.uid"),
+    ] {
+        match m.get(key) {
+            None | Some(Value::Null | Value::String(_)) => {}
+            Some(_) => {
+                return Some(ErrorKind::InvalidMetadata {
+                    field,
+                    found: "a number",
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The feeder's side: its store, and a model of what it must hold.
+struct Feed {
+    feeder: Feeder<ConfigMap, MemoryStore<ConfigMap>>,
+    store: Arc<MemoryStore<ConfigMap>>,
+    /// name -> resourceVersion of what the store must hold.
+    state: BTreeMap<String, String>,
+    /// The relist being buffered, if one was begun by `Init`.
+    relist: Option<BTreeMap<String, String>>,
+    stray: u64,
+    seq: u64,
+}
+
+impl Feed {
+    fn new() -> Self {
+        let store = Arc::new(MemoryStore::<ConfigMap>::new(2).expect("valid settings"));
+        let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).expect("valid paths");
+        let feeder = Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("fuzz"))
+            .expect("matching key counts");
+        Self {
+            feeder,
+            store,
+            state: BTreeMap::new(),
+            relist: None,
+            stray: 0,
+            seq: 0,
+        }
+    }
+
+    /// A new version of the object named by `i` (every version has its own
+    /// resourceVersion, so no `Apply` is skipped as unchanged).
+    fn object(&mut self, i: u8) -> (String, ConfigMap) {
+        self.seq += 1;
+        let name = FEED_NAMES[usize::from(i) % FEED_NAMES.len()].to_owned();
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("ns".into());
+        cm.metadata.name = Some(name.clone());
+        cm.metadata.resource_version = Some(self.seq.to_string());
+        (name, cm)
+    }
+
+    fn handle(&mut self, op: WatchOp, what: &str) {
+        match op {
+            WatchOp::Init => {
+                self.relist = Some(BTreeMap::new());
+                self.feeder.handle(Event::Init);
+            }
+            WatchOp::InitApply(i) => {
+                let (name, obj) = self.object(i);
+                let rv = self.seq.to_string();
+                match &mut self.relist {
+                    Some(relist) => relist.insert(name, rv),
+                    None => {
+                        self.stray += 1;
+                        self.state.insert(name, rv)
+                    }
+                };
+                self.feeder.handle(Event::InitApply(obj));
+            }
+            WatchOp::InitDone => {
+                match self.relist.take() {
+                    Some(relist) => self.state = relist,
+                    None => self.stray += 1,
+                }
+                self.feeder.handle(Event::InitDone);
+            }
+            WatchOp::Apply(i) => {
+                let (name, obj) = self.object(i);
+                self.state.insert(name, self.seq.to_string());
+                self.feeder.handle(Event::Apply(obj));
+            }
+            WatchOp::Delete(i) => {
+                let (name, obj) = self.object(i);
+                self.state.remove(&name);
+                self.feeder.handle(Event::Delete(obj));
+            }
+        }
+        let got: BTreeMap<String, String> = self
+            .store
+            .list()
+            .iter()
+            .map(|o| {
+                (
+                    o.metadata.name.clone().unwrap_or_default(),
+                    o.metadata.resource_version.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(got, self.state, "{what}: the fed store differs from the model");
+        assert_eq!(
+            self.feeder.status().stats().stray_relist_events,
+            self.stray,
+            "{what}: stray relist events"
+        );
     }
 }
 
@@ -205,6 +362,9 @@ impl Gen {
                 }
                 Field::Number => {
                     m.insert(name.into(), json!(7));
+                }
+                Field::Null => {
+                    m.insert(name.into(), Value::Null);
                 }
             }
         }
@@ -335,6 +495,7 @@ fn run(input: Input) {
         map: BTreeMap::new(),
     };
     let mut generator = Gen { seq: 0 };
+    let mut feed = Feed::new();
     let mut snapshots: Vec<(Snapshot<Value>, Vec<Arc<Value>>)> = Vec::new();
 
     for (step, op) in input.ops.into_iter().enumerate() {
@@ -354,7 +515,7 @@ fn run(input: Input) {
                 } else {
                     store.update(Arc::clone(&obj), &keys)
                 };
-                let want = match model.key_count_error(operation, &keys) {
+                let want = match model.write_error(operation, &obj, &keys) {
                     Some(e) => Err(e),
                     None => {
                         model.upsert(obj, keys.clone());
@@ -410,7 +571,14 @@ fn run(input: Input) {
             Op::Remove(spec) => {
                 let probe = generator.object(spec);
                 let got = store.remove(&probe);
-                let want = Ok(model.map.remove(&identity(&probe)).is_some());
+                let want = match metadata_error(&probe) {
+                    Some(kind) => Err(StoreError {
+                        operation: Operation::Remove,
+                        keys: Vec::new(),
+                        kind,
+                    }),
+                    None => Ok(model.map.remove(&identity(&probe)).is_some()),
+                };
                 same_result(&what, got, want);
             }
             Op::RemoveExisting(i) => {
@@ -448,7 +616,7 @@ fn run(input: Input) {
                     .collect();
                 let want = match items
                     .iter()
-                    .find_map(|(_, k)| model.key_count_error(Operation::Replace, k))
+                    .find_map(|(o, k)| model.write_error(Operation::Replace, o, k))
                 {
                     Some(e) => Err(e),
                     None => Ok(()),
@@ -501,6 +669,7 @@ fn run(input: Input) {
                     model.upsert(obj, keys);
                 }
             }
+            Op::Watch(event) => feed.handle(event, &what),
         }
         // Cheap checks after every operation.
         assert_eq!(store.len(), model.map.len(), "{what}: len");

@@ -12,10 +12,11 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::cached_store::CachedStore;
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::fetch::{self, ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
 use crate::key::short_eq;
-use crate::memory::MemoryStore;
+use crate::memory::Index;
 use crate::object::{Object, via};
 use crate::ptree::{NO_SEP, PTree};
 use crate::singleflight::{Flights, Join, Outcome};
@@ -403,45 +404,10 @@ struct Settings {
     namespace: Option<String>,
 }
 
-/// The on-demand tier: the index keeps [`Reference`]s only; bodies are fetched from
-/// the API server when read and kept in a bounded cache.
-///
-/// # Reads
-/// [`get`](Self::get) resolves the references under `keys` exactly as
-/// [`MemoryStore::get`] does (same index code), serves cached bodies, and fetches the
-/// misses concurrently (at most `fetch_concurrency` requests at once, across all
-/// callers), returning bodies in (namespace, name, uid) order.
-///
-/// A hit takes one probe: a reference whose body is cached points at it (a *hint*, see
-/// [`Reference`]), so the body is read from the reference found in the index, with no
-/// second lookup in the cache. The cache still owns every body and its bound: a hint
-/// is set when a fetched body of the reference's version is cached, and cleared when
-/// the cache drops that entry for any reason. Hits served through hints are reported
-/// to the cache's eviction policy at most once per 50 ms per body, which keeps its
-/// picture of what is read (its hit ratio is measured against an LRU's in
-/// `benches/cached.rs`). Bodies cached without a reference (by [`fetch`](Self::fetch))
-/// and references whose hint was lost to a race take the two-probe path.
-///
-/// # Guarantees
-/// - **Bounded:** at most `max_entries` bodies are resident (or `max_bytes` of
-///   response bytes, when set). Memory does not grow with the cluster beyond the
-///   references.
-/// - **Singleflight:** N concurrent misses of one object make one `GET`; its value or
-///   its error reaches all N. A caller whose future is dropped hands the fetch over to
-///   a waiter; nobody is left waiting.
-/// - **No stale resurrection:** a watch event (`update`, `remove`, `delete`) for an
-///   object invalidates its entry and any fetch in flight for it; that fetch's body is
-///   returned to the callers already waiting for it but never cached. A cached body
-///   whose resourceVersion differs from the reference's is not served.
-/// - **Staleness:** a body is at most `ttl` old when events were missed; otherwise it
-///   is as fresh as the watch.
-/// - **Errors are returned, never swallowed:** a fetch that fails (5xx, 429 after its
-///   retries, timeout, transport) fails the `get` with [`Operation::Fetch`]. An object
-///   the API server no longer has (404) is left out of the result (its delete event
-///   will follow).
-/// - `Debug` output and this crate's logs never contain object bodies (Secrets).
-pub struct CachedStore<K: Resource, F = ApiFetcher<K>> {
-    index: MemoryStore<Reference>,
+/// The on-demand tier's shared part: what a [`CachedStore`] (its writer) and its
+/// [`CachedReader`](crate::CachedReader)s share. See [`CachedStore`] for the contract.
+pub(crate) struct OnDemand<K: Resource, F> {
+    index: Index<Reference>,
     cache: Cache<CacheKey, Entry<K>>,
     flights: Flights<CacheKey, FetchResult<K>>,
     fetcher: F,
@@ -456,7 +422,7 @@ type KeyState = foldhash::fast::RandomState;
 #[cfg(any(k8s_store_loom, fuzzing))]
 type KeyState = foldhash::fast::FixedState;
 
-impl<K: Resource, F> fmt::Debug for CachedStore<K, F> {
+impl<K: Resource, F> fmt::Debug for OnDemand<K, F> {
     // Never prints bodies (Secrets): only sizes and counters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedStore")
@@ -631,11 +597,11 @@ where
         fetcher: F,
     ) -> Result<CachedStore<K, F>, StoreError> {
         self.check()?;
-        let mut index = MemoryStore::<Reference>::builder(self.num_keys);
+        let mut index = crate::memory::MemoryStoreBuilder::<Reference>::new(self.num_keys);
         if let Some(shards) = self.shards {
             index = index.shards(shards);
         }
-        let index = index.build()?;
+        let index = index.build_index()?;
         let (items, capacity) = match self.settings.max_bytes {
             Some(bytes) => (self.settings.max_entries, bytes),
             None => (self.settings.max_entries, self.settings.max_entries as u64),
@@ -649,7 +615,7 @@ where
                 e.release();
             })
         };
-        Ok(CachedStore {
+        Ok(CachedStore::from_core(OnDemand {
             index,
             cache: Cache::new(items, capacity, on_evict),
             flights: Flights::new(sync::default_shard_count()),
@@ -658,7 +624,7 @@ where
             settings: self.settings,
             fetch_concurrency: self.fetch.concurrency,
             stats,
-        })
+        }))
     }
 }
 
@@ -703,11 +669,16 @@ where
     }
 }
 
-impl<K, F> CachedStore<K, F>
+impl<K, F> OnDemand<K, F>
 where
     K: Resource + Send + Sync + 'static,
     F: Fetch<K>,
 {
+    /// The store's readiness (its index's).
+    pub(crate) fn readiness(&self) -> &crate::readiness::Readiness {
+        &self.index.readiness
+    }
+
     fn key_hash(&self, namespace: &str, name: &str) -> u64 {
         let mut h = self.hasher.build_hasher();
         hash_key(namespace, name, &mut h);
@@ -730,13 +701,13 @@ where
         }
     }
 
-    /// How many key components each reference is stored under.
-    pub fn num_keys(&self) -> usize {
+    /// See [`CachedStore::num_keys`].
+    pub(crate) fn num_keys(&self) -> usize {
         self.index.num_keys()
     }
 
-    /// How many shards the index of references has (see [`CachedStoreBuilder::shards`]).
-    pub fn shards(&self) -> usize {
+    /// See [`CachedStore::shards`].
+    pub(crate) fn shards(&self) -> usize {
         self.index.shards()
     }
 
@@ -777,22 +748,17 @@ where
         );
     }
 
-    /// Records `obj`'s reference under `keys` (an upsert by identity, moving it if its
-    /// keys changed) and invalidates its cached body. Takes anything with metadata: a
-    /// full object (its body is not kept) or a `PartialObjectMeta`.
-    ///
-    /// # Errors
-    /// A wrong number of keys, or an object outside the store's namespace; nothing
-    /// changes.
-    pub fn add<M>(&self, obj: &impl Object<M>, keys: &[impl AsRef<str>]) -> Result<(), StoreError> {
+    /// See [`CachedStore::add`].
+    pub(crate) fn add<M>(
+        &self,
+        obj: &impl Object<M>,
+        keys: &[impl AsRef<str>],
+    ) -> Result<(), StoreError> {
         self.put(Operation::Add, obj, keys)
     }
 
-    /// Same as [`add`](Self::add).
-    ///
-    /// # Errors
-    /// As [`add`](Self::add).
-    pub fn update<M>(
+    /// See [`CachedStore::update`].
+    pub(crate) fn update<M>(
         &self,
         obj: &impl Object<M>,
         keys: &[impl AsRef<str>],
@@ -815,24 +781,16 @@ where
         Ok(())
     }
 
-    /// Removes the reference with `obj`'s identity and its cached body; returns whether
-    /// it was present.
-    ///
-    /// # Errors
-    /// None today; the `Result` matches [`MemoryStore::remove`].
-    pub fn remove<M>(&self, obj: &impl Object<M>) -> Result<bool, StoreError> {
+    /// See [`CachedStore::remove`].
+    pub(crate) fn remove<M>(&self, obj: &impl Object<M>) -> Result<bool, StoreError> {
         let r = Reference::of(obj);
         let removed = self.index.remove(&r)?;
         self.invalidate(self.key(&r.namespace, &r.name));
         Ok(removed)
     }
 
-    /// Removes every reference under exactly `keys` and their cached bodies; returns
-    /// how many.
-    ///
-    /// # Errors
-    /// A wrong number of keys.
-    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+    /// See [`CachedStore::delete`].
+    pub(crate) fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
         if keys.len() != self.index.num_keys() {
             return Err(StoreError::new(
                 Operation::Delete,
@@ -851,14 +809,8 @@ where
         Ok(n)
     }
 
-    /// Replaces every reference at once (a relist). Cached bodies of objects that are
-    /// gone, or whose resourceVersion changed, are invalidated, and so are bodies
-    /// cached under a name that had no reference before (as [`add`](Self::add) does):
-    /// one that [`fetch`](Self::fetch) read directly is not served after the relist.
-    ///
-    /// # Errors
-    /// An item with a wrong number of keys or outside the namespace; nothing changes.
-    pub fn replace<M, O, S>(
+    /// See [`CachedStore::replace`].
+    pub(crate) fn replace<M, O, S>(
         &self,
         items: impl IntoIterator<Item = (O, Vec<S>)>,
     ) -> Result<(), StoreError>
@@ -906,35 +858,34 @@ where
         Ok(())
     }
 
-    /// Removes every reference and every cached body.
-    pub fn clear(&self) {
+    /// See [`CachedStore::clear`].
+    pub(crate) fn clear(&self) {
         self.index.clear();
         // Fetches in flight read the server before the clear: keep their bodies out.
         self.flights.invalidate_all();
         self.cache.drain(|old| self.dropped(&old));
     }
 
-    /// The number of references.
-    pub fn len(&self) -> usize {
+    /// See [`CachedStore::len`].
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
+    /// See [`CachedStore::is_empty`].
+    pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
-    /// The references under `keys` (or under every key starting with `keys`), without
-    /// fetching anything.
-    ///
-    /// # Errors
-    /// As [`MemoryStore::get`].
-    pub fn references<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<Reference>>, StoreError> {
+    /// See [`CachedStore::references`].
+    pub(crate) fn references<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+    ) -> Result<Vec<Arc<Reference>>, StoreError> {
         self.index.get(keys)
     }
 
-    /// Every reference, in (namespace, name, uid) order, without fetching anything.
-    pub fn list_references(&self) -> Snapshot<Reference> {
+    /// See [`CachedStore::list_references`].
+    pub(crate) fn list_references(&self) -> Snapshot<Reference> {
         self.index.list()
     }
 
@@ -1201,18 +1152,8 @@ where
         Ok(out.into_iter().flatten().collect())
     }
 
-    /// The objects under `keys` (or under every key starting with `keys`), in
-    /// (namespace, name, uid) order: cached bodies, and the misses fetched
-    /// concurrently. Objects the API server no longer has are left out.
-    ///
-    /// # Errors
-    /// A wrong number of keys ([`Operation::Get`]); a failed fetch
-    /// ([`Operation::Fetch`], [`ErrorKind::Fetch`] naming the object and the cause).
-    ///
-    /// # Cancel safety
-    /// Dropping the future cancels this caller's fetches; other callers waiting for
-    /// them take them over.
-    pub async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+    /// See [`CachedStore::get`].
+    pub(crate) async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
         if let Some(obj) = self.exact_hit(keys) {
             return Ok(vec![obj]);
         }
@@ -1225,18 +1166,11 @@ where
         .await
     }
 
-    /// The one object under exactly `keys` (all `num_keys` components), through the
-    /// cache and the singleflight like [`get`](Self::get), without a result vector.
-    /// `None` if no reference is under the key or the API server no longer has the
-    /// object.
-    ///
-    /// # Errors
-    /// A wrong number of keys ([`ErrorKind::KeyCount`]); several references under the
-    /// key ([`ErrorKind::NotUnique`]); a failed fetch ([`Operation::Fetch`]).
-    ///
-    /// # Cancel safety
-    /// As [`get`](Self::get).
-    pub async fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
+    /// See [`CachedStore::get_one`].
+    pub(crate) async fn get_one<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+    ) -> Result<Option<Arc<K>>, StoreError> {
         if let Some(obj) = self.exact_hit(keys) {
             return Ok(Some(obj));
         }
@@ -1252,13 +1186,12 @@ where
         .await
     }
 
-    /// One object by namespace and name, through the cache and the singleflight,
-    /// whether or not the index has a reference to it. `Ok(None)` if the API server
-    /// says it does not exist.
-    ///
-    /// # Errors
-    /// A failed fetch ([`Operation::Fetch`]).
-    pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, StoreError> {
+    /// See [`CachedStore::fetch`].
+    pub(crate) async fn fetch(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<K>>, StoreError> {
         match self.resolve(self.key(namespace, name), None, None).await {
             Ok(found) => Ok(found.map(|f| f.object)),
             Err(cause) => Err(Self::fetch_error(
@@ -1270,37 +1203,26 @@ where
         }
     }
 
-    /// Every object, fetched as needed (concurrently, bounded), in (namespace, name,
-    /// uid) order. This reads every body: on a large store it is as expensive as the
-    /// fetches it makes.
-    ///
-    /// # Errors
-    /// A failed fetch ([`Operation::Fetch`]).
-    pub async fn list(&self) -> Result<Snapshot<K>, StoreError> {
+    /// See [`CachedStore::list`].
+    pub(crate) async fn list(&self) -> Result<Snapshot<K>, StoreError> {
         let refs = self.index.list().to_vec();
         let objects = self.resolve_all::<&str>(&[], &refs).await?;
         // A snapshot is only iterated, never searched: no separators needed.
         Ok(Snapshot::new(PTree::from_sorted(objects, |_| NO_SEP)))
     }
 
-    /// The counters since the store was built.
-    pub fn stats(&self) -> CacheStats {
+    /// See [`CachedStore::stats`].
+    pub(crate) fn stats(&self) -> CacheStats {
         stats_of(&self.stats, self.cache.len())
     }
 
-    /// The fetcher (for its own statistics, if it keeps any).
-    pub fn fetcher(&self) -> &F {
+    /// See [`CachedStore::fetcher`].
+    pub(crate) fn fetcher(&self) -> &F {
         &self.fetcher
     }
 
-    /// Checks internal invariants: the index's, and that no fetch is registered when
-    /// none is running. For tests, property tests and fuzz targets; call it when no
-    /// operation is in progress.
-    ///
-    /// # Errors
-    /// A description of the first violated invariant.
-    #[doc(hidden)]
-    pub fn validate(&self) -> Result<(), String> {
+    /// See [`CachedStore::validate`].
+    pub(crate) fn validate(&self) -> Result<(), String> {
         self.index.validate()?;
         let flights = self.flights.len();
         if flights != 0 {

@@ -74,14 +74,17 @@ struct ReadmeDoctests;
 
 mod bucket;
 mod cached;
+mod cached_store;
 pub mod config;
 mod error;
 mod fetch;
 mod indexer;
 pub mod key;
 mod memory;
+mod memory_store;
 mod object;
 mod ptree;
+mod readiness;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod singleflight;
@@ -91,11 +94,14 @@ pub mod stores;
 mod sync;
 pub mod watch;
 
-pub use cached::{CacheStats, CachedStore, CachedStoreBuilder, Reference};
+pub use cached::{CacheStats, CachedStoreBuilder, Reference};
+pub use cached_store::{CachedReader, CachedStore};
 pub use error::{ErrorKind, Operation, StoreError};
 pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched, Stripper};
 pub use indexer::{Indexer, MissingField};
-pub use memory::{MAX_KEYS, MAX_SHARDS, MemoryStore, MemoryStoreBuilder};
+pub use memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder};
+pub use memory_store::{MemoryReader, MemoryStore};
 pub use object::{Object, via};
+pub use readiness::WriterDropped;
 pub use snapshot::{Iter, Snapshot};
 pub use store::Store;

@@ -8,52 +8,27 @@ use hashbrown::HashTable;
 use crate::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::key::{self, KeyHasher};
+use crate::memory_store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
 use crate::ptree::{PTree, Sep, SepBuilder, Target};
+use crate::readiness::Readiness;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, Mutex, Published, Shards, Table, default_index_shards};
 
-/// A composite-key index that keeps whole objects in memory.
-///
-/// Each object is stored under exactly one composite key of `num_keys` components;
-/// many objects may share a key. See the [crate documentation](crate) for the full
-/// contract; in short:
-///
-/// - [`add`](Self::add) and [`update`](Self::update) are upserts by identity (UID when
-///   set, else namespace and name). An object whose keys changed moves: nothing stays
-///   behind under the old key.
-/// - [`get`](Self::get) with all `num_keys` components returns the objects under exactly
-///   that key; with fewer, every object whose leading components equal them (compared
-///   component by component). Results are sorted by (namespace, name, uid).
-/// - [`delete`](Self::delete) removes a whole key's objects; [`remove`](Self::remove)
-///   one object, leaving its siblings.
-/// - [`list`](Self::list) returns an immutable [`Snapshot`] in O(1).
-///
-/// # Concurrency
-///
-/// All methods take `&self` and may be called from any thread. Writes are serialised
-/// by a writer mutex (a watch has one writer, so it is uncontended) and are
-/// **linearizable**: once a write has returned, every later read on any thread sees it,
-/// and every snapshot is the state after some prefix of the writes.
-///
-/// - Exact gets take one shard's read lock for a hash probe and one reference-count
-///   increment (a multi-object key: one more), never for a copy of the results.
-/// - Prefix gets and `list` never take a lock: they read the published state through
-///   `ArcSwap` and copy results outside any guard.
-/// - A write holds the write locks of the (at most two) shards of the old and new key
-///   while it publishes the new state, so no reader can see it in one place and miss
-///   it in another.
-#[must_use]
-pub struct MemoryStore<K> {
+/// The full tier's index: what a [`MemoryStore`] (its writer) and its
+/// [`MemoryReader`](crate::MemoryReader)s share. See [`MemoryStore`] for the contract.
+pub(crate) struct Index<K> {
     num_keys: usize,
     acc: Accessors<K>,
     hasher: KeyHasher,
     exact: Shards<Bucket<K>>,
     published: Published<State<K>>,
     writer: Mutex<Writer<K>>,
+    /// Set by the writer after a complete list, and when it is dropped.
+    pub(crate) readiness: Readiness,
 }
 
-impl<K: Send + Sync + 'static> std::fmt::Debug for MemoryStore<K> {
+impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the objects: they may be Secrets.
         f.debug_struct("MemoryStore")
@@ -187,6 +162,14 @@ impl<K> Clone for MemoryStoreBuilder<K> {
 }
 
 impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
+    pub(crate) fn new(num_keys: usize) -> Self {
+        Self {
+            num_keys,
+            shards: None,
+            _objects: std::marker::PhantomData,
+        }
+    }
+
     /// The number of hash shards of the exact-key index: a power of two from 2 to
     /// [`MAX_SHARDS`]. More shards mean less contention between readers and the writer.
     ///
@@ -210,12 +193,20 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     where
         K: Object<M>,
     {
+        self.build_index().map(MemoryStore::from_index)
+    }
+
+    /// Builds the index alone (the on-demand tier's references live in one).
+    pub(crate) fn build_index<M>(self) -> Result<Index<K>, StoreError>
+    where
+        K: Object<M>,
+    {
         let shards = check_shape(self.num_keys, self.shards)?;
         let state = Arc::new(State {
             all: PTree::default(),
             prefixes: (1..self.num_keys).map(|_| PTree::default()).collect(),
         });
-        Ok(MemoryStore {
+        Ok(Index {
             num_keys: self.num_keys,
             acc: Accessors::of::<M>(),
             hasher: KeyHasher::default(),
@@ -225,6 +216,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
                 ids: HashTable::new(),
                 state,
             }),
+            readiness: Readiness::default(),
         })
     }
 }
@@ -247,79 +239,29 @@ struct Old<K> {
     encoded: Vec<u8>,
 }
 
-impl<K: Send + Sync + 'static> MemoryStore<K> {
-    /// A store indexing objects by `num_keys` key components.
-    ///
-    /// # Errors
-    /// [`ErrorKind::ZeroKeys`] when `num_keys` is 0, [`ErrorKind::TooManyKeys`] when it
-    /// is above [`MAX_KEYS`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::sync::Arc;
-    /// use k8s_openapi::api::core::v1::ConfigMap;
-    /// use k8s_store::MemoryStore;
-    ///
-    /// let store = MemoryStore::<ConfigMap>::new(2)?;
-    /// let mut cm = ConfigMap::default();
-    /// cm.metadata.namespace = Some("default".into());
-    /// cm.metadata.name = Some("a".into());
-    /// store.add(Arc::new(cm), &["default", "a"])?;
-    /// assert_eq!(store.get(&["default"])?.len(), 1);
-    /// # Ok::<(), k8s_store::StoreError>(())
-    /// ```
-    pub fn new<M>(num_keys: usize) -> Result<Self, StoreError>
-    where
-        K: Object<M>,
-    {
-        Self::builder(num_keys).build()
-    }
-
-    /// A builder for a store with `num_keys` key components and tuning options.
-    pub fn builder(num_keys: usize) -> MemoryStoreBuilder<K> {
-        MemoryStoreBuilder {
-            num_keys,
-            shards: None,
-            _objects: std::marker::PhantomData,
-        }
-    }
-
-    /// How many key components each object is stored under.
-    pub fn num_keys(&self) -> usize {
+impl<K: Send + Sync + 'static> Index<K> {
+    /// See [`MemoryStore::num_keys`].
+    pub(crate) fn num_keys(&self) -> usize {
         self.num_keys
     }
 
-    /// How many shards the exact-key index has (see [`MemoryStoreBuilder::shards`]).
-    pub fn shards(&self) -> usize {
+    /// See [`MemoryStore::shards`].
+    pub(crate) fn shards(&self) -> usize {
         self.exact.len()
     }
 
-    /// Inserts `obj` under `keys`, or replaces the object of the same identity
-    /// (moving it if its keys changed).
-    ///
-    /// # Errors
-    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`;
-    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (see
-    /// [`Object::check_metadata`]). Nothing is changed.
-    pub fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+    /// See [`MemoryStore::add`].
+    pub(crate) fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
         self.upsert(Operation::Add, obj, keys)
     }
 
-    /// The same as [`add`](Self::add): both are upserts by identity.
-    ///
-    /// # Errors
-    /// As [`add`](Self::add); nothing is changed.
-    pub fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+    /// See [`MemoryStore::update`].
+    pub(crate) fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
         self.upsert(Operation::Update, obj, keys)
     }
 
-    /// The objects under `keys` (all `num_keys` components), or under every key that
-    /// starts with `keys` (fewer components), sorted by (namespace, name, uid). No match
-    /// is an empty vector.
-    ///
-    /// # Errors
-    /// [`ErrorKind::PrefixLength`] for zero components or more than `num_keys`.
-    pub fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+    /// See [`MemoryStore::get`].
+    pub(crate) fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
         let n = keys.len();
         if n == 0 || n > self.num_keys {
             return Err(StoreError::new(
@@ -348,29 +290,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .unwrap_or_default())
     }
 
-    /// The one object under exactly `keys` (all `num_keys` components), or `None`.
-    ///
-    /// For keys that identify a single object, such as `[namespace, name]`: the same
-    /// lookup as an exact [`get`](Self::get) without allocating the result vector.
-    ///
-    /// # Errors
-    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; [`ErrorKind::NotUnique`]
-    /// when several objects share the key (use `get` for those).
-    ///
-    /// ```
-    /// # use std::sync::Arc;
-    /// # use k8s_openapi::api::core::v1::ConfigMap;
-    /// # use k8s_store::MemoryStore;
-    /// let store = MemoryStore::<ConfigMap>::new(2)?;
-    /// let mut cm = ConfigMap::default();
-    /// cm.metadata.namespace = Some("default".into());
-    /// cm.metadata.name = Some("a".into());
-    /// store.add(Arc::new(cm), &["default", "a"])?;
-    /// assert!(store.get_one(&["default", "a"])?.is_some());
-    /// assert!(store.get_one(&["default", "b"])?.is_none());
-    /// # Ok::<(), k8s_store::StoreError>(())
-    /// ```
-    pub fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
+    /// See [`MemoryStore::get_one`].
+    pub(crate) fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
         self.check_count(Operation::Get, keys)?;
         let found = self.probe(keys, |b| match b.map(Bucket::single) {
             None => Ok(None),
@@ -410,11 +331,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
             .map(|(_, b)| b))
     }
 
-    /// Removes every object under exactly `keys` and returns how many there were.
-    ///
-    /// # Errors
-    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`.
-    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+    /// See [`MemoryStore::delete`].
+    pub(crate) fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
         self.check_count(Operation::Delete, keys)?;
         let hash = self.hash_keys(keys);
         let shard = self.exact.index(hash);
@@ -458,13 +376,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         Ok(members.len())
     }
 
-    /// Removes the one object with `obj`'s identity (its siblings under the same key
-    /// stay). Returns whether it was present. This is what a watch delete event uses.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (no such
-    /// object can be stored); nothing is changed.
-    pub fn remove(&self, obj: &K) -> Result<bool, StoreError> {
+    /// See [`MemoryStore::remove`].
+    pub(crate) fn remove(&self, obj: &K) -> Result<bool, StoreError> {
         (self.acc.check)(obj)
             .map_err(|kind| StoreError::new::<&str>(Operation::Remove, &[], kind))?;
         let view = (self.acc.meta)(obj);
@@ -491,40 +404,29 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         Ok(true)
     }
 
-    /// An immutable snapshot of every object in (namespace, name, uid) order.
-    ///
-    /// O(1): the published state is shared, never copied or rebuilt, and later writes do
-    /// not change it. Holding a snapshot keeps the objects it references alive.
-    pub fn list(&self) -> Snapshot<K> {
+    /// See [`MemoryStore::list`].
+    pub(crate) fn list(&self) -> Snapshot<K> {
         Snapshot::new(self.published.with(|st| st.all.clone()))
     }
 
-    /// The number of objects.
-    pub fn len(&self) -> usize {
+    /// See [`MemoryStore::len`].
+    pub(crate) fn len(&self) -> usize {
         self.published.with(|st| st.all.len())
     }
 
-    /// Whether the store holds no object.
-    pub fn is_empty(&self) -> bool {
+    /// See [`MemoryStore::is_empty`].
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Removes every object at once.
-    pub fn clear(&self) {
+    /// See [`MemoryStore::clear`].
+    pub(crate) fn clear(&self) {
         // An empty replacement has no keys to reject.
         let _ = self.replace(std::iter::empty::<(Arc<K>, Vec<String>)>());
     }
 
-    /// Replaces the whole content with `items` in one step, as a watch relist does:
-    /// the new state is built aside while readers keep seeing the old one, then
-    /// swapped in atomically. Objects absent from `items` are gone afterwards; for
-    /// identities listed twice the last one wins.
-    ///
-    /// # Errors
-    /// [`ErrorKind::KeyCount`] for the first item with the wrong number of keys,
-    /// [`ErrorKind::InvalidMetadata`] for the first with identity fields of the wrong
-    /// type; the store is then left unchanged.
-    pub fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
+    /// See [`MemoryStore::replace`].
+    pub(crate) fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
     where
         I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
         S: AsRef<str>,
@@ -912,14 +814,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         }
     }
 
-    /// Checks every internal invariant and describes the first one broken: the trees
-    /// are valid, every object is in exactly one bucket, in the identity table and in
-    /// one group per prefix depth, and the published state matches the buckets.
-    ///
-    /// For tests, property tests and fuzz targets; it takes the writer lock and every
-    /// shard lock, so it is slow.
-    #[doc(hidden)]
-    pub fn validate(&self) -> Result<(), String> {
+    /// See [`MemoryStore::validate`].
+    pub(crate) fn validate(&self) -> Result<(), String> {
         let w = self.writer.lock();
         let st = self.published.load_full();
         if !Arc::ptr_eq(&st, &w.state) {

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use crate::error::StoreError;
-use crate::memory::MemoryStore;
+use crate::memory_store::MemoryStore;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
 
@@ -136,34 +136,34 @@ impl<K: Send + Sync + 'static> Store<K> for MemoryStore<K> {
     }
 }
 
-impl<K, F> Store<K> for crate::cached::CachedStore<K, F>
+impl<K, F> Store<K> for crate::cached_store::CachedStore<K, F>
 where
     K: kube::Resource + serde::Serialize + Send + Sync + 'static,
     F: crate::fetch::Fetch<K>,
 {
     fn num_keys(&self) -> usize {
-        crate::cached::CachedStore::num_keys(self)
+        crate::cached_store::CachedStore::num_keys(self)
     }
 
     /// Records `obj`'s reference only: its body is dropped (fetched again when read).
     fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        crate::cached::CachedStore::add(self, &*obj, keys)
+        crate::cached_store::CachedStore::add(self, &*obj, keys)
     }
 
     fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        crate::cached::CachedStore::update(self, &*obj, keys)
+        crate::cached_store::CachedStore::update(self, &*obj, keys)
     }
 
     fn remove(&self, obj: &K) -> Result<bool, StoreError> {
-        crate::cached::CachedStore::remove(self, obj)
+        crate::cached_store::CachedStore::remove(self, obj)
     }
 
     fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
-        crate::cached::CachedStore::delete(self, keys)
+        crate::cached_store::CachedStore::delete(self, keys)
     }
 
     fn replace<S: AsRef<str>>(&self, items: Vec<(Arc<K>, Vec<S>)>) -> Result<(), StoreError> {
-        crate::cached::CachedStore::replace(
+        crate::cached_store::CachedStore::replace(
             self,
             items
                 .into_iter()
@@ -175,25 +175,25 @@ where
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
-        crate::cached::CachedStore::get(self, keys)
+        crate::cached_store::CachedStore::get(self, keys)
     }
 
     fn get_one<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> + Send {
-        crate::cached::CachedStore::get_one(self, keys)
+        crate::cached_store::CachedStore::get_one(self, keys)
     }
 
     fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send {
-        crate::cached::CachedStore::list(self)
+        crate::cached_store::CachedStore::list(self)
     }
 
     fn len(&self) -> usize {
-        crate::cached::CachedStore::len(self)
+        crate::cached_store::CachedStore::len(self)
     }
 
     fn clear(&self) {
-        crate::cached::CachedStore::clear(self)
+        crate::cached_store::CachedStore::clear(self)
     }
 }

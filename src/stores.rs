@@ -14,23 +14,25 @@ use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::watcher;
 
-use crate::cached::{CacheStats, CachedStore};
+use crate::cached::CacheStats;
+use crate::cached_store::{CachedReader, CachedStore};
 use crate::config::{Config, ResourceConfig, StoreKind};
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::memory::MemoryStore;
+use crate::memory_store::{MemoryReader, MemoryStore};
+use crate::readiness::WriterDropped;
 use crate::snapshot::Snapshot;
-use crate::store::Store;
 use crate::sync::Arc;
 use crate::watch::{self, FeedOptions, WatchHandle, WatchStatus};
 
-/// One named store of either tier, behind the [`Store`] trait by enum dispatch (no
-/// boxing: a full store's reads stay synchronous underneath).
+/// A read handle to one named store of either tier, by enum dispatch (no boxing: a full
+/// store's reads stay synchronous underneath). It cannot write: the store's writer is
+/// owned by its watch.
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     /// `store: full`.
-    Full(Arc<MemoryStore<DynamicObject>>),
+    Full(MemoryReader<DynamicObject>),
     /// `store: on-demand`.
-    OnDemand(Arc<CachedStore<DynamicObject>>),
+    OnDemand(CachedReader<DynamicObject>),
 }
 
 impl AnyStore {
@@ -49,55 +51,21 @@ impl AnyStore {
             AnyStore::OnDemand(s) => Some(s.stats()),
         }
     }
-}
 
-impl Store<DynamicObject> for AnyStore {
-    fn num_keys(&self) -> usize {
+    /// How many key components each object is stored under.
+    pub fn num_keys(&self) -> usize {
         match self {
             AnyStore::Full(s) => s.num_keys(),
             AnyStore::OnDemand(s) => s.num_keys(),
         }
     }
 
-    fn add<S: AsRef<str>>(&self, obj: Arc<DynamicObject>, keys: &[S]) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Full(s) => s.add(obj, keys),
-            AnyStore::OnDemand(s) => s.add(&*obj, keys),
-        }
-    }
-
-    fn update<S: AsRef<str>>(&self, obj: Arc<DynamicObject>, keys: &[S]) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Full(s) => s.update(obj, keys),
-            AnyStore::OnDemand(s) => s.update(&*obj, keys),
-        }
-    }
-
-    fn remove(&self, obj: &DynamicObject) -> Result<bool, StoreError> {
-        match self {
-            AnyStore::Full(s) => s.remove(obj),
-            AnyStore::OnDemand(s) => s.remove(obj),
-        }
-    }
-
-    fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
-        match self {
-            AnyStore::Full(s) => s.delete(keys),
-            AnyStore::OnDemand(s) => s.delete(keys),
-        }
-    }
-
-    fn replace<S: AsRef<str>>(
-        &self,
-        items: Vec<(Arc<DynamicObject>, Vec<S>)>,
-    ) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Full(s) => s.replace(items),
-            AnyStore::OnDemand(s) => Store::replace(&**s, items),
-        }
-    }
-
-    fn get<S: AsRef<str> + Sync>(
+    /// The objects under `keys` (exact or prefix), in (namespace, name, uid) order;
+    /// the on-demand tier fetches what is not cached.
+    ///
+    /// # Errors
+    /// As [`MemoryReader::get`] and [`CachedReader::get`].
+    pub fn get<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<DynamicObject>>, StoreError>> + Send {
@@ -107,7 +75,11 @@ impl Store<DynamicObject> for AnyStore {
         }
     }
 
-    fn get_one<S: AsRef<str> + Sync>(
+    /// The one object under exactly `keys`, or `None`.
+    ///
+    /// # Errors
+    /// As [`MemoryReader::get_one`] and [`CachedReader::get_one`].
+    pub fn get_one<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Option<Arc<DynamicObject>>, StoreError>> + Send {
@@ -117,24 +89,39 @@ impl Store<DynamicObject> for AnyStore {
         }
     }
 
-    fn list(&self) -> impl Future<Output = Result<Snapshot<DynamicObject>, StoreError>> + Send {
+    /// Every object, as an immutable snapshot (the on-demand tier fetches what is not
+    /// cached).
+    ///
+    /// # Errors
+    /// A fetch error of the on-demand tier.
+    pub fn list(&self) -> impl Future<Output = Result<Snapshot<DynamicObject>, StoreError>> + Send {
         match self {
             AnyStore::Full(s) => Either::Left(std::future::ready(Ok(s.list()))),
             AnyStore::OnDemand(s) => Either::Right(s.list()),
         }
     }
 
-    fn len(&self) -> usize {
+    /// The number of objects.
+    pub fn len(&self) -> usize {
         match self {
             AnyStore::Full(s) => s.len(),
             AnyStore::OnDemand(s) => s.len(),
         }
     }
 
-    fn clear(&self) {
+    /// Whether the store holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Resolves once the store has its first complete list.
+    ///
+    /// # Errors
+    /// [`WriterDropped`] once its watch is gone.
+    pub async fn ready(&self) -> Result<(), WriterDropped> {
         match self {
-            AnyStore::Full(s) => s.clear(),
-            AnyStore::OnDemand(s) => s.clear(),
+            AnyStore::Full(s) => s.ready().await,
+            AnyStore::OnDemand(s) => s.ready().await,
         }
     }
 }
@@ -221,16 +208,17 @@ impl Stores {
                     if let Some(shards) = rc.index_shards {
                         builder = builder.shards(shards);
                     }
-                    let store = Arc::new(builder.build()?);
+                    let store = builder.build()?;
+                    let reader = store.reader();
                     let watch = watch::spawn_full(
                         api_for::<DynamicObject>(&client, rc, &ar),
                         watcher_config(rc),
-                        Arc::clone(&store),
+                        store,
                         indexer,
                         FeedOptions::new(name.clone()).strip(Arc::new(stripper)),
                     )?;
                     Watched {
-                        store: AnyStore::Full(store),
+                        store: AnyStore::Full(reader),
                         api_resource: ar,
                         watch,
                     }
@@ -264,16 +252,17 @@ impl Stores {
                     if let Some(ns) = &rc.namespace {
                         builder = builder.namespace(ns.clone());
                     }
-                    let store = Arc::new(builder.build()?);
+                    let store = builder.build()?;
+                    let reader = store.reader();
                     let watch = watch::spawn_on_demand(
                         api_for::<PartialObjectMeta<DynamicObject>>(&client, rc, &ar),
                         watcher_config(rc),
-                        Arc::clone(&store),
+                        store,
                         indexer,
                         FeedOptions::new(name.clone()),
                     )?;
                     Watched {
-                        store: AnyStore::OnDemand(store),
+                        store: AnyStore::OnDemand(reader),
                         api_resource: ar,
                         watch,
                     }
@@ -299,11 +288,15 @@ impl Stores {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Resolves once every watch has swapped in its first full list.
-    pub async fn ready(&self) {
-        for w in self.entries.values() {
-            w.status().ready().await;
-        }
+    /// Resolves once every store has its first complete list.
+    ///
+    /// # Errors
+    /// [`WriterDropped`] as soon as any store's watch is gone before (or after) its
+    /// first list: it never waits for a list that cannot come.
+    pub async fn ready(&self) -> Result<(), WriterDropped> {
+        futures::future::try_join_all(self.entries.values().map(|w| w.store.ready()))
+            .await
+            .map(|_| ())
     }
 
     /// The sum of every watch's change generation: it increases with every write.

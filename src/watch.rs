@@ -36,17 +36,22 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cached::CachedStore;
+use crate::cached_store::CachedStore;
 use crate::error::{ErrorKind, StoreError};
 use crate::fetch::Fetch;
 use crate::indexer::Indexer;
-use crate::memory::MemoryStore;
+use crate::memory_store::MemoryStore;
+use crate::readiness::{Readiness, WriterDropped};
 use crate::sync::Arc;
 
 /// A store a watch can write into. Implemented by [`MemoryStore`] (fed full objects)
 /// and [`CachedStore`] (fed full objects or `PartialObjectMeta` from a metadata
 /// watch; either way only the reference is kept).
 pub trait Target<E>: Send + Sync + 'static {
+    /// How many key components the store takes.
+    fn num_keys(&self) -> usize;
+    /// Marks the store ready for its readers (after the first complete list).
+    fn mark_ready(&self);
     /// The resourceVersion stored for `obj`'s identity under exactly `keys`, if any.
     fn stored_version(&self, obj: &E, keys: &[String]) -> Option<String>;
     /// Upserts `obj` under `keys`.
@@ -73,10 +78,38 @@ fn same_identity(a: &kube::core::ObjectMeta, b: &kube::core::ObjectMeta) -> bool
     }
 }
 
+/// A shared writer feeds as the writer itself does.
+impl<E, T: Target<E>> Target<E> for Arc<T> {
+    fn num_keys(&self) -> usize {
+        (**self).num_keys()
+    }
+    fn mark_ready(&self) {
+        (**self).mark_ready();
+    }
+    fn stored_version(&self, obj: &E, keys: &[String]) -> Option<String> {
+        (**self).stored_version(obj, keys)
+    }
+    fn apply(&self, obj: E, keys: &[String]) -> Result<(), StoreError> {
+        (**self).apply(obj, keys)
+    }
+    fn delete(&self, obj: &E) -> Result<bool, StoreError> {
+        (**self).delete(obj)
+    }
+    fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError> {
+        (**self).relist(items)
+    }
+}
+
 impl<K> Target<K> for MemoryStore<K>
 where
     K: Resource + Serialize + Send + Sync + 'static,
 {
+    fn num_keys(&self) -> usize {
+        MemoryStore::num_keys(self)
+    }
+    fn mark_ready(&self) {
+        MemoryStore::mark_ready(self);
+    }
     fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
         let stored = self.get(keys).ok()?;
         stored
@@ -119,6 +152,12 @@ where
     K: Resource + Serialize + Send + Sync + 'static,
     F: Fetch<K>,
 {
+    fn num_keys(&self) -> usize {
+        CachedStore::num_keys(self)
+    }
+    fn mark_ready(&self) {
+        CachedStore::mark_ready(self);
+    }
     fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
         cached_version(self, obj, keys)
     }
@@ -139,6 +178,12 @@ where
     F: Fetch<K>,
     PartialObjectMeta<K>: Resource + Serialize,
 {
+    fn num_keys(&self) -> usize {
+        CachedStore::num_keys(self)
+    }
+    fn mark_ready(&self) {
+        CachedStore::mark_ready(self);
+    }
     fn stored_version(&self, obj: &PartialObjectMeta<K>, keys: &[String]) -> Option<String> {
         cached_version(self, obj, keys)
     }
@@ -203,7 +248,7 @@ fn bump(c: &AtomicU64) {
 struct Shared {
     name: String,
     counters: Counters,
-    ready: tokio::sync::watch::Sender<bool>,
+    readiness: Readiness,
     generation: tokio::sync::watch::Sender<u64>,
 }
 
@@ -230,7 +275,7 @@ impl WatchStatus {
             shared: Arc::new(Shared {
                 name: name.into(),
                 counters: Counters::default(),
-                ready: tokio::sync::watch::Sender::new(false),
+                readiness: Readiness::default(),
                 generation: tokio::sync::watch::Sender::new(0),
             }),
         }
@@ -241,19 +286,22 @@ impl WatchStatus {
         &self.shared.name
     }
 
-    /// Whether the first full list has been swapped in.
+    /// Whether the first full list has been swapped in and the feed is still running.
     pub fn is_ready(&self) -> bool {
-        *self.shared.ready.borrow()
+        self.shared.readiness.is_ready()
     }
 
     /// Resolves once the first full list has been swapped in (at once if it has).
     ///
+    /// # Errors
+    /// [`WriterDropped`] once the feed is gone (the watch task ended or was aborted, or
+    /// the [`Feeder`] was dropped), also when that happens before the first list: it
+    /// never waits for a list that cannot come.
+    ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn ready(&self) {
-        let mut rx = self.shared.ready.subscribe();
-        // The sender lives in `self`, so `wait_for` cannot see it closed.
-        let _ = rx.wait_for(|ready| *ready).await;
+    pub async fn ready(&self) -> Result<(), WriterDropped> {
+        self.shared.readiness.wait().await
     }
 
     /// The change generation: increases with every write to the store.
@@ -357,15 +405,21 @@ impl<E> FeedOptions<E> {
 
 /// Applies watch events to a store. One feeder per watch: it is the store's only
 /// writer for that resource.
-pub struct Feeder<E, T> {
-    target: Arc<T>,
+pub struct Feeder<E, T: Target<E>> {
+    target: T,
     indexer: Indexer,
     strip: Option<Stripper<E>>,
     buffer: Option<Vec<(E, Vec<String>)>>,
     status: WatchStatus,
 }
 
-impl<E, T> fmt::Debug for Feeder<E, T> {
+impl<E, T: Target<E>> Drop for Feeder<E, T> {
+    fn drop(&mut self) {
+        self.status.shared.readiness.writer_dropped();
+    }
+}
+
+impl<E, T: Target<E>> fmt::Debug for Feeder<E, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Feeder")
             .field("status", &self.status)
@@ -387,16 +441,13 @@ where
     E: Resource + Serialize + Send + Sync + 'static,
     T: Target<E>,
 {
-    /// A feeder writing into `target` with keys from `indexer`.
+    /// A feeder writing into `target` (a store's writer, which it owns from now on:
+    /// keep readers of the store before handing it over) with keys from `indexer`.
     ///
     /// # Errors
     /// [`ErrorKind::KeyCount`] if the indexer's key count differs from the store's.
-    pub fn new(
-        target: Arc<T>,
-        num_keys: usize,
-        indexer: Indexer,
-        options: FeedOptions<E>,
-    ) -> Result<Self, StoreError> {
+    pub fn new(target: T, indexer: Indexer, options: FeedOptions<E>) -> Result<Self, StoreError> {
+        let num_keys = target.num_keys();
         if indexer.len() != num_keys {
             return Err(StoreError::build(ErrorKind::KeyCount {
                 expected: num_keys,
@@ -513,7 +564,8 @@ where
                     Ok(()) => {
                         bump(&counters.relists);
                         self.status.changed();
-                        self.status.shared.ready.send_replace(true);
+                        self.target.mark_ready();
+                        self.status.shared.readiness.set_ready();
                     }
                     Err(e) => {
                         bump(&counters.store_errors);
@@ -534,9 +586,29 @@ where
         }
     }
 
-    /// Feeds every event of `stream` until it ends. Stream errors are counted and
-    /// logged; the stream is expected to retry on its own (apply kube-runtime's
-    /// `default_backoff`, as [`spawn_full`] and [`spawn_on_demand`] do).
+    /// What the pass-through adapter does with each item: applies an event (a clone of
+    /// it: the item itself goes on unchanged), counts and logs an error.
+    fn observe(&mut self, item: &Result<Event<E>, watcher::Error>)
+    where
+        E: Clone,
+    {
+        match item {
+            Ok(event) => self.handle(event.clone()),
+            Err(e) => self.watch_error(e),
+        }
+    }
+
+    fn watch_error(&self, e: &watcher::Error) {
+        bump(&self.status.shared.counters.watch_errors);
+        tracing::warn!(watch = %self.status.shared.name, error = %e, "watch error; retrying with backoff");
+    }
+
+    /// Feeds every event of `stream` until it ends, consuming the events (nothing
+    /// downstream wants them, so none is cloned; [`reflect`] passes them on instead).
+    /// Stream errors are counted and logged; the stream is expected to retry on its own
+    /// (apply kube-runtime's `default_backoff`, as [`spawn_full`] and
+    /// [`spawn_on_demand`] do). The feeder, and with it the store's writer, is dropped
+    /// when the stream ends: readiness then reports [`WriterDropped`].
     pub async fn run<S>(mut self, stream: S)
     where
         S: Stream<Item = Result<Event<E>, watcher::Error>> + Send,
@@ -545,14 +617,70 @@ where
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => self.handle(event),
-                Err(e) => {
-                    bump(&self.status.shared.counters.watch_errors);
-                    tracing::warn!(watch = %self.status.shared.name, error = %e, "watch error; retrying with backoff");
-                }
+                Err(e) => self.watch_error(&e),
             }
         }
     }
 }
+
+/// The pass-through adapter, the counterpart of kube-runtime's `reflect`: every item of
+/// `stream` is applied to `feeder`'s store **before** it is passed on unchanged, so one
+/// watch feeds both a store and whatever consumes the stream (a kube-runtime
+/// `Controller`, through `.applied_objects()` and `Controller::for_stream` or
+/// `watches_stream`).
+///
+/// Events are applied exactly as [`Feeder::handle`] applies them (relists buffered and
+/// swapped in at `InitDone`, unchanged versions skipped, fields stripped, objects
+/// missing an index field skipped); errors are counted and passed on. The store's
+/// readers become ready after the first complete list, and see [`WriterDropped`] once
+/// the returned stream (which owns the feeder and the writer) is dropped.
+///
+/// Each applied event is cloned once (the store keeps its own, stripped copy), as
+/// kube-runtime's reflector does.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use k8s_openapi::api::networking::v1::Ingress;
+/// use k8s_store::watch::{self, FeedOptions, Feeder};
+/// use k8s_store::{Indexer, MemoryStore};
+/// use kube::runtime::{WatchStreamExt, watcher};
+///
+/// let indexer = Indexer::new(["metadata.namespace", "metadata.name"])?;
+/// let store = MemoryStore::<Ingress>::new(indexer.len())?;
+/// let reader = store.reader(); // for the reconcilers
+/// let feeder = Feeder::new(store, indexer, FeedOptions::new("ingresses"))?;
+/// let api = kube::Api::<Ingress>::all(client);
+/// let objects = watch::reflect(feeder, watcher(api, watcher::Config::default()).default_backoff())
+///     .applied_objects(); // e.g. for Controller::for_stream
+/// # let _ = (reader, objects); Ok(()) }
+/// ```
+pub fn reflect<E, T, S>(mut feeder: Feeder<E, T>, stream: S) -> impl Stream<Item = S::Item>
+where
+    E: Resource + Clone + Serialize + Send + Sync + 'static,
+    T: Target<E>,
+    S: Stream<Item = Result<Event<E>, watcher::Error>>,
+{
+    stream.map(move |item| {
+        feeder.observe(&item);
+        item
+    })
+}
+
+/// [`reflect`] as a method of watch streams: `watcher(api, cfg).default_backoff().feed(feeder)`.
+pub trait FeedStreamExt<E>: Stream<Item = Result<Event<E>, watcher::Error>> + Sized {
+    /// See [`reflect`].
+    fn feed<T>(self, feeder: Feeder<E, T>) -> impl Stream<Item = Self::Item>
+    where
+        E: Resource + Clone + Serialize + Send + Sync + 'static,
+        T: Target<E>,
+    {
+        reflect(feeder, self)
+    }
+}
+
+impl<E, S: Stream<Item = Result<Event<E>, watcher::Error>>> FeedStreamExt<E> for S {}
 
 /// A running watch: its status and its task. Dropping it stops the watch.
 #[derive(Debug)]
@@ -584,8 +712,7 @@ impl Drop for WatchHandle {
 fn spawn<E, T>(
     api: Api<E>,
     config: watcher::Config,
-    target: Arc<T>,
-    num_keys: usize,
+    target: T,
     indexer: Indexer,
     options: FeedOptions<E>,
 ) -> Result<WatchHandle, StoreError>
@@ -593,49 +720,52 @@ where
     E: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
     T: Target<E>,
 {
-    let feeder = Feeder::new(target, num_keys, indexer, options)?;
+    let feeder = Feeder::new(target, indexer, options)?;
     let status = feeder.status();
     let stream = watcher::watcher(api, config).default_backoff();
     let task = tokio::spawn(feeder.run(stream));
     Ok(WatchHandle { status, task })
 }
 
-/// Watches `api` with full objects and feeds `store` on the current tokio runtime.
+/// Watches `api` with full objects and feeds `store` (a [`MemoryStore`], which the
+/// watch task owns from now on: take its [`reader`](MemoryStore::reader)s first) on the
+/// current tokio runtime. A convenience for stores nothing else watches for; to feed a
+/// `Controller` from the same watch, use [`reflect`].
 ///
 /// # Errors
 /// The indexer's key count differs from the store's.
-pub fn spawn_full<K>(
+pub fn spawn_full<K, W>(
     api: Api<K>,
     config: watcher::Config,
-    store: Arc<MemoryStore<K>>,
+    store: W,
     indexer: Indexer,
     options: FeedOptions<K>,
 ) -> Result<WatchHandle, StoreError>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
+    W: Target<K>,
 {
-    let num_keys = store.num_keys();
-    spawn(api, config, store, num_keys, indexer, options)
+    spawn(api, config, store, indexer, options)
 }
 
 /// Watches `api` with metadata only and feeds the references of the on-demand `store`
-/// on the current tokio runtime. An `Api<PartialObjectMeta<K>>` makes metadata-only
-/// requests (`Api::all_with(client, &api_resource)` for `DynamicObject`).
+/// (a [`CachedStore`], owned by the watch task from now on) on the current tokio
+/// runtime. An `Api<PartialObjectMeta<K>>` makes metadata-only requests
+/// (`Api::all_with(client, &api_resource)` for `DynamicObject`).
 ///
 /// # Errors
 /// The indexer's key count differs from the store's.
-pub fn spawn_on_demand<K, F>(
+pub fn spawn_on_demand<K, W>(
     api: Api<PartialObjectMeta<K>>,
     config: watcher::Config,
-    store: Arc<CachedStore<K, F>>,
+    store: W,
     indexer: Indexer,
     options: FeedOptions<PartialObjectMeta<K>>,
 ) -> Result<WatchHandle, StoreError>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
-    F: Fetch<K>,
+    W: Target<PartialObjectMeta<K>>,
     PartialObjectMeta<K>: Resource + Serialize + Clone + DeserializeOwned + fmt::Debug,
 {
-    let num_keys = store.num_keys();
-    spawn(api, config, store, num_keys, indexer, options)
+    spawn(api, config, store, indexer, options)
 }

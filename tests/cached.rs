@@ -602,11 +602,12 @@ async fn invalid_settings_are_build_errors() {
         assert!(err.to_string().contains(setting), "{setting}: {err}");
     }
     // The largest settings that are allowed build.
-    b().fetch_concurrency(tokio::sync::Semaphore::MAX_PERMITS)
+    let _ = b()
+        .fetch_concurrency(tokio::sync::Semaphore::MAX_PERMITS)
         .shards(k8s_store::MAX_SHARDS)
         .build()
         .unwrap();
-    CachedStore::<Secret>::builder(k8s_store::MAX_KEYS)
+    let _ = CachedStore::<Secret>::builder(k8s_store::MAX_KEYS)
         .client(server.client())
         .build()
         .unwrap();

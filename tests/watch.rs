@@ -9,7 +9,7 @@ use k8s_store::config::Config;
 use k8s_store::sim::{ApiServer, Fault, Route};
 use k8s_store::stores::{AnyStore, Stores};
 use k8s_store::watch::{self, FeedOptions, WatchStatus};
-use k8s_store::{CachedStore, Indexer, MemoryStore, Store};
+use k8s_store::{CachedStore, Indexer, MemoryReader, MemoryStore, WriterDropped};
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
@@ -59,19 +59,21 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A full store of ConfigMaps indexed by (namespace, labels['team']).
-fn full_watch(server: &ApiServer) -> (Arc<MemoryStore<ConfigMap>>, watch::WatchHandle) {
+/// A full store of ConfigMaps indexed by (namespace, labels['team']): its writer goes
+/// to the watch, the test reads through a reader.
+fn full_watch(server: &ApiServer) -> (MemoryReader<ConfigMap>, watch::WatchHandle) {
     let indexer = Indexer::new(["metadata.namespace", "metadata.labels['team']"]).unwrap();
-    let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
+    let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+    let reader = store.reader();
     let handle = watch::spawn_full(
         Api::all(server.client()),
         watcher::Config::default(),
-        Arc::clone(&store),
+        store,
         indexer,
         FeedOptions::new("configmaps"),
     )
     .unwrap();
-    (store, handle)
+    (reader, handle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +92,8 @@ async fn initial_sync_equals_the_seeded_objects_and_follows_changes() {
     let status = handle.status().clone();
     tokio::time::timeout(Duration::from_secs(20), status.ready())
         .await
-        .expect("ready");
+        .expect("ready")
+        .unwrap();
     assert_eq!(names(store.list().iter().cloned()), server_names(&server));
     assert_eq!(store.len(), 300);
     assert_eq!(status.stats().relists, 1);
@@ -148,7 +151,7 @@ async fn a_relist_after_410_leaves_no_phantoms() {
         server.create(&cm("ns", &format!("cm-{i}"), "a")).unwrap();
     }
     let (store, handle) = full_watch(&server);
-    handle.status().ready().await;
+    handle.status().ready().await.unwrap();
     let relists_before = handle.status().stats().relists;
     // The watch goes down; meanwhile objects are deleted and created, and the history
     // is compacted so that resuming is impossible (410): the watcher must relist.
@@ -187,10 +190,10 @@ async fn readers_never_see_a_half_filled_store_during_a_relist() {
             .unwrap();
     }
     let (store, handle) = full_watch(&server);
-    handle.status().ready().await;
+    handle.status().ready().await.unwrap();
     let status = handle.status().clone();
     let reader = {
-        let store = Arc::clone(&store);
+        let store = store.clone();
         let status = status.clone();
         tokio::spawn(async move {
             let mut min = usize::MAX;
@@ -230,7 +233,7 @@ async fn chaos_ends_with_every_store_equal_to_the_server() {
             .unwrap();
     }
     let (store, handle) = full_watch(&server);
-    handle.status().ready().await;
+    handle.status().ready().await.unwrap();
     // Faults on the watch path: dropped watches, 500s on some lists and 410s.
     server
         .set_fault(Route::watch("configmaps"), Fault::drop_watch_after(25))
@@ -323,7 +326,7 @@ async fn on_demand_store_fed_by_a_metadata_watch() {
         FeedOptions::new("secrets"),
     )
     .unwrap();
-    handle.status().ready().await;
+    handle.status().ready().await.unwrap();
     assert_eq!(store.len(), 20);
     assert_eq!(store.stats().fetches, 0, "the watch fetched no bodies");
     let got = store.get(&["ns", "s-03"]).await.unwrap();
@@ -361,7 +364,7 @@ async fn unchanged_versions_are_skipped_and_missing_fields_never_stop_the_watch(
     server.create(&no_team).unwrap();
     let (store, handle) = full_watch(&server);
     let status: WatchStatus = handle.status().clone();
-    status.ready().await;
+    status.ready().await.unwrap();
     // The object without the index label is skipped (and counted), the other stored.
     assert_eq!(store.len(), 1);
     assert_eq!(status.stats().index_errors, 1);
@@ -392,7 +395,7 @@ fn an_unchanged_resource_version_is_skipped() {
     let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
     let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
     let mut feeder =
-        watch::Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("t")).unwrap();
+        watch::Feeder::new(Arc::clone(&store), indexer, FeedOptions::new("t")).unwrap();
     let status = feeder.status();
     let mut obj = cm("ns", "a", "x");
     obj.metadata.resource_version = Some("5".into());
@@ -440,7 +443,7 @@ fn stray_relist_events_on<T, E>(
     use kube::runtime::watcher::Event;
     let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
     let mut feeder =
-        watch::Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("t")).unwrap();
+        watch::Feeder::new(Arc::clone(&store), indexer, FeedOptions::new("t")).unwrap();
     let status = feeder.status();
     feeder.handle(Event::Apply(make("a")));
     feeder.handle(Event::Apply(make("b")));
@@ -521,7 +524,7 @@ async fn stray_relist_events_never_empty_either_tier() {
 async fn change_signal_debounces_bursts() {
     let server = ApiServer::start().await.unwrap();
     let (store, handle) = full_watch(&server);
-    handle.status().ready().await;
+    handle.status().ready().await.unwrap();
     let mut changes = handle
         .status()
         .changes()
@@ -550,6 +553,7 @@ async fn stores_from_the_example_configuration() {
     let stores = Stores::start(&config, server.client()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), stores.ready())
         .await
+        .unwrap()
         .unwrap();
     let secrets = stores.get("secrets").expect("secrets store");
     assert!(matches!(secrets, AnyStore::OnDemand(_)));
@@ -591,4 +595,258 @@ async fn index_shards_reach_both_tiers() {
     assert_eq!(shards("configmaps"), 16);
     assert_eq!(shards("secrets"), 64);
     assert!(shards("services") >= 1024, "the default");
+}
+
+/// `Some(was_ready)` for a readiness that failed because the writer is gone.
+fn dropped(r: Result<(), WriterDropped>) -> Option<bool> {
+    r.err().map(|e| e.was_ready)
+}
+
+/// Waits (bounded) for `f` to resolve.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_watch_feeds_the_store_and_passes_every_event_on_unchanged() {
+    use futures::StreamExt;
+    use k8s_store::sim::Verb;
+    use k8s_store::watch::FeedStreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::Event;
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..20 {
+        server.create(&cm("ns", &format!("c-{i:02}"), "x")).unwrap();
+    }
+    let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+    let reader = store.reader();
+    // The store drops the `team` label; what is passed on keeps it.
+    let strip: watch::Stripper<ConfigMap> = Arc::new(|c: &mut ConfigMap| c.metadata.labels = None);
+    let feeder = watch::Feeder::new(
+        store,
+        Indexer::new(["metadata.namespace", "metadata.name"]).unwrap(),
+        FeedOptions::new("configmaps").strip(strip),
+    )
+    .unwrap();
+    let status = feeder.status();
+    let events = watcher(
+        Api::<ConfigMap>::all(server.client()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .feed(feeder);
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let consumer = tokio::spawn({
+        let reader = reader.clone();
+        async move {
+            let mut events = std::pin::pin!(events);
+            let mut listed = Vec::new();
+            while let Some(event) = events.next().await {
+                let stored = |obj: &ConfigMap| {
+                    let name = obj.metadata.name.as_deref().unwrap();
+                    let stored = reader
+                        .get_one(&["ns", name])
+                        .unwrap()
+                        .expect("stored first");
+                    assert_eq!(
+                        stored.metadata.resource_version,
+                        obj.metadata.resource_version
+                    );
+                    assert!(stored.metadata.labels.is_none(), "stripped in the store");
+                    assert!(obj.metadata.labels.is_some(), "passed on unchanged");
+                    name.to_owned()
+                };
+                match event.expect("no watch errors") {
+                    // A relist's objects reach the store together, at its InitDone
+                    // (readers never see half a list), and it is passed on after that.
+                    Event::Init => assert!(!reader.is_ready()),
+                    Event::InitApply(obj) => listed.push(obj),
+                    Event::InitDone => {
+                        assert!(reader.is_ready(), "ready before InitDone is passed on");
+                        for obj in listed.drain(..) {
+                            seen_tx.send(stored(&obj)).unwrap();
+                        }
+                    }
+                    // Every other event is applied before it is passed on.
+                    Event::Apply(obj) => seen_tx.send(stored(&obj)).unwrap(),
+                    Event::Delete(_) => {}
+                }
+            }
+        }
+    });
+    let mut names = Vec::new();
+    for _ in 0..20 {
+        names.push(within("the initial objects", seen.recv()).await.unwrap());
+    }
+    names.sort();
+    assert_eq!(names[0], "c-00");
+    within("ready", reader.ready()).await.unwrap();
+    assert!(status.is_ready());
+    server.create(&cm("ns", "late", "x")).unwrap();
+    assert_eq!(within("a new object", seen.recv()).await.unwrap(), "late");
+    assert_eq!(reader.len(), 21);
+    let counters = server.counters();
+    assert_eq!(counters.requests(Verb::Watch, "configmaps"), 1, "one watch");
+    assert_eq!(counters.requests(Verb::List, "configmaps"), 1, "one list");
+    // Dropping the stream drops the feeder and the writer: readers keep the last state
+    // and say so.
+    consumer.abort();
+    let _ = consumer.await;
+    assert_eq!(
+        dropped(within("readiness", reader.ready()).await),
+        Some(true)
+    );
+    assert_eq!(dropped(status.ready().await), Some(true));
+    assert_eq!(reader.len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_watch_feeds_the_on_demand_tier_and_passes_events_on() {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let server = ApiServer::start().await.unwrap();
+    for i in 0..5 {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.name = Some(format!("s-{i}"));
+        server.create(&s).unwrap();
+    }
+    let store = CachedStore::<Secret>::builder(2)
+        .client(server.client())
+        .build()
+        .unwrap();
+    let reader = store.reader();
+    let feeder = watch::Feeder::new(
+        store,
+        Indexer::new(["metadata.namespace", "metadata.name"]).unwrap(),
+        FeedOptions::new("secrets"),
+    )
+    .unwrap();
+    let metas_stream = watch::reflect(
+        feeder,
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::all(server.client()),
+            watcher::Config::default(),
+        ),
+    )
+    .applied_objects();
+    // The stream is driven on its own task (as a Controller drives it).
+    let (tx, mut metas) = tokio::sync::mpsc::unbounded_channel();
+    let consumer = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(metas_stream);
+        while let Some(meta) = stream.next().await {
+            tx.send(meta.unwrap().metadata.name.unwrap()).unwrap();
+        }
+    });
+    let mut names = Vec::new();
+    for _ in 0..5 {
+        names.push(within("a reference", metas.recv()).await.unwrap());
+    }
+    // The list's objects are swapped in at its InitDone, which `applied_objects` does
+    // not yield: wait for readiness, then every listed name has its reference.
+    within("ready", reader.ready()).await.unwrap();
+    for name in &names {
+        assert_eq!(reader.references(&["ns", name.as_str()]).unwrap().len(), 1);
+    }
+    // A later event is applied before it is passed on.
+    let mut s = Secret::default();
+    s.metadata.namespace = Some("ns".into());
+    s.metadata.name = Some("late".into());
+    server.create(&s).unwrap();
+    assert_eq!(
+        within("the new reference", metas.recv()).await.unwrap(),
+        "late"
+    );
+    assert_eq!(reader.references(&["ns", "late"]).unwrap().len(), 1);
+    consumer.abort();
+    // The reader fetches bodies through the store's cache.
+    assert_eq!(reader.get(&["ns"]).await.unwrap().len(), 6);
+    assert_eq!(reader.stats().fetches, 6);
+    assert_eq!(reader.get(&["ns", "s-0"]).await.unwrap().len(), 1);
+    assert_eq!(reader.stats().fetches, 6, "a hit");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_feed_ends_before_or_after_its_first_list() {
+    use kube::runtime::watcher::Event;
+    let feed = |events: Vec<Event<ConfigMap>>| {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let reader = store.reader();
+        let feeder = watch::Feeder::new(
+            store,
+            Indexer::new(["metadata.namespace", "metadata.name"]).unwrap(),
+            FeedOptions::new("t"),
+        )
+        .unwrap();
+        let status = feeder.status();
+        let run = feeder.run(futures::stream::iter(events.into_iter().map(Ok)));
+        (reader, status, run)
+    };
+    // A stream that ends inside its first list: never ready, and says so.
+    let (reader, status, run) = feed(vec![Event::Init, Event::InitApply(cm("ns", "a", "x"))]);
+    let waiter = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.ready().await }
+    });
+    run.await;
+    assert_eq!(
+        dropped(within("reader readiness", waiter).await.unwrap()),
+        Some(false)
+    );
+    assert_eq!(dropped(status.ready().await), Some(false));
+    assert!(reader.is_empty(), "the half list never reached the store");
+    // A stream that ends after a complete list: readers keep the state.
+    let (reader, status, run) = feed(vec![
+        Event::Init,
+        Event::InitApply(cm("ns", "a", "x")),
+        Event::InitDone,
+    ]);
+    run.await;
+    assert_eq!(dropped(reader.ready().await), Some(true));
+    assert_eq!(dropped(status.ready().await), Some(true));
+    assert_eq!(reader.len(), 1);
+    assert!(!reader.is_ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_watch_before_its_first_list_fails_readiness_instead_of_hanging() {
+    let server = ApiServer::start().await.unwrap();
+    server
+        .set_fault(Route::list("configmaps"), Fault::status(500))
+        .unwrap();
+    let (reader, handle) = full_watch(&server);
+    let status = handle.status().clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!status.is_ready() && !reader.is_ready(), "every list fails");
+    drop(handle); // aborts the task that owns the feeder and the writer
+    assert_eq!(
+        dropped(within("watch readiness", status.ready()).await),
+        Some(false)
+    );
+    assert_eq!(
+        dropped(within("reader readiness", reader.ready()).await),
+        Some(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_ready_fails_when_a_watch_is_gone() {
+    let server = ApiServer::start().await.unwrap();
+    let config = Config::from_yaml(
+        "watched_resources:\n  configmaps:\n    api_version: v1\n    kind: ConfigMap\n    \
+         index_by: [metadata.namespace, metadata.name]\n    store: full\n",
+    )
+    .unwrap();
+    server
+        .set_fault(Route::list("configmaps"), Fault::status(500))
+        .unwrap();
+    let stores = Stores::start(&config, server.client()).unwrap();
+    let store = stores.get("configmaps").unwrap().clone();
+    drop(stores); // stops the watches
+    assert_eq!(
+        dropped(within("readiness", store.ready()).await),
+        Some(false)
+    );
 }

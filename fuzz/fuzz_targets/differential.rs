@@ -21,7 +21,8 @@
 //! order (`InitDone` or `InitApply` with no `Init` before them, repeated `Init`s),
 //! against a model of the feeder: a relist is buffered from `Init` and swapped in at
 //! its `InitDone`; a stray `InitDone` changes nothing and a stray `InitApply` is an
-//! upsert, each counted in `stray_relist_events`.
+//! upsert, each counted in `stray_relist_events`; readers are ready from the first
+//! completed relist on.
 
 #![no_main]
 
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_store::watch::{FeedOptions, Feeder};
-use k8s_store::{ErrorKind, Indexer, MemoryStore, Operation, Snapshot, StoreError};
+use k8s_store::{ErrorKind, Indexer, MemoryReader, MemoryStore, Operation, Snapshot, StoreError};
 use kube_runtime::watcher::Event;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
@@ -245,27 +246,32 @@ fn metadata_error(v: &Value) -> Option<ErrorKind> {
 /// The feeder's side: its store, and a model of what it must hold.
 struct Feed {
     feeder: Feeder<ConfigMap, MemoryStore<ConfigMap>>,
-    store: Arc<MemoryStore<ConfigMap>>,
+    /// The store, read as a reconciler would (the feeder owns its writer).
+    store: MemoryReader<ConfigMap>,
     /// name -> resourceVersion of what the store must hold.
     state: BTreeMap<String, String>,
     /// The relist being buffered, if one was begun by `Init`.
     relist: Option<BTreeMap<String, String>>,
     stray: u64,
+    /// Whether a relist has completed (the readers' readiness).
+    ready: bool,
     seq: u64,
 }
 
 impl Feed {
     fn new() -> Self {
-        let store = Arc::new(MemoryStore::<ConfigMap>::new(2).expect("valid settings"));
+        let writer = MemoryStore::<ConfigMap>::new(2).expect("valid settings");
+        let store = writer.reader();
         let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).expect("valid paths");
-        let feeder = Feeder::new(Arc::clone(&store), 2, indexer, FeedOptions::new("fuzz"))
-            .expect("matching key counts");
+        let feeder =
+            Feeder::new(writer, indexer, FeedOptions::new("fuzz")).expect("matching key counts");
         Self {
             feeder,
             store,
             state: BTreeMap::new(),
             relist: None,
             stray: 0,
+            ready: false,
             seq: 0,
         }
     }
@@ -302,7 +308,10 @@ impl Feed {
             }
             WatchOp::InitDone => {
                 match self.relist.take() {
-                    Some(relist) => self.state = relist,
+                    Some(relist) => {
+                        self.state = relist;
+                        self.ready = true;
+                    }
                     None => self.stray += 1,
                 }
                 self.feeder.handle(Event::InitDone);
@@ -335,6 +344,7 @@ impl Feed {
             self.stray,
             "{what}: stray relist events"
         );
+        assert_eq!(self.store.is_ready(), self.ready, "{what}: readiness");
     }
 }
 

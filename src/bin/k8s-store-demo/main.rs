@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use k8s_store::Store;
 use k8s_store::config::Config;
 use k8s_store::sim::{ApiServer, Verb};
 use k8s_store::stores::{AnyStore, Stores};

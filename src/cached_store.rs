@@ -1,0 +1,349 @@
+//! The on-demand tier's handles: [`CachedStore`], the writer, and [`CachedReader`], its
+//! cloneable read-only handles (which still fetch and cache bodies: a read of a miss
+//! is not a write to the index). Both share one [`OnDemand`]; see
+//! [`memory_store`](crate::MemoryStore) for why the store is the writer.
+
+use std::future::Future;
+
+use kube::Resource;
+
+use crate::cached::{CacheStats, OnDemand, Reference};
+use crate::error::StoreError;
+use crate::fetch::{ApiFetcher, Fetch};
+use crate::object::Object;
+use crate::readiness::WriterDropped;
+use crate::snapshot::Snapshot;
+use crate::sync::Arc;
+
+#[cfg(doc)]
+use crate::{CachedStoreBuilder, ErrorKind, MemoryStore, Operation};
+
+/// The reads, the same on the writer and its readers (both hold the shared part as
+/// `self.core`).
+macro_rules! reads {
+    () => {
+        /// How many key components each reference is stored under.
+        pub fn num_keys(&self) -> usize {
+            self.core.num_keys()
+        }
+
+        /// How many shards the index of references has (see [`CachedStoreBuilder::shards`]).
+        pub fn shards(&self) -> usize {
+            self.core.shards()
+        }
+
+        /// The number of references.
+        pub fn len(&self) -> usize {
+            self.core.len()
+        }
+
+        /// Whether there are none.
+        pub fn is_empty(&self) -> bool {
+            self.core.is_empty()
+        }
+
+        /// The references under `keys` (or under every key starting with `keys`), without
+        /// fetching anything.
+        ///
+        /// # Errors
+        /// As [`MemoryStore::get`].
+        pub fn references<S: AsRef<str>>(
+            &self,
+            keys: &[S],
+        ) -> Result<Vec<Arc<Reference>>, StoreError> {
+            self.core.references(keys)
+        }
+
+        /// Every reference, in (namespace, name, uid) order, without fetching anything.
+        pub fn list_references(&self) -> Snapshot<Reference> {
+            self.core.list_references()
+        }
+
+        /// The objects under `keys` (or under every key starting with `keys`), in
+        /// (namespace, name, uid) order: cached bodies, and the misses fetched
+        /// concurrently. Objects the API server no longer has are left out.
+        ///
+        /// # Errors
+        /// A wrong number of keys ([`Operation::Get`]); a failed fetch
+        /// ([`Operation::Fetch`], [`ErrorKind::Fetch`] naming the object and the cause).
+        ///
+        /// # Cancel safety
+        /// Dropping the future cancels this caller's fetches; other callers waiting for
+        /// them take them over.
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub fn get<S: AsRef<str>>(
+            &self,
+            keys: &[S],
+        ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> {
+            self.core.get(keys)
+        }
+
+        /// The one object under exactly `keys` (all `num_keys` components), through the
+        /// cache and the singleflight like [`get`](Self::get), without a result vector.
+        /// `None` if no reference is under the key or the API server no longer has the
+        /// object.
+        ///
+        /// # Errors
+        /// A wrong number of keys ([`ErrorKind::KeyCount`]); several references under the
+        /// key ([`ErrorKind::NotUnique`]); a failed fetch ([`Operation::Fetch`]).
+        ///
+        /// # Cancel safety
+        /// As [`get`](Self::get).
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub fn get_one<S: AsRef<str>>(
+            &self,
+            keys: &[S],
+        ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> {
+            self.core.get_one(keys)
+        }
+
+        /// One object by namespace and name, through the cache and the singleflight,
+        /// whether or not the index has a reference to it. `Ok(None)` if the API server
+        /// says it does not exist.
+        ///
+        /// # Errors
+        /// A failed fetch ([`Operation::Fetch`]).
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub fn fetch(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> {
+            self.core.fetch(namespace, name)
+        }
+
+        /// Every object, fetched as needed (concurrently, bounded), in (namespace, name,
+        /// uid) order. This reads every body: on a large store it is as expensive as the
+        /// fetches it makes.
+        ///
+        /// # Errors
+        /// A failed fetch ([`Operation::Fetch`]).
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> {
+            self.core.list()
+        }
+
+        /// The counters since the store was built.
+        pub fn stats(&self) -> CacheStats {
+            self.core.stats()
+        }
+    };
+}
+
+/// The on-demand tier: the index keeps [`Reference`]s only; bodies are fetched from
+/// the API server when read and kept in a bounded cache. This is the store's
+/// **writer**; [`reader`](Self::reader) hands out cheap [`CachedReader`]s that read
+/// (and fetch) but cannot write, as [`MemoryStore`] does for the full tier.
+///
+/// # Reads
+/// [`get`](Self::get) resolves the references under `keys` exactly as
+/// [`MemoryStore::get`] does (same index code), serves cached bodies, and fetches the
+/// misses concurrently (at most `fetch_concurrency` requests at once, across all
+/// callers), returning bodies in (namespace, name, uid) order.
+///
+/// A hit takes one probe: a reference whose body is cached points at it (a *hint*, see
+/// [`Reference`]), so the body is read from the reference found in the index, with no
+/// second lookup in the cache. The cache still owns every body and its bound: a hint
+/// is set when a fetched body of the reference's version is cached, and cleared when
+/// the cache drops that entry for any reason. Hits served through hints are reported
+/// to the cache's eviction policy at most once per 50 ms per body, which keeps its
+/// picture of what is read (its hit ratio is measured against an LRU's in
+/// `benches/cached.rs`). Bodies cached without a reference (by [`fetch`](Self::fetch))
+/// and references whose hint was lost to a race take the two-probe path.
+///
+/// # Guarantees
+/// - **Bounded:** at most `max_entries` bodies are resident (or `max_bytes` of
+///   response bytes, when set). Memory does not grow with the cluster beyond the
+///   references.
+/// - **Singleflight:** N concurrent misses of one object make one `GET`; its value or
+///   its error reaches all N. A caller whose future is dropped hands the fetch over to
+///   a waiter; nobody is left waiting.
+/// - **No stale resurrection:** a watch event (`update`, `remove`, `delete`) for an
+///   object invalidates its entry and any fetch in flight for it; that fetch's body is
+///   returned to the callers already waiting for it but never cached. A cached body
+///   whose resourceVersion differs from the reference's is not served.
+/// - **Staleness:** a body is at most `ttl` old when events were missed; otherwise it
+///   is as fresh as the watch.
+/// - **Errors are returned, never swallowed:** a fetch that fails (5xx, 429 after its
+///   retries, timeout, transport) fails the `get` with [`Operation::Fetch`]. An object
+///   the API server no longer has (404) is left out of the result (its delete event
+///   will follow).
+/// - `Debug` output and this crate's logs never contain object bodies (Secrets).
+#[must_use]
+pub struct CachedStore<K: Resource + Send + Sync + 'static, F: Fetch<K> = ApiFetcher<K>> {
+    core: Arc<OnDemand<K, F>>,
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> std::fmt::Debug for CachedStore<K, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.core, f)
+    }
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> Drop for CachedStore<K, F> {
+    fn drop(&mut self) {
+        self.core.readiness().writer_dropped();
+    }
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedStore<K, F> {
+    reads!();
+
+    pub(crate) fn from_core(core: OnDemand<K, F>) -> Self {
+        Self {
+            core: Arc::new(core),
+        }
+    }
+
+    /// A read-only handle to this store: cheap to clone, for as many readers as there
+    /// are. Its reads fetch and cache bodies exactly as this store's do, through the
+    /// same cache and singleflight.
+    pub fn reader(&self) -> CachedReader<K, F> {
+        CachedReader {
+            core: Arc::clone(&self.core),
+        }
+    }
+
+    /// Marks the store ready: every reader's [`ready`](CachedReader::ready) resolves.
+    /// A watch feed calls it once its first complete list is applied; call it yourself
+    /// when you fill a store by hand. No effect if it already is.
+    pub fn mark_ready(&self) {
+        self.core.readiness().set_ready();
+    }
+
+    /// Records `obj`'s reference under `keys` (an upsert by identity, moving it if its
+    /// keys changed) and invalidates its cached body. Takes anything with metadata: a
+    /// full object (its body is not kept) or a `PartialObjectMeta`.
+    ///
+    /// # Errors
+    /// A wrong number of keys, or an object outside the store's namespace; nothing
+    /// changes.
+    pub fn add<M>(&self, obj: &impl Object<M>, keys: &[impl AsRef<str>]) -> Result<(), StoreError> {
+        self.core.add(obj, keys)
+    }
+
+    /// Same as [`add`](Self::add).
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn update<M>(
+        &self,
+        obj: &impl Object<M>,
+        keys: &[impl AsRef<str>],
+    ) -> Result<(), StoreError> {
+        self.core.update(obj, keys)
+    }
+
+    /// Removes the reference with `obj`'s identity and its cached body; returns whether
+    /// it was present.
+    ///
+    /// # Errors
+    /// None today; the `Result` matches [`MemoryStore::remove`].
+    pub fn remove<M>(&self, obj: &impl Object<M>) -> Result<bool, StoreError> {
+        self.core.remove(obj)
+    }
+
+    /// Removes every reference under exactly `keys` and their cached bodies; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// A wrong number of keys.
+    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+        self.core.delete(keys)
+    }
+
+    /// Replaces every reference at once (a relist). Cached bodies of objects that are
+    /// gone, or whose resourceVersion changed, are invalidated, and so are bodies
+    /// cached under a name that had no reference before (as [`add`](Self::add) does):
+    /// one that [`fetch`](Self::fetch) read directly is not served after the relist.
+    ///
+    /// # Errors
+    /// An item with a wrong number of keys or outside the namespace; nothing changes.
+    pub fn replace<M, O, S>(
+        &self,
+        items: impl IntoIterator<Item = (O, Vec<S>)>,
+    ) -> Result<(), StoreError>
+    where
+        O: Object<M>,
+        S: AsRef<str>,
+    {
+        self.core.replace(items)
+    }
+
+    /// Removes every reference and every cached body.
+    pub fn clear(&self) {
+        self.core.clear()
+    }
+
+    /// The fetcher (for its own statistics, if it keeps any).
+    pub fn fetcher(&self) -> &F {
+        self.core.fetcher()
+    }
+
+    /// Checks internal invariants: the index's, and that no fetch is registered when
+    /// none is running. For tests, property tests and fuzz targets; call it when no
+    /// operation is in progress.
+    ///
+    /// # Errors
+    /// A description of the first violated invariant.
+    #[doc(hidden)]
+    pub fn validate(&self) -> Result<(), String> {
+        self.core.validate()
+    }
+}
+
+/// A read-only handle to a [`CachedStore`]: what reconcilers hold.
+///
+/// Cheap to clone (one reference count). Its reads are the store's (see
+/// [`CachedStore`]): they resolve references, serve cached bodies and fetch misses
+/// through the shared cache and singleflight, with the same guarantees. It cannot change
+/// the index. After the writer is dropped it keeps answering from the last references
+/// (fetching bodies as before), and [`ready`](Self::ready) returns [`WriterDropped`].
+pub struct CachedReader<K: Resource + Send + Sync + 'static, F: Fetch<K> = ApiFetcher<K>> {
+    core: Arc<OnDemand<K, F>>,
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> Clone for CachedReader<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> std::fmt::Debug for CachedReader<K, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedReader")
+            .field("store", &*self.core)
+            .field("readiness", self.core.readiness())
+            .finish()
+    }
+}
+
+impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedReader<K, F> {
+    reads!();
+
+    /// Resolves once the store's references have been filled by a complete list.
+    ///
+    /// # Errors
+    /// [`WriterDropped`] once the writer is gone (before or after the store was ready).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn ready(&self) -> Result<(), WriterDropped> {
+        self.core.readiness().wait().await
+    }
+
+    /// Whether the store has been filled by a complete list and its writer is alive.
+    pub fn is_ready(&self) -> bool {
+        self.core.readiness().is_ready()
+    }
+}

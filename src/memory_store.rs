@@ -1,0 +1,345 @@
+//! The full tier's handles: [`MemoryStore`], the writer, and [`MemoryReader`], its
+//! cloneable read-only handles. Both share one [`Index`].
+//!
+//! Why the store is the writer and readers come from it (rather than a `(reader,
+//! writer)` pair): every existing use of a `MemoryStore` (tests, benches, hand-fed
+//! stores) keeps working unchanged, the writer keeps the reads it needs to decide what
+//! to write (a feed compares resourceVersions), and a reader exists only once a store
+//! does, so there is no store without a writer to be ready.
+
+use crate::error::StoreError;
+use crate::memory::{Index, MemoryStoreBuilder};
+use crate::object::Object;
+use crate::readiness::WriterDropped;
+use crate::snapshot::Snapshot;
+use crate::sync::Arc;
+
+#[cfg(doc)]
+use crate::MAX_KEYS;
+#[cfg(doc)]
+use crate::error::ErrorKind;
+
+/// The reads, the same on the writer and its readers (both hold the shared part as
+/// `self.index`).
+macro_rules! reads {
+    () => {
+        /// How many key components each object is stored under.
+        pub fn num_keys(&self) -> usize {
+            self.index.num_keys()
+        }
+
+        /// How many shards the exact-key index has (see [`MemoryStoreBuilder::shards`]).
+        pub fn shards(&self) -> usize {
+            self.index.shards()
+        }
+
+        /// The objects under `keys` (all `num_keys` components), or under every key that
+        /// starts with `keys` (fewer components), sorted by (namespace, name, uid). No match
+        /// is an empty vector.
+        ///
+        /// # Errors
+        /// [`ErrorKind::PrefixLength`] for zero components or more than `num_keys`.
+        pub fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+            self.index.get(keys)
+        }
+
+        /// The one object under exactly `keys` (all `num_keys` components), or `None`.
+        ///
+        /// For keys that identify a single object, such as `[namespace, name]`: the same
+        /// lookup as an exact [`get`](Self::get) without allocating the result vector.
+        ///
+        /// # Errors
+        /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; [`ErrorKind::NotUnique`]
+        /// when several objects share the key (use `get` for those).
+        ///
+        /// ```
+        /// # use std::sync::Arc;
+        /// # use k8s_openapi::api::core::v1::ConfigMap;
+        /// # use k8s_store::MemoryStore;
+        /// let store = MemoryStore::<ConfigMap>::new(2)?;
+        /// let mut cm = ConfigMap::default();
+        /// cm.metadata.namespace = Some("default".into());
+        /// cm.metadata.name = Some("a".into());
+        /// store.add(Arc::new(cm), &["default", "a"])?;
+        /// assert!(store.get_one(&["default", "a"])?.is_some());
+        /// assert!(store.get_one(&["default", "b"])?.is_none());
+        /// # Ok::<(), k8s_store::StoreError>(())
+        /// ```
+        pub fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
+            self.index.get_one(keys)
+        }
+
+        /// An immutable snapshot of every object in (namespace, name, uid) order.
+        ///
+        /// O(1): the published state is shared, never copied or rebuilt, and later writes do
+        /// not change it. Holding a snapshot keeps the objects it references alive.
+        pub fn list(&self) -> Snapshot<K> {
+            self.index.list()
+        }
+
+        /// The number of objects.
+        pub fn len(&self) -> usize {
+            self.index.len()
+        }
+
+        /// Whether the store holds no object.
+        pub fn is_empty(&self) -> bool {
+            self.index.is_empty()
+        }
+
+        /// Checks every internal invariant and describes the first one broken: the trees
+        /// are valid, every object is in exactly one bucket, in the identity table and in
+        /// one group per prefix depth, and the published state matches the buckets.
+        ///
+        /// For tests, property tests and fuzz targets; it takes the writer lock and every
+        /// shard lock, so it is slow.
+        #[doc(hidden)]
+        pub fn validate(&self) -> Result<(), String> {
+            self.index.validate()
+        }
+    };
+}
+
+/// A composite-key index that keeps whole objects in memory: the store's **writer**.
+///
+/// `MemoryStore` is the one handle that writes (the [`Store`](crate::Store) trait's full
+/// interface, as a watch feed needs it); [`reader`](Self::reader) hands out cheap
+/// [`MemoryReader`]s that can only read, for reconcilers and renders. It is not `Clone`:
+/// give it to the side that feeds the store (a [`watch::Feeder`](crate::watch::Feeder) or
+/// the [`watch::reflect`](crate::watch::reflect) adapter) and keep readers everywhere
+/// else, as kube-runtime's reflector does with its `Writer` and `Store`. Dropping the
+/// writer leaves the readers answering from the last state, and their
+/// [`ready`](MemoryReader::ready) says so ([`WriterDropped`]).
+//////
+/// Each object is stored under exactly one composite key of `num_keys` components;
+/// many objects may share a key. See the [crate documentation](crate) for the full
+/// contract; in short:
+///
+/// - [`add`](Self::add) and [`update`](Self::update) are upserts by identity (UID when
+///   set, else namespace and name). An object whose keys changed moves: nothing stays
+///   behind under the old key.
+/// - [`get`](Self::get) with all `num_keys` components returns the objects under exactly
+///   that key; with fewer, every object whose leading components equal them (compared
+///   component by component). Results are sorted by (namespace, name, uid).
+/// - [`delete`](Self::delete) removes a whole key's objects; [`remove`](Self::remove)
+///   one object, leaving its siblings.
+/// - [`list`](Self::list) returns an immutable [`Snapshot`] in O(1).
+///
+/// # Concurrency
+///
+/// All methods take `&self` and may be called from any thread. Writes are serialised
+/// by a writer mutex (a watch has one writer, so it is uncontended) and are
+/// **linearizable**: once a write has returned, every later read on any thread sees it,
+/// and every snapshot is the state after some prefix of the writes.
+///
+/// - Exact gets take one shard's read lock for a hash probe and one reference-count
+///   increment (a multi-object key: one more), never for a copy of the results.
+/// - Prefix gets and `list` never take a lock: they read the published state through
+///   `ArcSwap` and copy results outside any guard.
+/// - A write holds the write locks of the (at most two) shards of the old and new key
+///   while it publishes the new state, so no reader can see it in one place and miss
+///   it in another.
+#[must_use]
+pub struct MemoryStore<K: Send + Sync + 'static> {
+    index: Arc<Index<K>>,
+}
+
+impl<K: Send + Sync + 'static> std::fmt::Debug for MemoryStore<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.index, f)
+    }
+}
+
+impl<K: Send + Sync + 'static> Drop for MemoryStore<K> {
+    fn drop(&mut self) {
+        self.index.readiness.writer_dropped();
+    }
+}
+
+impl<K: Send + Sync + 'static> MemoryStore<K> {
+    reads!();
+
+    pub(crate) fn from_index(index: Index<K>) -> Self {
+        Self {
+            index: Arc::new(index),
+        }
+    }
+
+    /// A store indexing objects by `num_keys` key components.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ZeroKeys`] when `num_keys` is 0, [`ErrorKind::TooManyKeys`] when it
+    /// is above [`MAX_KEYS`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use k8s_openapi::api::core::v1::ConfigMap;
+    /// use k8s_store::MemoryStore;
+    ///
+    /// let store = MemoryStore::<ConfigMap>::new(2)?;
+    /// let mut cm = ConfigMap::default();
+    /// cm.metadata.namespace = Some("default".into());
+    /// cm.metadata.name = Some("a".into());
+    /// store.add(Arc::new(cm), &["default", "a"])?;
+    /// assert_eq!(store.get(&["default"])?.len(), 1);
+    /// # Ok::<(), k8s_store::StoreError>(())
+    /// ```
+    pub fn new<M>(num_keys: usize) -> Result<Self, StoreError>
+    where
+        K: Object<M>,
+    {
+        Self::builder(num_keys).build()
+    }
+
+    /// A builder for a store with `num_keys` key components and tuning options.
+    pub fn builder(num_keys: usize) -> MemoryStoreBuilder<K> {
+        MemoryStoreBuilder::new(num_keys)
+    }
+
+    /// A read-only handle to this store: cheap to clone, `Send + Sync`, for as many
+    /// readers as there are. It answers what this store answers, at the same cost.
+    pub fn reader(&self) -> MemoryReader<K> {
+        MemoryReader {
+            index: Arc::clone(&self.index),
+        }
+    }
+
+    /// Marks the store ready: every reader's [`ready`](MemoryReader::ready) resolves.
+    /// A watch feed calls it once its first complete list is applied; call it yourself
+    /// when you fill a store by hand. No effect if it already is.
+    pub fn mark_ready(&self) {
+        self.index.readiness.set_ready();
+    }
+
+    /// Inserts `obj` under `keys`, or replaces the object of the same identity
+    /// (moving it if its keys changed).
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`;
+    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (see
+    /// [`Object::check_metadata`]). Nothing is changed.
+    pub fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        self.index.add(obj, keys)
+    }
+
+    /// The same as [`add`](Self::add): both are upserts by identity.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add); nothing is changed.
+    pub fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
+        self.index.update(obj, keys)
+    }
+
+    /// Removes every object under exactly `keys` and returns how many there were.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`.
+    pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
+        self.index.delete(keys)
+    }
+
+    /// Removes the one object with `obj`'s identity (its siblings under the same key
+    /// stay). Returns whether it was present. This is what a watch delete event uses.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (no such
+    /// object can be stored); nothing is changed.
+    pub fn remove(&self, obj: &K) -> Result<bool, StoreError> {
+        self.index.remove(obj)
+    }
+
+    /// Removes every object at once.
+    pub fn clear(&self) {
+        self.index.clear()
+    }
+
+    /// Replaces the whole content with `items` in one step, as a watch relist does:
+    /// the new state is built aside while readers keep seeing the old one, then
+    /// swapped in atomically. Objects absent from `items` are gone afterwards; for
+    /// identities listed twice the last one wins.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] for the first item with the wrong number of keys,
+    /// [`ErrorKind::InvalidMetadata`] for the first with identity fields of the wrong
+    /// type; the store is then left unchanged.
+    pub fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
+        S: AsRef<str>,
+    {
+        self.index.replace(items)
+    }
+}
+
+/// A read-only handle to a [`MemoryStore`]: what reconcilers hold.
+///
+/// Cheap to clone (one reference count) and answers exactly as the store does, with the
+/// same guarantees (see [`MemoryStore`]): reads are linearizable with the writer's
+/// writes, `list` is O(1), exact gets take one shard's read lock, prefix gets none. It
+/// cannot write. After the writer is dropped it keeps answering from the last state
+/// published, and [`ready`](Self::ready) returns [`WriterDropped`].
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use k8s_store::MemoryStore;
+///
+/// let store = MemoryStore::<ConfigMap>::new(2)?; // the writer
+/// let reader = store.reader(); // Clone + Send + Sync, for every reconciler
+/// let mut cm = ConfigMap::default();
+/// cm.metadata.namespace = Some("default".into());
+/// cm.metadata.name = Some("a".into());
+/// store.add(Arc::new(cm), &["default", "a"])?;
+/// assert_eq!(reader.get(&["default"])?.len(), 1); // sees the write at once
+/// # Ok::<(), k8s_store::StoreError>(())
+/// ```
+///
+/// A reader has no way to write:
+/// ```compile_fail
+/// # use k8s_openapi::api::core::v1::ConfigMap;
+/// let store = k8s_store::MemoryStore::<ConfigMap>::new(1).unwrap();
+/// store.reader().clear();
+/// ```
+pub struct MemoryReader<K: Send + Sync + 'static> {
+    index: Arc<Index<K>>,
+}
+
+impl<K: Send + Sync + 'static> Clone for MemoryReader<K> {
+    fn clone(&self) -> Self {
+        Self {
+            index: Arc::clone(&self.index),
+        }
+    }
+}
+
+impl<K: Send + Sync + 'static> std::fmt::Debug for MemoryReader<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReader")
+            .field("store", &*self.index)
+            .field("readiness", &self.index.readiness)
+            .finish()
+    }
+}
+
+impl<K: Send + Sync + 'static> MemoryReader<K> {
+    reads!();
+
+    /// Resolves once the store has been filled by a complete list (at once if it has).
+    ///
+    /// # Errors
+    /// [`WriterDropped`] once the writer is gone (before or after the store was ready):
+    /// the store will not change again.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn ready(&self) -> Result<(), WriterDropped> {
+        self.index.readiness.wait().await
+    }
+
+    /// Whether the store has been filled by a complete list and its writer is alive.
+    pub fn is_ready(&self) -> bool {
+        self.index.readiness.is_ready()
+    }
+}

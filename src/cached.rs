@@ -76,13 +76,16 @@ impl Clone for Reference {
     }
 }
 
+/// Equal when they name the same object at the same version. The cache-key hash is left
+/// out: it is seeded at random per store, so the same reference read from two stores
+/// (or built by [`Reference::new`], unhashed) would otherwise compare unequal; the hint
+/// is left out too (it is a cache detail, not part of what a reference says).
 impl PartialEq for Reference {
     fn eq(&self, other: &Self) -> bool {
         self.namespace == other.namespace
             && self.name == other.name
             && self.uid == other.uid
             && self.resource_version == other.resource_version
-            && self.key_hash == other.key_hash
     }
 }
 

@@ -68,14 +68,16 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// How many bodies an on-demand store caches when `max_cache_entries` is not given.
 pub const DEFAULT_MAX_CACHE_ENTRIES: usize = 10_000;
 
-/// Fields a store needs to identify objects; `ignore_fields` may not remove them.
-const IDENTITY_FIELDS: [&str; 6] = [
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "metadata.resourceVersion",
-    "apiVersion",
-    "kind",
+/// Fields a store needs to identify objects; `ignore_fields` may not remove them. Each
+/// is given as written and as its field names, so that no path is parsed (and no parse
+/// can fail) at load time; a unit test checks that the two agree.
+const IDENTITY_FIELDS: [(&str, &[&str]); 6] = [
+    ("metadata.name", &["metadata", "name"]),
+    ("metadata.namespace", &["metadata", "namespace"]),
+    ("metadata.uid", &["metadata", "uid"]),
+    ("metadata.resourceVersion", &["metadata", "resourceVersion"]),
+    ("apiVersion", &["apiVersion"]),
+    ("kind", &["kind"]),
 ];
 
 /// The settings a watched resource accepts, in the order the docs list them.
@@ -852,11 +854,9 @@ impl Ctx<'_> {
         }
 
         // ignore_fields
-        // `expect`: IDENTITY_FIELDS are constant, valid paths (a unit test parses them),
-        // so parsing them cannot fail.
         let mut protected: Vec<(&str, Vec<Segment>, bool)> = IDENTITY_FIELDS
             .iter()
-            .map(|p| (*p, parse_path(p).expect("identity paths parse"), true))
+            .map(|(p, names)| (*p, names.iter().map(|n| field(n)).collect(), true))
             .collect();
         protected.extend(index_paths.into_iter().map(|(p, s)| (p, s, false)));
         let mut ignore = Vec::new();
@@ -1195,6 +1195,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_fields_are_the_paths_they_spell() {
+        for (path, names) in IDENTITY_FIELDS {
+            let segments: Vec<Segment> = names.iter().map(|n| field(n)).collect();
+            assert_eq!(parse_path(path), Ok(segments), "{path}");
+        }
+    }
 
     #[test]
     fn parses_durations_with_units_in_order() {

@@ -11,7 +11,9 @@
 //! - `Apply` upserts under the keys the [`Indexer`] extracts; an object whose stored
 //!   resourceVersion is unchanged is skipped. An object whose index field is missing
 //!   is logged with its namespace/name, removed if it was stored (so nothing stays
-//!   behind under its old key) and skipped: the watch goes on.
+//!   behind under its old key) and skipped: the watch goes on. In a relist such an
+//!   object is left out of the new state (gone after the swap), and the live store is
+//!   not touched before `InitDone`.
 //! - `Delete` removes that one object by identity; siblings under the same key stay.
 //! - Before objects enter the store, `metadata.managedFields` is dropped (and whatever
 //!   else the configured stripper removes).
@@ -468,7 +470,12 @@ where
         self.status.clone()
     }
 
-    fn prepare(&self, mut obj: E) -> Option<(E, Vec<String>)> {
+    /// Strips `obj` and extracts its keys. An object whose keys cannot be extracted is
+    /// counted, logged and skipped; `live` (an `Apply`, not a relist's `InitApply`)
+    /// also removes it from the store, so that nothing stays behind under the keys of
+    /// an older version. A relist leaves the live store alone until its `InitDone`,
+    /// whose swap drops such an object anyway.
+    fn prepare(&self, mut obj: E, live: bool) -> Option<(E, Vec<String>)> {
         obj.meta_mut().managed_fields = None;
         if let Some(strip) = &self.strip {
             strip(&mut obj);
@@ -483,8 +490,7 @@ where
                     error = %e,
                     "object skipped: its index keys cannot be extracted"
                 );
-                // Nothing may stay behind under the keys of an older version.
-                if matches!(self.target.delete(&obj), Ok(true)) {
+                if live && matches!(self.target.delete(&obj), Ok(true)) {
                     self.status.changed();
                 }
                 None
@@ -505,7 +511,7 @@ where
     /// An `Apply`: upserts `obj` unless its stored resourceVersion is the same.
     fn apply(&self, obj: E) {
         let counters = &self.status.shared.counters;
-        let Some((obj, keys)) = self.prepare(obj) else {
+        let Some((obj, keys)) = self.prepare(obj, true) else {
             return;
         };
         let rv = obj.meta().resource_version.clone();
@@ -543,7 +549,7 @@ where
                     // loses nothing and removes nothing.
                     bump(&counters.stray_relist_events);
                     self.apply(obj);
-                } else if let Some(item) = self.prepare(obj)
+                } else if let Some(item) = self.prepare(obj, false)
                     && let Some(buffer) = &mut self.buffer
                 {
                     buffer.push(item);

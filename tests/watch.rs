@@ -850,3 +850,38 @@ async fn stores_ready_fails_when_a_watch_is_gone() {
         Some(false)
     );
 }
+
+#[test]
+fn a_relist_leaves_the_live_store_alone_until_its_init_done() {
+    use kube::runtime::watcher::Event;
+    let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+    let reader = store.reader();
+    let indexer = Indexer::new(["metadata.namespace", "metadata.labels['team']"]).unwrap();
+    let mut feeder = watch::Feeder::new(store, indexer, FeedOptions::new("t")).unwrap();
+    feeder.handle(Event::Apply(cm("ns", "a", "x")));
+    feeder.handle(Event::Apply(cm("ns", "b", "x")));
+    let mut unlabelled = cm("ns", "a", "x");
+    unlabelled.metadata.labels = None;
+    // During a relist, an object that cannot be indexed used to be deleted from the
+    // live store at once: readers saw the relist half applied.
+    feeder.handle(Event::Init);
+    feeder.handle(Event::InitApply(unlabelled.clone()));
+    feeder.handle(Event::InitApply(cm("ns", "b", "x")));
+    assert_eq!(reader.len(), 2, "the old state until InitDone");
+    assert_eq!(feeder.status().stats().index_errors, 1);
+    feeder.handle(Event::InitDone);
+    assert_eq!(
+        names(reader.list().iter().cloned()),
+        [("ns".to_owned(), "b".to_owned())]
+    );
+    // Outside a relist it is removed at once (nothing stays under its old key).
+    feeder.handle(Event::Apply(unlabelled));
+    feeder.handle(Event::Apply(cm("ns", "c", "x")));
+    let mut c = cm("ns", "c", "x");
+    c.metadata.labels = None;
+    feeder.handle(Event::Apply(c));
+    assert_eq!(
+        names(reader.list().iter().cloned()),
+        [("ns".to_owned(), "b".to_owned())]
+    );
+}

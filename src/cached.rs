@@ -1021,7 +1021,7 @@ where
                         self.stats.misses.incr();
                     }
                     self.stats.fetches.incr();
-                    let started = std::time::Instant::now();
+                    let started = sync::Stopwatch::start();
                     let result = self
                         .fetcher
                         .fetch(namespace, name)

@@ -12,6 +12,7 @@
 //! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
 //! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
+//! | [`now_nanos`], [`Stopwatch`] | the coarse / precise monotonic clocks | clocks that stand still |
 //! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
 //!
 //! # Orderings
@@ -382,6 +383,35 @@ pub(crate) fn now_nanos() -> u64 {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let start = *START.get_or_init(std::time::Instant::now);
         u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Measures how long something took, precisely (the fetch latency in the on-demand
+/// tier's statistics): std's monotonic clock, except in loom models, where it reads
+/// zero, as [`now_nanos`] stands still there.
+pub(crate) struct Stopwatch {
+    #[cfg(not(k8s_store_loom))]
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self {
+            #[cfg(not(k8s_store_loom))]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since [`start`](Self::start).
+    pub(crate) fn elapsed_nanos(&self) -> u64 {
+        #[cfg(k8s_store_loom)]
+        {
+            0
+        }
+        #[cfg(not(k8s_store_loom))]
+        {
+            u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        }
     }
 }
 

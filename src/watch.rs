@@ -27,7 +27,6 @@
 //! them and the store stays readable throughout.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -44,7 +43,7 @@ use crate::fetch::Fetch;
 use crate::indexer::Indexer;
 use crate::memory_store::MemoryStore;
 use crate::readiness::{Readiness, WriterDropped};
-use crate::sync::Arc;
+use crate::sync::{Arc, Counter};
 
 /// A store a watch can write into. Implemented by [`MemoryStore`] (fed full objects)
 /// and [`CachedStore`] (fed full objects or `PartialObjectMeta` from a metadata
@@ -231,20 +230,19 @@ pub struct WatchStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    applied: AtomicU64,
-    unchanged: AtomicU64,
-    deleted: AtomicU64,
-    relists: AtomicU64,
-    index_errors: AtomicU64,
-    watch_errors: AtomicU64,
-    stray_relist_events: AtomicU64,
-    store_errors: AtomicU64,
-    events: AtomicU64,
+    applied: Counter,
+    unchanged: Counter,
+    deleted: Counter,
+    relists: Counter,
+    index_errors: Counter,
+    watch_errors: Counter,
+    stray_relist_events: Counter,
+    store_errors: Counter,
+    events: Counter,
 }
 
-fn bump(c: &AtomicU64) {
-    // Relaxed: statistics only; nothing is ordered by them.
-    c.fetch_add(1, Ordering::Relaxed);
+fn bump(c: &Counter) {
+    c.incr();
 }
 
 struct Shared {
@@ -322,7 +320,7 @@ impl WatchStatus {
     /// The counters so far.
     pub fn stats(&self) -> WatchStats {
         let c = &self.shared.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = Counter::get;
         WatchStats {
             applied: get(&c.applied),
             unchanged: get(&c.unchanged),

@@ -1014,6 +1014,7 @@ where
                     match wait.await {
                         Outcome::Done(result) => return result,
                         Outcome::Abandoned => continue,
+                        Outcome::Panicked => return Err(FetchError::LeaderPanicked),
                     }
                 }
                 Join::Lead(leader) => {
@@ -1027,9 +1028,7 @@ where
                         .fetch(namespace, name)
                         .await
                         .and_then(|found| fetch::check_identity(namespace, name, found));
-                    self.stats
-                        .fetch_nanos
-                        .add(started.elapsed().as_nanos() as u64);
+                    self.stats.fetch_nanos.add(started.elapsed_nanos());
                     match &result {
                         Err(_) => self.stats.fetch_errors.incr(),
                         Ok(None) => self.stats.not_found.incr(),

@@ -74,6 +74,11 @@ pub enum FetchError {
     /// The answer was not a valid object of this type.
     #[error("invalid response body: {0}")]
     Decode(String),
+    /// The fetch this read shared with others (singleflight) panicked, in the fetcher
+    /// (a panicking `strip` function, say) or while its body was being cached; nothing
+    /// was cached. The panic itself reached the caller that ran the fetch.
+    #[error("the shared fetch of this object panicked; nothing was cached")]
+    LeaderPanicked,
     /// The namespace or name cannot name a Kubernetes object, so no request was made.
     /// A namespace must be a DNS label (lowercase letters, digits and `-`, at most 63
     /// characters, starting and ending with a letter or digit); a name must not be

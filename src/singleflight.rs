@@ -9,6 +9,10 @@
 //!   with [`Outcome::Abandoned`]; each of them joins again and one becomes the new
 //!   leader. Nobody is left waiting for a fetch that no one is running (moka's
 //!   `value_initializer.rs` solves the same problem the same way).
+//! - **Panics.** A leader that panics (in its fetch, or in the cache fill it runs under
+//!   the shard lock) is dropped while unwinding; its guard wakes the waiters with
+//!   [`Outcome::Panicked`], which they report as an error rather than fetching again
+//!   into what is likely the same panic.
 //! - **Invalidation.** [`Flights::invalidate`] (a watch event for the object) marks the
 //!   flight in progress stale and detaches it, so later callers start a fresh fetch and
 //!   the stale leader's result is handed to its own waiters but never filled into the
@@ -34,6 +38,9 @@ pub(crate) enum Outcome<T> {
     Done(T),
     /// The leader was dropped before finishing; join again.
     Abandoned,
+    /// The leader panicked (in its fetch, or while caching the result under the shard
+    /// lock); the waiters report an error instead of running into the same panic.
+    Panicked,
 }
 
 struct FlightState<T> {
@@ -208,8 +215,13 @@ impl<Key, T: Clone> Leader<'_, Key, T> {
     /// Publishes the result: under the shard lock, `fill` (the cache insert) runs only
     /// if no invalidation marked the flight stale, and the flight is detached; then
     /// every waiter is woken with a clone of `value`.
+    ///
+    /// If `fill` panics, the guard is still armed: its `Drop` (after the shard lock is
+    /// released by the unwinding) detaches the flight and wakes the waiters with
+    /// [`Outcome::Panicked`]. It used to be disarmed first, which left the flight in
+    /// the table and its waiters waiting forever.
     pub(crate) fn complete(mut self, value: T, fill: impl FnOnce(&T)) {
-        let Some(flight) = self.flight.take() else {
+        let Some(flight) = self.flight.clone() else {
             return;
         };
         {
@@ -219,19 +231,25 @@ impl<Key, T: Clone> Leader<'_, Key, T> {
             }
             Flights::detach(&mut table, self.hash, &flight);
         }
+        self.flight = None;
         flight.finish(Outcome::Done(value));
     }
 }
 
 impl<Key, T: Clone> Drop for Leader<'_, Key, T> {
     fn drop(&mut self) {
-        // Cancelled (or panicked) before completing: hand leadership over.
+        // Cancelled or panicked before completing: detach the flight and wake the
+        // waiters, so that nobody waits for a result that will not come.
         if let Some(flight) = self.flight.take() {
             {
                 let mut table = self.flights.shard(self.hash).lock();
                 Flights::detach(&mut table, self.hash, &flight);
             }
-            flight.finish(Outcome::Abandoned);
+            flight.finish(if std::thread::panicking() {
+                Outcome::Panicked
+            } else {
+                Outcome::Abandoned
+            });
         }
     }
 }
@@ -256,5 +274,63 @@ impl<T: Clone> Future for Wait<T> {
             state.wakers.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(flights: &Flights<u32, u32>) -> Join<'_, u32, u32, u32> {
+        flights.join(7, |k| *k == 7, || 7, || None)
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_panics_while_filling_wakes_its_waiters_with_panicked() {
+        let flights = Flights::new(1);
+        let Join::Lead(leader) = join(&flights) else {
+            panic!("the first caller leads")
+        };
+        let Join::Wait(wait) = join(&flights) else {
+            panic!("the second waits")
+        };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            leader.complete(1, |_| panic!("the cache fill panics"))
+        }));
+        assert!(unwound.is_err());
+        // The waiter used to wait forever: the flight stayed in the table, unfinished.
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+        assert!(
+            matches!(outcome, Ok(Outcome::Panicked)),
+            "woken with Panicked"
+        );
+        assert_eq!(flights.len(), 0, "the flight was detached");
+        assert!(
+            matches!(join(&flights), Join::Lead(_)),
+            "a new flight can start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_hands_over_and_a_completed_one_delivers() {
+        let flights = Flights::new(1);
+        let Join::Lead(leader) = join(&flights) else {
+            panic!("leads")
+        };
+        let Join::Wait(wait) = join(&flights) else {
+            panic!("waits")
+        };
+        drop(leader);
+        assert!(matches!(wait.await, Outcome::Abandoned));
+        let Join::Lead(leader) = join(&flights) else {
+            panic!("leads again")
+        };
+        let Join::Wait(wait) = join(&flights) else {
+            panic!("waits")
+        };
+        let mut filled = None;
+        leader.complete(5, |v| filled = Some(*v));
+        assert_eq!(filled, Some(5));
+        assert!(matches!(wait.await, Outcome::Done(5)));
     }
 }

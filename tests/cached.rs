@@ -921,3 +921,51 @@ async fn references_compare_by_what_they_name_whatever_store_they_come_from() {
     assert_ne!(*ra[0], k8s_store::Reference::new("ns", "x", "", Some("8")));
     assert_ne!(*ra[0], k8s_store::Reference::new("ns", "y", "", Some("7")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_get_an_error_when_the_shared_fetch_panics() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let panicking = Arc::new(AtomicBool::new(true));
+    let (server, store) = setup(1, |b| {
+        let panicking = Arc::clone(&panicking);
+        // User code inside the leader's fetch: the first body fetched panics.
+        b.strip(Arc::new(move |_: &mut Secret| {
+            if panicking.swap(false, Ordering::SeqCst) {
+                panic!("a stripper that panics");
+            }
+        }))
+    })
+    .await;
+    server
+        .set_fault(
+            Route::get("secrets"),
+            Fault::latency(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let leader = spawn_get(&store);
+    until_in_flight(&server).await;
+    let waiters: Vec<_> = (0..5).map(|_| spawn_get(&store)).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await; // all five are waiting
+    assert!(
+        leader.await.unwrap_err().is_panic(),
+        "the panic reached the leader"
+    );
+    for w in waiters {
+        let err = tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("no waiter is left waiting")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(fetch_cause(&err), FetchError::LeaderPanicked),
+            "{err}"
+        );
+    }
+    assert_eq!(gets(&server), 1, "the waiters did not fetch again");
+    assert_eq!(store.stats().entries, 0, "nothing was cached");
+    // The next read fetches as usual.
+    assert_eq!(
+        value_of(&store.get(&["default", "s-000"]).await.unwrap()[0]),
+        "v-0"
+    );
+}

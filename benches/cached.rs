@@ -1,6 +1,6 @@
 //! The on-demand tier ([`CachedStore`]) against the full tier ([`MemoryStore`]) and
 //! against moka, on the real code path: the `CachedStore` fetches through a real
-//! `kube::Client` over HTTP from the in-process API server (`k8s_store::sim`), and
+//! `kube::Client` over HTTP from the in-process API server (`k8s_store_sim`), and
 //! every timed read is a cache hit on bodies fetched that way.
 //!
 //! # 1 and 2: hit path (criterion)
@@ -76,8 +76,8 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_store::sim::{ApiServer, Verb};
 use k8s_store::{CachedStore, MemoryStore};
+use k8s_store_sim::{ApiServer, Verb};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

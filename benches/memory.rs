@@ -24,7 +24,7 @@
 //! # The on-demand tier against the full tier
 //!
 //! A second section compares resident memory for Secrets of 4 KB (a TLS pair of random
-//! bytes) served by the in-process API server (`k8s_store::sim`, on a tokio runtime).
+//! bytes) served by the in-process API server (`k8s_store_sim`, on a tokio runtime).
 //! The sim is seeded with 20,000 of them **before** measuring (its own storage is not
 //! counted), and one GET is made through its client first, so that the pooled HTTP
 //! connection exists before measuring too. Then, each from its own starting reading:
@@ -52,8 +52,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_store::sim::ApiServer;
 use k8s_store::{CacheStats, CachedStore, MemoryStore, Reference};
+use k8s_store_sim::ApiServer;
 use kube_runtime::reflector;
 use kube_runtime::watcher::Event;
 use rand::SeedableRng;

@@ -85,8 +85,6 @@ mod memory_store;
 mod object;
 mod ptree;
 mod readiness;
-#[cfg(feature = "sim")]
-pub mod sim;
 mod singleflight;
 mod snapshot;
 mod store;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_store::sim::{ApiServer, Fault, Route, Verb};
 use k8s_store::{CachedStore, ErrorKind, FetchError, Operation, Store, StoreError};
+use k8s_store_sim::{ApiServer, Fault, Route, Verb};
 
 fn secret(ns: &str, name: &str, value: &str) -> Secret {
     let mut s = Secret::default();

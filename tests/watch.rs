@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_store::config::Config;
-use k8s_store::sim::{ApiServer, Fault, Route};
 use k8s_store::stores::{AnyStore, Stores};
 use k8s_store::watch::{self, FeedOptions, WatchStatus};
 use k8s_store::{CachedStore, Indexer, MemoryReader, MemoryStore, WriterDropped};
+use k8s_store_sim::{ApiServer, Fault, Route};
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
@@ -612,8 +612,8 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_watch_feeds_the_store_and_passes_every_event_on_unchanged() {
     use futures::StreamExt;
-    use k8s_store::sim::Verb;
     use k8s_store::watch::FeedStreamExt;
+    use k8s_store_sim::Verb;
     use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::Event;
     let server = ApiServer::start().await.unwrap();

@@ -15,15 +15,15 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use k8s_store::config::Config;
-use k8s_store::sim::{ApiServer, Verb};
 use k8s_store::stores::{AnyStore, Stores};
+use k8s_store_sim::{ApiServer, Verb};
 use kube::api::DynamicObject;
 
 use cluster::{Rng, Scale};
 
 /// The example configuration shipped in the repository (`config/example.yaml`), used
 /// when `--config` is not given.
-const EXAMPLE_CONFIG: &str = include_str!("../../../config/example.yaml");
+const EXAMPLE_CONFIG: &str = include_str!("../../config/example.yaml");
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ScaleArg {

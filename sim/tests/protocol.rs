@@ -1,5 +1,4 @@
 //! The simulated API server, exercised through a real `kube::Client`.
-#![cfg(feature = "sim")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -10,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_store::sim::{ApiServer, Fault, Route, Verb};
+use k8s_store_sim::{ApiServer, Fault, Route, Verb};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, PartialObjectMeta, PostParams,
     WatchEvent, WatchParams,

@@ -1,4 +1,5 @@
-//! An in-process Kubernetes API server for tests and demos (feature `sim`).
+//! An in-process Kubernetes API server for controller tests and demos: what envtest is
+//! to Go controllers, without a binary to download.
 //!
 //! [`ApiServer`] speaks the real Kubernetes HTTP protocol on a loopback port, so code
 //! under test talks to it through an ordinary [`kube::Client`]: typed `Api<K>` calls,
@@ -8,7 +9,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use k8s_openapi::api::core::v1::ConfigMap;
-//! use k8s_store::sim::{ApiServer, Fault, Route, Verb};
+//! use k8s_store_sim::{ApiServer, Fault, Route, Verb};
 //! use kube::api::{Api, ListParams};
 //!
 //! let server = ApiServer::start().await?;

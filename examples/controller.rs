@@ -1,0 +1,341 @@
+//! A kube-runtime `Controller` over Ingresses whose reconciler reads each Ingress's
+//! backend Services and their EndpointSlices from full stores and its TLS Secrets from
+//! an on-demand store, every store fed through `watch::reflect`/`feed` from the same
+//! watch that triggers reconciles: one watch per resource.
+//!
+//! ```sh
+//! cargo run --example controller                 # against the in-process API server
+//! KUBECONFIG=~/.kube/config cargo run --example controller -- --seconds 30   # a real cluster, read-only
+//! ```
+//!
+//! With no `KUBECONFIG` it starts the in-process API server, seeds a small cluster
+//! (`--namespaces`, three Ingresses each) and, at the end, prints how many watches the
+//! server saw per resource (one each) beside the reconciles.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS,
+};
+use k8s_store::watch::{FeedOptions, FeedStreamExt, Feeder};
+use k8s_store::{CachedReader, CachedStore, Indexer, MemoryReader, MemoryStore};
+use k8s_store_sim::{ApiServer, Verb};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+/// What the reconciler reads.
+struct Ctx {
+    services: MemoryReader<Service>,
+    slices: MemoryReader<EndpointSlice>,
+    secrets: CachedReader<Secret>,
+    reconciles: AtomicU64,
+    reads: [AtomicU64; 3],
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] k8s_store::StoreError),
+    #[error(transparent)]
+    NotReady(#[from] k8s_store::WriterDropped),
+}
+
+async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    // Until every store has its first full list, an empty answer could mean "not
+    // listed yet": wait (at once after the first time). The Controller is what polls
+    // the streams that fill them, so this does not block their progress.
+    ctx.services.ready().await?;
+    ctx.slices.ready().await?;
+    ctx.secrets.ready().await?;
+    let ns = ingress.namespace().unwrap_or_default();
+    let spec = ingress.spec.as_ref();
+    let backends = spec
+        .into_iter()
+        .flat_map(|s| s.rules.iter().flatten())
+        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
+        .filter_map(|p| p.backend.service.as_ref().map(|s| s.name.clone()));
+    for name in backends {
+        if ctx
+            .services
+            .get_one(&[ns.as_str(), name.as_str()])?
+            .is_some()
+        {
+            ctx.reads[0].fetch_add(1, Ordering::Relaxed);
+        }
+        // The service's slices: an exact get of (namespace, service name).
+        let slices = ctx.slices.get(&[ns.as_str(), name.as_str()])?;
+        ctx.reads[1].fetch_add(slices.len() as u64, Ordering::Relaxed);
+    }
+    for tls in spec.into_iter().flat_map(|s| s.tls.iter().flatten()) {
+        if let Some(secret) = &tls.secret_name {
+            // Fetched from the API server on the first read, then cached.
+            let found = ctx.secrets.get(&[ns.as_str(), secret.as_str()]).await?;
+            ctx.reads[2].fetch_add(found.len() as u64, Ordering::Relaxed);
+        }
+    }
+    ctx.reconciles.fetch_add(1, Ordering::Relaxed);
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+fn error_policy(_: Arc<Ingress>, error: &ReconcileError, _: Arc<Ctx>) -> Action {
+    eprintln!("reconcile failed: {error}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The Ingresses in `namespace` (from our own Ingress store, fed by the same watch as
+/// the Controller's): what a change to a Service, slice or Secret there may affect.
+fn ingresses_in(
+    ingresses: &MemoryReader<Ingress>,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<Ingress>> {
+    let ns = namespace.unwrap_or_default();
+    ingresses
+        .get(&[ns.as_str()])
+        .unwrap_or_default()
+        .iter()
+        .map(|i| ObjectRef::from_obj(&**i))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = arg("--seconds", 3);
+    let namespaces = arg("--namespaces", 4);
+
+    let (client, server) = if std::env::var_os("KUBECONFIG").is_some() {
+        (kube::Client::try_default().await?, None)
+    } else {
+        let server = ApiServer::start().await?;
+        seed(&server, namespaces)?;
+        (server.client(), Some(server))
+    };
+
+    // Full stores for Ingresses (our index, beside the Controller's own reflector
+    // store), Services and EndpointSlices; an on-demand store for Secrets.
+    let by_name = || Indexer::new(["metadata.namespace", "metadata.name"]);
+    let ingress_store = MemoryStore::<Ingress>::new(2)?;
+    let service_store = MemoryStore::<Service>::new(2)?;
+    let slice_store = MemoryStore::<EndpointSlice>::new(2)?;
+    let secret_store = CachedStore::<Secret>::builder(2)
+        .client(client.clone())
+        .max_entries(1_000)
+        .build()?;
+    let ingresses = ingress_store.reader();
+    let ctx = Arc::new(Ctx {
+        services: service_store.reader(),
+        slices: slice_store.reader(),
+        secrets: secret_store.reader(),
+        reconciles: AtomicU64::new(0),
+        reads: Default::default(),
+    });
+
+    // One watch per resource: each feeds its store, then drives the Controller.
+    let (kube_reader, kube_writer) = reflector::store();
+    let ingress_events = watcher(
+        Api::<Ingress>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(kube_writer)
+    .feed(Feeder::new(
+        ingress_store,
+        by_name()?,
+        FeedOptions::new("ingresses"),
+    )?)
+    .applied_objects();
+    let service_events = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .feed(Feeder::new(
+        service_store,
+        by_name()?,
+        FeedOptions::new("services"),
+    )?)
+    .applied_objects();
+    let slice_indexer = Indexer::new([
+        "metadata.namespace",
+        "metadata.labels['kubernetes.io/service-name']",
+    ])?;
+    let slice_events = watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .feed(Feeder::new(
+        slice_store,
+        slice_indexer,
+        FeedOptions::new("endpointslices"),
+    )?)
+    .applied_objects();
+    // Secrets: a metadata-only watch; bodies are fetched when a reconcile reads them.
+    let secret_events = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .feed(Feeder::new(
+        secret_store,
+        by_name()?,
+        FeedOptions::new("secrets"),
+    )?)
+    .applied_objects();
+
+    let (i1, i2, i3) = (ingresses.clone(), ingresses.clone(), ingresses.clone());
+    let controller = Controller::for_stream(ingress_events, kube_reader)
+        .watches_stream(service_events, move |s: Service| {
+            ingresses_in(&i1, s.namespace())
+        })
+        .watches_stream(slice_events, move |s: EndpointSlice| {
+            ingresses_in(&i2, s.namespace())
+        })
+        .watches_stream(secret_events, move |s: PartialObjectMeta<Secret>| {
+            ingresses_in(&i3, s.namespace())
+        })
+        .run(reconcile, error_policy, Arc::clone(&ctx))
+        .for_each(|_| std::future::ready(()));
+    // Against the in-process server: once every Ingress has been reconciled, rotate
+    // one TLS Secret. Its metadata watch event reaches the on-demand store (which drops
+    // the cached body) and then the Controller, which reconciles that namespace's
+    // Ingresses; their reads fetch the new body.
+    let churn = {
+        let (ctx, ingresses) = (Arc::clone(&ctx), ingresses.clone());
+        let seeded = server.as_ref().map(ApiServer::client);
+        async move {
+            let Some(client) = seeded else {
+                return std::future::pending().await; // a real cluster: read-only
+            };
+            while ingresses.is_empty()
+                || ctx.reconciles.load(Ordering::Relaxed) < ingresses.len() as u64
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let api = Api::<Secret>::namespaced(client, "team-0");
+            let mut secret = api.get("app-0-tls").await.expect("the seeded secret");
+            secret.data = Some(BTreeMap::from([(
+                "tls.crt".to_owned(),
+                ByteString(b"rotated".to_vec()),
+            )]));
+            api.replace("app-0-tls", &Default::default(), &secret)
+                .await
+                .expect("replace");
+            std::future::pending::<()>().await
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(seconds), async {
+        tokio::join!(controller, churn)
+    })
+    .await;
+
+    let reads: Vec<u64> = ctx
+        .reads
+        .iter()
+        .map(|r| r.load(Ordering::Relaxed))
+        .collect();
+    println!(
+        "ingresses {} reconciles {} services_read {} endpointslices_read {} secrets_read {}",
+        ingresses.len(),
+        ctx.reconciles.load(Ordering::Relaxed),
+        reads[0],
+        reads[1],
+        reads[2]
+    );
+    let stats = ctx.secrets.stats();
+    println!(
+        "secrets_cache fetches {} hits {} fetch_errors {}",
+        stats.fetches, stats.hits, stats.fetch_errors
+    );
+    if let Some(server) = server {
+        let c = server.counters();
+        for plural in ["ingresses", "services", "endpointslices", "secrets"] {
+            println!(
+                "server {plural} watches {} lists {}",
+                c.requests(Verb::Watch, plural),
+                c.requests(Verb::List, plural)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `namespaces` namespaces of three Ingresses, each with a backend Service (two
+/// EndpointSlices) and a TLS Secret.
+fn seed(server: &ApiServer, namespaces: u64) -> Result<(), Box<dyn std::error::Error>> {
+    for n in 0..namespaces {
+        let ns = format!("team-{n}");
+        for i in 0..3 {
+            let app = format!("app-{i}");
+            let mut svc = Service::default();
+            svc.metadata.namespace = Some(ns.clone());
+            svc.metadata.name = Some(app.clone());
+            server.create(&svc)?;
+            for s in 0..2 {
+                let mut slice = EndpointSlice::default();
+                slice.metadata.namespace = Some(ns.clone());
+                slice.metadata.name = Some(format!("{app}-{s}"));
+                slice.metadata.labels = Some(BTreeMap::from([(
+                    "kubernetes.io/service-name".to_owned(),
+                    app.clone(),
+                )]));
+                slice.address_type = "IPv4".into();
+                server.create(&slice)?;
+            }
+            let mut secret = Secret::default();
+            secret.metadata.namespace = Some(ns.clone());
+            secret.metadata.name = Some(format!("{app}-tls"));
+            secret.data = Some(BTreeMap::from([(
+                "tls.crt".to_owned(),
+                ByteString(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            )]));
+            server.create(&secret)?;
+            let mut ingress = Ingress::default();
+            ingress.metadata.namespace = Some(ns.clone());
+            ingress.metadata.name = Some(app.clone());
+            ingress.spec = Some(IngressSpec {
+                tls: Some(vec![IngressTLS {
+                    secret_name: Some(format!("{app}-tls")),
+                    ..Default::default()
+                }]),
+                rules: Some(vec![IngressRule {
+                    host: Some(format!("{app}.{ns}.example")),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![HTTPIngressPath {
+                            path: Some("/".into()),
+                            path_type: "Prefix".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: app.clone(),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            },
+                        }],
+                    }),
+                }]),
+                ..Default::default()
+            });
+            server.create(&ingress)?;
+        }
+    }
+    Ok(())
+}

@@ -356,6 +356,28 @@ struct Stats {
     expirations: Counter,
     bytes: Counter,
     fetch_nanos: Counter,
+    /// Fetches by duration: `fetch_latency[i]` counts those that took at most
+    /// `FETCH_LATENCY_BUCKETS[i]` seconds and more than the bucket before (the last
+    /// bucket is open-ended: those above every bound).
+    fetch_latency: [Counter; FETCH_LATENCY_BUCKETS.len() + 1],
+}
+
+/// The upper bounds, in seconds, of the fetch-latency histogram in
+/// [`CacheStats::fetch_latency`] (Prometheus's default buckets, from 1 ms).
+pub const FETCH_LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Stats {
+    fn record_fetch(&self, nanos: u64) {
+        self.fetch_nanos.add(nanos);
+        let secs = nanos as f64 / 1e9;
+        let bucket = FETCH_LATENCY_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(FETCH_LATENCY_BUCKETS.len());
+        self.fetch_latency[bucket].incr();
+    }
 }
 
 /// Counters of a [`CachedStore`], from [`CachedStore::stats`]. Each is a sum since the
@@ -385,6 +407,10 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Total time spent in fetches.
     pub fetch_time: Duration,
+    /// Fetches by duration: element `i` counts the fetches that took at most
+    /// [`FETCH_LATENCY_BUCKETS`]`[i]` seconds and more than the bound before; the last
+    /// element, those that took longer than every bound.
+    pub fetch_latency: [u64; FETCH_LATENCY_BUCKETS.len() + 1],
 }
 
 impl CacheStats {
@@ -1028,7 +1054,7 @@ where
                         .fetch(namespace, name)
                         .await
                         .and_then(|found| fetch::check_identity(namespace, name, found));
-                    self.stats.fetch_nanos.add(started.elapsed_nanos());
+                    self.stats.record_fetch(started.elapsed_nanos());
                     match &result {
                         Err(_) => self.stats.fetch_errors.incr(),
                         Ok(None) => self.stats.not_found.incr(),
@@ -1271,5 +1297,6 @@ fn stats_of(s: &Stats, entries: usize) -> CacheStats {
         entries: entries as u64,
         bytes: s.bytes.get(),
         fetch_time: Duration::from_nanos(s.fetch_nanos.get()),
+        fetch_latency: std::array::from_fn(|i| s.fetch_latency[i].get()),
     }
 }

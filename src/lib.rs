@@ -82,6 +82,8 @@ mod indexer;
 pub mod key;
 mod memory;
 mod memory_store;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod object;
 mod ptree;
 mod readiness;
@@ -92,7 +94,7 @@ pub mod stores;
 mod sync;
 pub mod watch;
 
-pub use cached::{CacheStats, CachedStoreBuilder, Reference};
+pub use cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKETS, Reference};
 pub use cached_store::{CachedReader, CachedStore};
 pub use error::{ErrorKind, Operation, StoreError};
 pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched, Stripper};

@@ -11,6 +11,10 @@
 //! With no `KUBECONFIG` it starts the in-process API server, seeds a small cluster
 //! (`--namespaces`, three Ingresses each) and, at the end, prints how many watches the
 //! server saw per resource (one each) beside the reconciles.
+//!
+//! Built with `--features metrics`, it also serves every store's and watch's metrics
+//! on `http://127.0.0.1:<port>/metrics` (printed at the start) and prints a few lines
+//! of its own last scrape.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,6 +152,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reads: Default::default(),
     });
 
+    // One feeder per store (each owns its store's writer), and their watch statuses.
+    let slice_indexer = Indexer::new([
+        "metadata.namespace",
+        "metadata.labels['kubernetes.io/service-name']",
+    ])?;
+    let ingress_feeder = Feeder::new(ingress_store, by_name()?, FeedOptions::new("ingresses"))?;
+    let service_feeder = Feeder::new(service_store, by_name()?, FeedOptions::new("services"))?;
+    let slice_feeder = Feeder::new(
+        slice_store,
+        slice_indexer,
+        FeedOptions::new("endpointslices"),
+    )?;
+    let secret_feeder = Feeder::new(secret_store, by_name()?, FeedOptions::new("secrets"))?;
+    #[cfg(feature = "metrics")]
+    let statuses = [
+        ("ingresses", ingress_feeder.status()),
+        ("services", service_feeder.status()),
+        ("endpointslices", slice_feeder.status()),
+        ("secrets", secret_feeder.status()),
+    ];
+
     // One watch per resource: each feeds its store, then drives the Controller.
     let (kube_reader, kube_writer) = reflector::store();
     let ingress_events = watcher(
@@ -156,37 +181,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .default_backoff()
     .reflect(kube_writer)
-    .feed(Feeder::new(
-        ingress_store,
-        by_name()?,
-        FeedOptions::new("ingresses"),
-    )?)
+    .feed(ingress_feeder)
     .applied_objects();
     let service_events = watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .feed(Feeder::new(
-        service_store,
-        by_name()?,
-        FeedOptions::new("services"),
-    )?)
+    .feed(service_feeder)
     .applied_objects();
-    let slice_indexer = Indexer::new([
-        "metadata.namespace",
-        "metadata.labels['kubernetes.io/service-name']",
-    ])?;
     let slice_events = watcher(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .feed(Feeder::new(
-        slice_store,
-        slice_indexer,
-        FeedOptions::new("endpointslices"),
-    )?)
+    .feed(slice_feeder)
     .applied_objects();
     // Secrets: a metadata-only watch; bodies are fetched when a reconcile reads them.
     let secret_events = watcher(
@@ -194,12 +203,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         watcher::Config::default(),
     )
     .default_backoff()
-    .feed(Feeder::new(
-        secret_store,
-        by_name()?,
-        FeedOptions::new("secrets"),
-    )?)
+    .feed(secret_feeder)
     .applied_objects();
+
+    #[cfg(feature = "metrics")]
+    let metrics_addr = {
+        let mut metrics = k8s_store::metrics::StoreMetrics::new();
+        metrics
+            .add_full("ingresses", &ingresses)?
+            .add_full("services", &ctx.services)?
+            .add_full("endpointslices", &ctx.slices)?
+            .add_on_demand("secrets", &ctx.secrets)?;
+        for (name, status) in &statuses {
+            metrics.add_watch(name, status)?;
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let addr = serve_metrics(registry).await?;
+        println!("metrics on http://{addr}/metrics");
+        addr
+    };
 
     let (i1, i2, i3) = (ingresses.clone(), ingresses.clone(), ingresses.clone());
     let controller = Controller::for_stream(ingress_events, kube_reader)
@@ -265,6 +288,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "secrets_cache fetches {} hits {} fetch_errors {}",
         stats.fetches, stats.hits, stats.fetch_errors
     );
+    #[cfg(feature = "metrics")]
+    for line in scrape(metrics_addr).await?.lines() {
+        if line.starts_with("k8s_store_objects")
+            || line.starts_with("k8s_store_cache_fetches")
+            || line.starts_with("k8s_store_watch_relists")
+        {
+            println!("scraped {line}");
+        }
+    }
     if let Some(server) = server {
         let c = server.counters();
         for plural in ["ingresses", "services", "endpointslices", "secrets"] {
@@ -338,4 +370,45 @@ fn seed(server: &ApiServer, namespaces: u64) -> Result<(), Box<dyn std::error::E
         }
     }
     Ok(())
+}
+
+/// Serves `registry` as OpenMetrics text on `/metrics` of a loopback port.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(
+    registry: prometheus_client::registry::Registry,
+) -> std::io::Result<std::net::SocketAddr> {
+    let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => Ok(text),
+                    Err(_) => Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// `GET /metrics` from `addr`, as a scraper would (HTTP/1.0: the body ends with the
+/// connection).
+#[cfg(feature = "metrics")]
+async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
 }

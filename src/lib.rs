@@ -72,36 +72,27 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod bucket;
-mod cached;
-mod cached_store;
-pub mod config;
 mod error;
-mod fetch;
-mod indexer;
-pub mod key;
-mod memory;
-mod memory_store;
+mod feed;
+mod index;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod object;
-mod ptree;
+mod on_demand;
 mod readiness;
-mod singleflight;
-mod snapshot;
 mod store;
-pub mod stores;
 mod sync;
-pub mod watch;
 
-pub use cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKETS, Reference};
-pub use cached_store::{CachedReader, CachedStore};
-pub use error::{ErrorKind, Operation, StoreError};
-pub use fetch::{ApiFetcher, Fetch, FetchError, Fetched, Stripper};
-pub use indexer::{Indexer, MissingField};
-pub use memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder};
-pub use memory_store::{MemoryReader, MemoryStore};
+pub use error::{ErrorKind, FetchError, Operation, StoreError};
+pub use feed::indexer::{Indexer, MissingField};
+pub use feed::{config, stores, watch};
+pub use index::key;
+pub use index::memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder};
+pub use index::snapshot::{Iter, Snapshot};
+pub use index::store::{MemoryReader, MemoryStore};
 pub use object::{Object, via};
+pub use on_demand::cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKETS, Reference};
+pub use on_demand::fetch::{ApiFetcher, Fetch, Fetched, Stripper};
+pub use on_demand::store::{CachedReader, CachedStore};
 pub use readiness::WriterDropped;
-pub use snapshot::{Iter, Snapshot};
 pub use store::Store;

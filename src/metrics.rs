@@ -50,12 +50,12 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::cached::{CacheStats, FETCH_LATENCY_BUCKETS};
-use crate::cached_store::CachedReader;
-use crate::fetch::Fetch;
-use crate::memory_store::MemoryReader;
-use crate::stores::{AnyStore, Stores};
-use crate::watch::{WatchStats, WatchStatus};
+use crate::feed::stores::{AnyStore, Stores};
+use crate::feed::watch::{WatchStats, WatchStatus};
+use crate::index::store::MemoryReader;
+use crate::on_demand::cached::{CacheStats, FETCH_LATENCY_BUCKETS};
+use crate::on_demand::fetch::Fetch;
+use crate::on_demand::store::CachedReader;
 
 /// Why a source could not be added to a [`StoreMetrics`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::error::ErrorKind;
-use crate::ptree::{Sep, SepBuilder};
 
 /// Markers that select an [`Object`] implementation. Inferred; never named by users.
 pub mod via {
@@ -209,16 +208,6 @@ impl<'a> MetaView<'a> {
             .cmp(other.namespace)
             .then_with(|| self.name.cmp(other.name))
             .then_with(|| self.uid.cmp(other.uid))
-    }
-
-    /// The [`Sep`] of [`order`](Self::order): its first 32 bytes, kept inline in the
-    /// index's inner tree nodes for routing without reading objects.
-    pub(crate) fn sep(&self) -> Sep {
-        SepBuilder::new()
-            .component(self.namespace.as_bytes())
-            .component(self.name.as_bytes())
-            .component(self.uid.as_bytes())
-            .finish()
     }
 
     /// `namespace/name` for messages.

@@ -6,7 +6,7 @@ use std::fmt;
 /// The writer of a store (or the feed of a watch) was dropped: nothing will change the
 /// store again. Readers keep answering from the last state it published.
 ///
-/// Returned by the readers' `ready()` (and [`WatchStatus::ready`](crate::watch::WatchStatus::ready))
+/// Returned by the readers' `ready()` (and [`WatchStatus::ready`](crate::feed::watch::WatchStatus::ready))
 /// once the writer is gone, whether or not the store was ready before. Fix: keep the
 /// writer (or the watch task that owns it) alive for as long as the store is read, or
 /// treat the store as frozen.

@@ -3,8 +3,8 @@
 use std::future::Future;
 
 use crate::error::StoreError;
-use crate::memory_store::MemoryStore;
-use crate::snapshot::Snapshot;
+use crate::index::snapshot::Snapshot;
+use crate::index::store::MemoryStore;
 use crate::sync::Arc;
 
 /// The operations a watch feeds and a controller reads, shared by the full in-memory
@@ -136,38 +136,38 @@ impl<K: Send + Sync + 'static> Store<K> for MemoryStore<K> {
     }
 }
 
-impl<K, F> Store<K> for crate::cached_store::CachedStore<K, F>
+impl<K, F> Store<K> for crate::on_demand::store::CachedStore<K, F>
 where
     K: kube::Resource + serde::Serialize + Send + Sync + 'static,
-    F: crate::fetch::Fetch<K>,
+    F: crate::on_demand::fetch::Fetch<K>,
 {
     fn num_keys(&self) -> usize {
-        crate::cached_store::CachedStore::num_keys(self)
+        crate::on_demand::store::CachedStore::num_keys(self)
     }
 
     /// Records `obj`'s reference only: its body is dropped (fetched again when read).
     fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        crate::cached_store::CachedStore::add(self, &*obj, keys)
+        crate::on_demand::store::CachedStore::add(self, &*obj, keys)
     }
 
     fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        crate::cached_store::CachedStore::update(self, &*obj, keys)
+        crate::on_demand::store::CachedStore::update(self, &*obj, keys)
     }
 
     fn remove(&self, obj: &K) -> Result<bool, StoreError> {
-        crate::cached_store::CachedStore::remove(self, obj)
+        crate::on_demand::store::CachedStore::remove(self, obj)
     }
 
     fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
-        crate::cached_store::CachedStore::delete(self, keys)
+        crate::on_demand::store::CachedStore::delete(self, keys)
     }
 
     fn replace<S: AsRef<str>>(&self, items: Vec<(Arc<K>, Vec<S>)>) -> Result<(), StoreError> {
-        crate::cached_store::CachedStore::replace(
+        crate::on_demand::store::CachedStore::replace(
             self,
             items
                 .into_iter()
-                .map(|(obj, keys)| (crate::cached::Reference::of(&*obj), keys)),
+                .map(|(obj, keys)| (crate::on_demand::cached::Reference::of(&*obj), keys)),
         )
     }
 
@@ -175,25 +175,25 @@ where
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
-        crate::cached_store::CachedStore::get(self, keys)
+        crate::on_demand::store::CachedStore::get(self, keys)
     }
 
     fn get_one<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
     ) -> impl Future<Output = Result<Option<Arc<K>>, StoreError>> + Send {
-        crate::cached_store::CachedStore::get_one(self, keys)
+        crate::on_demand::store::CachedStore::get_one(self, keys)
     }
 
     fn list(&self) -> impl Future<Output = Result<Snapshot<K>, StoreError>> + Send {
-        crate::cached_store::CachedStore::list(self)
+        crate::on_demand::store::CachedStore::list(self)
     }
 
     fn len(&self) -> usize {
-        crate::cached_store::CachedStore::len(self)
+        crate::on_demand::store::CachedStore::len(self)
     }
 
     fn clear(&self) {
-        crate::cached_store::CachedStore::clear(self)
+        crate::on_demand::store::CachedStore::clear(self)
     }
 }

@@ -12,15 +12,16 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cached_store::CachedStore;
+use crate::error::FetchError;
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::fetch::{self, ApiFetcher, Fetch, FetchError, FetchSettings, Fetched, Stripper};
-use crate::key::short_eq;
-use crate::memory::Index;
+use crate::index::key::short_eq;
+use crate::index::memory::Index;
+use crate::index::ptree::{NO_SEP, PTree};
+use crate::index::snapshot::Snapshot;
 use crate::object::{Object, via};
-use crate::ptree::{NO_SEP, PTree};
-use crate::singleflight::{Flights, Join, Outcome};
-use crate::snapshot::Snapshot;
+use crate::on_demand::fetch::{self, ApiFetcher, Fetch, FetchSettings, Fetched, Stripper};
+use crate::on_demand::singleflight::{Flights, Join, Outcome};
+use crate::on_demand::store::CachedStore;
 use crate::sync::{self, Arc, Cache, CacheValue, Counter, Slot, Stamp};
 
 /// What the on-demand index keeps of an object: who it is and which version the watch
@@ -564,7 +565,7 @@ where
 
     fn check(&self) -> Result<(), StoreError> {
         // The index's shape first: nothing (not even the fetcher) is built before it.
-        crate::memory::check_shape(self.num_keys, self.shards)?;
+        crate::index::memory::check_shape(self.num_keys, self.shards)?;
         let invalid = |msg: &str| Err(StoreError::build(ErrorKind::InvalidSetting(msg.into())));
         if self.settings.ttl.is_zero() {
             return invalid("ttl must be above zero (it bounds staleness when events are missed)");
@@ -626,7 +627,7 @@ where
         fetcher: F,
     ) -> Result<CachedStore<K, F>, StoreError> {
         self.check()?;
-        let mut index = crate::memory::MemoryStoreBuilder::<Reference>::new(self.num_keys);
+        let mut index = crate::index::memory::MemoryStoreBuilder::<Reference>::new(self.num_keys);
         if let Some(shards) = self.shards {
             index = index.shards(shards);
         }

@@ -1,6 +1,6 @@
 //! [`Snapshot`]: an immutable view of a whole store.
 
-use crate::ptree::{self, PTree};
+use crate::index::ptree::{self, PTree};
 use crate::sync::Arc;
 
 /// An immutable snapshot of every object in a store, in (namespace, name, uid) order.

@@ -7,12 +7,12 @@ use std::future::Future;
 
 use kube::Resource;
 
-use crate::cached::{CacheStats, OnDemand, Reference};
 use crate::error::StoreError;
-use crate::fetch::{ApiFetcher, Fetch};
+use crate::index::snapshot::Snapshot;
 use crate::object::Object;
+use crate::on_demand::cached::{CacheStats, OnDemand, Reference};
+use crate::on_demand::fetch::{ApiFetcher, Fetch};
 use crate::readiness::WriterDropped;
-use crate::snapshot::Snapshot;
 use crate::sync::Arc;
 
 #[cfg(doc)]

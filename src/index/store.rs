@@ -8,10 +8,10 @@
 //! does, so there is no store without a writer to be ready.
 
 use crate::error::StoreError;
-use crate::memory::{Index, MemoryStoreBuilder};
+use crate::index::memory::{Index, MemoryStoreBuilder};
+use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::readiness::WriterDropped;
-use crate::snapshot::Snapshot;
 use crate::sync::Arc;
 
 #[cfg(doc)]
@@ -105,8 +105,8 @@ macro_rules! reads {
 /// `MemoryStore` is the one handle that writes (the [`Store`](crate::Store) trait's full
 /// interface, as a watch feed needs it); [`reader`](Self::reader) hands out cheap
 /// [`MemoryReader`]s that can only read, for reconcilers and renders. It is not `Clone`:
-/// give it to the side that feeds the store (a [`watch::Feeder`](crate::watch::Feeder) or
-/// the [`watch::reflect`](crate::watch::reflect) adapter) and keep readers everywhere
+/// give it to the side that feeds the store (a [`watch::Feeder`](crate::feed::watch::Feeder) or
+/// the [`watch::reflect`](crate::feed::watch::reflect) adapter) and keep readers everywhere
 /// else, as kube-runtime's reflector does with its `Writer` and `Store`. Dropping the
 /// writer leaves the readers answering from the last state, and their
 /// [`ready`](MemoryReader::ready) says so ([`WriterDropped`]).

@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
-use crate::indexer::{Indexer, Segment, parse_path};
+use crate::feed::indexer::{Indexer, Segment, parse_path};
 use crate::object::json_kind;
 
 /// How long an on-demand store keeps a fetched body when `cache_ttl` is not given.

@@ -14,15 +14,15 @@ use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::watcher;
 
-use crate::cached::CacheStats;
-use crate::cached_store::{CachedReader, CachedStore};
-use crate::config::{Config, ResourceConfig, StoreKind};
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::memory_store::{MemoryReader, MemoryStore};
+use crate::feed::config::{Config, ResourceConfig, StoreKind};
+use crate::feed::watch::{self, FeedOptions, WatchHandle, WatchStatus};
+use crate::index::snapshot::Snapshot;
+use crate::index::store::{MemoryReader, MemoryStore};
+use crate::on_demand::cached::CacheStats;
+use crate::on_demand::store::{CachedReader, CachedStore};
 use crate::readiness::WriterDropped;
-use crate::snapshot::Snapshot;
 use crate::sync::Arc;
-use crate::watch::{self, FeedOptions, WatchHandle, WatchStatus};
 
 /// A read handle to one named store of either tier, by enum dispatch (no boxing: a full
 /// store's reads stay synchronous underneath). It cannot write: the store's writer is

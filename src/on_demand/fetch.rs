@@ -12,6 +12,7 @@ use kube::core::params::GetParams;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use crate::error::FetchError;
 use crate::sync::Arc;
 
 /// One object's body as fetched, with its size on the wire (the cache's byte weight).
@@ -38,72 +39,6 @@ impl<K> fmt::Debug for Fetched<K> {
             .field("bytes", &self.bytes)
             .finish_non_exhaustive()
     }
-}
-
-/// Why a fetch failed. `404 Not Found` is not an error (the fetch returns `None`).
-///
-/// Messages never contain object bodies: decode errors keep only serde's category and
-/// position, not the offending value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The API server answered with an error status (other than 404, and other than a
-    /// 429 that was retried).
-    #[error("the API server answered {code} {reason}: {message}")]
-    Api {
-        /// The HTTP status code.
-        code: u16,
-        /// The Status `reason` (`InternalError`, `Forbidden`, ...), empty if none.
-        reason: String,
-        /// The Status `message`.
-        message: String,
-    },
-    /// Still throttled (`429 Too Many Requests`) after the configured retries, each of
-    /// which waited for the server's `Retry-After`.
-    #[error("throttled by the API server (429) on all {attempts} attempts")]
-    Throttled {
-        /// How many requests were made.
-        attempts: u32,
-    },
-    /// No answer within the fetch timeout.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// The connection failed (refused, reset, TLS, ...).
-    #[error("transport error: {0}")]
-    Transport(String),
-    /// The answer was not a valid object of this type.
-    #[error("invalid response body: {0}")]
-    Decode(String),
-    /// The fetch this read shared with others (singleflight) panicked, in the fetcher
-    /// (a panicking `strip` function, say) or while its body was being cached; nothing
-    /// was cached. The panic itself reached the caller that ran the fetch.
-    #[error("the shared fetch of this object panicked; nothing was cached")]
-    LeaderPanicked,
-    /// The namespace or name cannot name a Kubernetes object, so no request was made.
-    /// A namespace must be a DNS label (lowercase letters, digits and `-`, at most 63
-    /// characters, starting and ending with a letter or digit); a name must not be
-    /// empty, `.` or `..` and must not contain `/` or `%`, which the API server refuses
-    /// in every object's name. Every other character is sent percent-encoded, as one
-    /// path segment, so a name can only ever name itself.
-    #[error("invalid {field} {value:?}: {reason}")]
-    InvalidName {
-        /// `"namespace"` or `"name"`.
-        field: &'static str,
-        /// The value as given.
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The API server answered with a body of another object than the one asked for
-    /// (a misrouting proxy or aggregated API server). The body is neither served nor
-    /// cached.
-    #[error("asked for {asked}, the API server answered with {got}")]
-    WrongObject {
-        /// `namespace/name` as asked.
-        asked: String,
-        /// `namespace/name` of the body received.
-        got: String,
-    },
 }
 
 /// `namespace/name`, or `name` for cluster-scoped objects, for messages.

@@ -5,15 +5,15 @@
 //! bucket stores no key bytes at all: an [`Bucket::Elided`] bucket records, two bits a
 //! component, that component `i` *is* the object's namespace or name, and reads the
 //! strings from the object when it compares or rehashes. Every other bucket stores its
-//! key encoded (see [`crate::key`]) and its members in a persistent tree, so a reader can
+//! key encoded (see [`crate::index::key`]) and its members in a persistent tree, so a reader can
 //! take them out in O(1) under the shard lock and copy them after releasing it.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::key::{self, KeyHasher};
+use crate::index::key::{self, KeyHasher};
+use crate::index::ptree::{PTree, Sep, SepBuilder, Target};
 use crate::object::{Accessors, MetaView};
-use crate::ptree::{PTree, Sep, Target};
 use crate::sync::Arc;
 
 /// At most this many components can be elided (two bits each in a `u32`).
@@ -91,14 +91,25 @@ where
     K: 't,
 {
     Target {
-        sep: target.sep(),
+        sep: meta_sep(&target),
         cmp: move |e: &Arc<K>| (acc.meta)(e).order(&target),
     }
 }
 
 /// The [`Sep`] of an object in (namespace, name, uid) order.
 pub(crate) fn sep_of<K>(acc: Accessors<K>) -> impl Fn(&Arc<K>) -> Sep {
-    move |e| (acc.meta)(e).sep()
+    move |e| meta_sep(&(acc.meta)(e))
+}
+
+/// The [`Sep`] of [`MetaView::order`]: its first 32 bytes, kept inline in the index's
+/// inner tree nodes for routing without reading objects. (Here, not on `MetaView`: the
+/// ground floor of the crate knows nothing of the index's trees.)
+pub(crate) fn meta_sep(view: &MetaView<'_>) -> Sep {
+    SepBuilder::new()
+        .component(view.namespace.as_bytes())
+        .component(view.name.as_bytes())
+        .component(view.uid.as_bytes())
+        .finish()
 }
 
 impl<K> Bucket<K> {

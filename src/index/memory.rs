@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashTable;
 
-use crate::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::error::{ErrorKind, Operation, StoreError};
-use crate::key::{self, KeyHasher};
-use crate::memory_store::MemoryStore;
+use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
+use crate::index::key::{self, KeyHasher};
+use crate::index::ptree::{PTree, Sep, SepBuilder, Target};
+use crate::index::snapshot::Snapshot;
+use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
-use crate::ptree::{PTree, Sep, SepBuilder, Target};
 use crate::readiness::Readiness;
-use crate::snapshot::Snapshot;
 use crate::sync::{Arc, Mutex, Published, Shards, Table, default_index_shards};
 
 /// The full tier's index: what a [`MemoryStore`] (its writer) and its

@@ -37,11 +37,11 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cached_store::CachedStore;
 use crate::error::{ErrorKind, StoreError};
-use crate::fetch::Fetch;
-use crate::indexer::Indexer;
-use crate::memory_store::MemoryStore;
+use crate::feed::indexer::Indexer;
+use crate::index::store::MemoryStore;
+use crate::on_demand::fetch::Fetch;
+use crate::on_demand::store::CachedStore;
 use crate::readiness::{Readiness, WriterDropped};
 use crate::sync::{Arc, Counter};
 

@@ -1,0 +1,164 @@
+//! The one place where synchronisation primitives come from.
+//!
+//! Every other module imports `crate::sync::...`, never `std::sync`, `dashmap` or
+//! `arc_swap` directly, so that building with `RUSTFLAGS="--cfg k8s_store_loom"` swaps
+//! in loom-modelled stand-ins and the model checker sees every lock and publication
+//! the store's protocols rely on (see `loom-tests/`).
+//!
+//! | primitive          | normal build                         | `k8s_store_loom`                      |
+//! |--------------------|--------------------------------------|---------------------------------------|
+//! | [`Shards`]         | the shards of a `dashmap::DashMap`   | a few `loom::sync::RwLock<HashTable>` |
+//! | [`Published`]      | `arc_swap::ArcSwap`                  | `loom::sync::RwLock<Arc<T>>`          |
+//! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
+//! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
+//! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
+//! | [`now_nanos`], [`Stopwatch`] | the coarse / precise monotonic clocks | clocks that stand still |
+//! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
+//!
+//! # Orderings
+//!
+//! [`Counter`]s are statistics: each is an independent monotonic sum that no protocol
+//! reads to decide anything, so `Relaxed` suffices for every access. A [`Stamp`] only
+//! rate-limits how often a hit is reported to the cache's eviction policy; a stale
+//! read reports one hit more or fewer, which no protocol depends on, so it is
+//! `Relaxed` too. Everything that orders the store's state goes through the locks, the
+//! `Published` swap and the `Slot` (arc-swap's loads and stores are sequentially
+//! consistent: a body stored in a slot is fully built before any reader can load it).
+//!
+//! `Arc` is `std::sync::Arc` in both builds: it is part of the public API (objects are
+//! handed in and out as `Arc<K>`), and reference counting is not one of our protocols.
+//!
+//! The std side mirrors loom's API without lock poisoning, as tokio's `loom` module
+//! does: a panic while a lock is held cannot leave the store's data half-written,
+//! because every write builds its new state first and publishes it in one step.
+
+pub(crate) use std::sync::Arc;
+
+/// A shard's table: composite-key hash -> bucket. The `()` key is dashmap's slot for a
+/// key we do not need: buckets are found by a precomputed 64-bit hash and compared by
+/// their own key, so each slot is exactly one bucket wide.
+pub(crate) type Table<V> = hashbrown::HashTable<((), V)>;
+
+#[cfg(not(k8s_store_loom))]
+#[path = "std.rs"]
+mod imp;
+#[cfg(k8s_store_loom)]
+#[path = "loom.rs"]
+mod imp;
+
+pub(crate) use imp::{Mutex, Published, Shards, Slot, default_index_shards, default_shard_count};
+
+/// A statistics counter. See the module's `# Orderings`.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(imp::AtomicU64);
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        // Relaxed: a statistic, read by nothing that orders state (module docs).
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn sub(&self, n: u64) {
+        // Relaxed: as in `add`. Saturates instead of wrapping, so that a statistic
+        // updated out of order by two threads never reads as a huge number.
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |v| Some(v.saturating_sub(n)),
+        );
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: as in `add`.
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A time stamp that any thread may read and overwrite. See the module's `# Orderings`.
+#[derive(Debug, Default)]
+pub(crate) struct Stamp(imp::AtomicU64);
+
+impl Stamp {
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: a rate limiter, read by nothing that orders state (module docs).
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, v: u64) {
+        // Relaxed: as in `get`.
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The clock of cache expiry, in nanoseconds since an arbitrary start.
+///
+/// On Linux (outside loom models) it reads `CLOCK_MONOTONIC_COARSE`: the time of the
+/// last kernel tick, a few nanoseconds per read (the precise clock costs about 20 ns,
+/// a tenth of a cache hit), with the tick's resolution (1-4 ms), far below any useful
+/// TTL. Elsewhere it is std's monotonic clock. In loom models it stands still (at 1):
+/// loom requires every execution of a model to take the same decisions, and no model
+/// waits for a TTL.
+pub(crate) fn now_nanos() -> u64 {
+    #[cfg(k8s_store_loom)]
+    {
+        1
+    }
+    #[cfg(all(target_os = "linux", not(k8s_store_loom)))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        // A monotonic clock is never negative.
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
+    }
+    #[cfg(all(not(target_os = "linux"), not(k8s_store_loom)))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(std::time::Instant::now);
+        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Measures how long something took, precisely (the fetch latency in the on-demand
+/// tier's statistics): std's monotonic clock, except in loom models, where it reads
+/// zero, as [`now_nanos`] stands still there.
+pub(crate) struct Stopwatch {
+    #[cfg(not(k8s_store_loom))]
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self {
+            #[cfg(not(k8s_store_loom))]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since [`start`](Self::start).
+    pub(crate) fn elapsed_nanos(&self) -> u64 {
+        #[cfg(k8s_store_loom)]
+        {
+            0
+        }
+        #[cfg(not(k8s_store_loom))]
+        {
+            u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+/// What the cache needs to know about a value.
+pub(crate) trait CacheValue: Clone {
+    /// Weight against the capacity (1 per entry, or bytes with a byte budget).
+    fn weight(&self) -> u64;
+}
+
+/// Called once for each value the cache evicts to make room.
+pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
+
+pub(crate) use imp::cache::Cache;

@@ -2,7 +2,11 @@
 //! into a bounded cache, misses merged by a singleflight, and the tier's handles
 //! (`CachedStore`, `CachedReader`).
 
+pub(crate) mod builder;
 pub(crate) mod cached;
+pub(crate) mod entry;
 pub(crate) mod fetch;
+pub(crate) mod reference;
 pub(crate) mod singleflight;
+pub(crate) mod stats;
 pub(crate) mod store;

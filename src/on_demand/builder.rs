@@ -24,6 +24,14 @@ pub(super) struct Settings {
     pub(super) namespace: Option<String>,
 }
 
+/// How long an on-demand store keeps a fetched body unless told otherwise (the
+/// builder's `ttl`, the configuration's `cache_ttl`): 5 minutes.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How many bodies an on-demand store caches unless told otherwise (`max_entries`,
+/// `max_cache_entries`): 10,000.
+pub const DEFAULT_MAX_CACHE_ENTRIES: usize = 10_000;
+
 /// Builds a [`CachedStore`](crate::CachedStore). Every setting has a default except the client.
 #[must_use]
 pub struct CachedStoreBuilder<K: Resource> {
@@ -243,8 +251,8 @@ where
             dyntype,
             client: None,
             settings: Settings {
-                ttl: Duration::from_secs(300),
-                max_entries: 10_000,
+                ttl: DEFAULT_CACHE_TTL,
+                max_entries: DEFAULT_MAX_CACHE_ENTRIES,
                 max_bytes: None,
                 namespace: None,
             },

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::error::ErrorKind;
+use crate::sync::Arc;
 
 /// Markers that select an [`Object`] implementation. Inferred; never named by users.
 pub mod via {
@@ -172,6 +173,11 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
         Value::Object(_) => "a mapping",
     }
 }
+
+/// A function that removes fields from objects before a store keeps them (watch feeds
+/// strip objects before they enter a store, the on-demand tier bodies before it caches
+/// them).
+pub type Stripper<E> = Arc<dyn Fn(&mut E) + Send + Sync>;
 
 /// Who an object is: its UID when set, else its namespace and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,11 +24,16 @@ use serde_json::Value;
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::object::{MetaView, Object};
 
-/// What to do when an object lacks a field a key is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What to do when an object lacks a field a key is read from: in the configuration,
+/// `missing_fields: error` (the default) or `missing_fields: empty`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum MissingField {
-    /// Return [`ErrorKind::MissingField`] (the default).
+    /// Return [`ErrorKind::MissingField`] (the default): the watch logs the object and
+    /// skips it.
     #[default]
     Error,
     /// Use an empty string as the component.

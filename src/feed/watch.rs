@@ -199,8 +199,7 @@ where
     }
 }
 
-/// A function that removes fields from objects before they enter a store.
-pub type Stripper<E> = Arc<dyn Fn(&mut E) + Send + Sync>;
+pub use crate::object::Stripper;
 
 /// Counters of one watch, from [`WatchStatus::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

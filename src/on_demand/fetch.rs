@@ -172,8 +172,7 @@ pub struct ApiFetcher<K: Resource> {
     _k: PhantomData<fn() -> K>,
 }
 
-/// A function that removes fields from fetched objects before they are cached.
-pub type Stripper<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
+pub use crate::object::Stripper;
 
 impl<K: Resource> fmt::Debug for ApiFetcher<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

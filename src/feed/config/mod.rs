@@ -277,16 +277,9 @@ impl fmt::Display for StoreKind {
 }
 
 /// What to do with an object that lacks an index field: `missing_fields: error` or
-/// `missing_fields: empty`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MissingFieldPolicy {
-    /// The indexer returns an error; the watch logs it and skips the object (the default).
-    #[default]
-    Error,
-    /// A missing field is an empty key component.
-    Empty,
-}
+/// `missing_fields: empty`. The indexer's own [`MissingField`](crate::MissingField)
+/// (one type, under the name the configuration has always used).
+pub use crate::feed::indexer::MissingField as MissingFieldPolicy;
 
 #[cfg(test)]
 mod tests {

@@ -67,6 +67,11 @@
 //! # Ok::<(), k8s_store::StoreError>(())
 //! ```
 
+// The crate has no `unsafe` code; if some is ever needed (epoch-based reclamation, say),
+// it lives in one module under `sync/` that allows it, with a `// SAFETY:` comment on
+// every block and loom and Miri runs over it.
+#![deny(unsafe_code)]
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -229,22 +229,18 @@ impl Collector for StoreMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         // Read every source once per scrape, so that one scrape is one consistent
         // reading per store.
-        let full: Vec<(String, usize)> = self
-            .stores
-            .iter()
-            .map(|(n, t)| match t {
-                Tier::Full(len) => (n.clone(), len()),
-                Tier::OnDemand(read) => (n.clone(), read().0),
-            })
-            .collect();
-        let cached: Vec<(String, CacheStats)> = self
-            .stores
-            .iter()
-            .filter_map(|(n, t)| match t {
-                Tier::OnDemand(read) => Some((n.clone(), read().1)),
-                Tier::Full(_) => None,
-            })
-            .collect();
+        let mut full: Vec<(String, usize)> = Vec::with_capacity(self.stores.len());
+        let mut cached: Vec<(String, CacheStats)> = Vec::new();
+        for (name, tier) in &self.stores {
+            match tier {
+                Tier::Full(len) => full.push((name.clone(), len())),
+                Tier::OnDemand(read) => {
+                    let (len, stats) = read();
+                    full.push((name.clone(), len));
+                    cached.push((name.clone(), stats));
+                }
+            }
+        }
         let watches: Vec<(String, WatchStats, bool)> = self
             .watches
             .iter()

@@ -229,14 +229,14 @@ impl Collector for StoreMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         // Read every source once per scrape, so that one scrape is one consistent
         // reading per store.
-        let mut full: Vec<(String, usize)> = Vec::with_capacity(self.stores.len());
+        let mut objects: Vec<(String, usize)> = Vec::with_capacity(self.stores.len());
         let mut cached: Vec<(String, CacheStats)> = Vec::new();
         for (name, tier) in &self.stores {
             match tier {
-                Tier::Full(len) => full.push((name.clone(), len())),
+                Tier::Full(len) => objects.push((name.clone(), len())),
                 Tier::OnDemand(read) => {
                     let (len, stats) = read();
-                    full.push((name.clone(), len));
+                    objects.push((name.clone(), len));
                     cached.push((name.clone(), stats));
                 }
             }
@@ -253,7 +253,7 @@ impl Collector for StoreMetrics {
             "k8s_store_objects",
             "Objects (full tier) or references (on-demand tier) held by the store.",
             MetricType::Gauge,
-            full.into_iter(),
+            objects.into_iter(),
             |m, v| gauge(m, gauge_i(v)),
         )?;
         let cache_counters: [CounterOf<CacheStats>; 8] = [

@@ -1,6 +1,9 @@
 //! The crate's error type.
 
+use std::error::Error;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The operation that failed, named in every [`StoreError`].
@@ -47,16 +50,18 @@ impl fmt::Display for Operation {
 }
 
 /// Why an operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Its message is complete on its own (a fetch error's says what the API server or the
+/// connection said); [`source`](Error::source) returns the underlying error where there
+/// is one, so a caller can inspect the [`kube::Error`] itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A store needs at least one key component. Fix: pass `num_keys >= 1`.
-    #[error("a store needs at least one key component, got num_keys = 0")]
     ZeroKeys,
     /// A store (and an indexer) takes at most [`MAX_KEYS`](crate::MAX_KEYS) key
     /// components. Fix: index by fewer fields; a composite key of more than a handful of
     /// components is better split into a secondary lookup.
-    #[error("a store takes at most {max} key components, got num_keys = {given}")]
     TooManyKeys {
         /// [`MAX_KEYS`](crate::MAX_KEYS).
         max: usize,
@@ -65,7 +70,6 @@ pub enum ErrorKind {
     },
     /// `add`, `update`, `delete` and `replace` take exactly `num_keys` components.
     /// Fix: pass one component for each entry of the store's `index_by`.
-    #[error("expected {expected} key components, got {given}")]
     KeyCount {
         /// The store's `num_keys`.
         expected: usize,
@@ -74,7 +78,6 @@ pub enum ErrorKind {
     },
     /// `get` takes between 1 and `num_keys` components (fewer is a prefix lookup).
     /// Fix: pass at least one component and no more than the store has.
-    #[error("expected 1..={max} key components, got {given}")]
     PrefixLength {
         /// The store's `num_keys`.
         max: usize,
@@ -82,10 +85,8 @@ pub enum ErrorKind {
         given: usize,
     },
     /// A builder setting is out of range; the message says which and what is valid.
-    #[error("invalid setting: {0}")]
     InvalidSetting(String),
     /// A field path could not be parsed; the message says where and why.
-    #[error("invalid field path {path:?}: {reason}")]
     InvalidFieldPath {
         /// The path as given.
         path: String,
@@ -94,7 +95,6 @@ pub enum ErrorKind {
     },
     /// An object lacks a field that a key is extracted from (and the indexer is not
     /// configured to use an empty component for missing fields).
-    #[error("field {path:?} is missing in object {object}")]
     MissingField {
         /// The path as given.
         path: String,
@@ -102,7 +102,6 @@ pub enum ErrorKind {
         object: String,
     },
     /// A field holds an object or array, which cannot be a key component.
-    #[error("field {path:?} of object {object} is {found}, not a string, number or boolean")]
     NotAScalar {
         /// The path as given.
         path: String,
@@ -112,29 +111,28 @@ pub enum ErrorKind {
         found: &'static str,
     },
     /// The object could not be turned into JSON to read a non-metadata field.
-    #[error("object {object} could not be serialised to read its fields: {message}")]
     Serialize {
         /// The object's `namespace/name`.
         object: String,
-        /// serde_json's message.
-        message: String,
+        /// serde_json's error (also the [`source`](Error::source)).
+        source: Cause<serde_json::Error>,
     },
     /// The on-demand tier could not fetch an object's body. The object is not dropped
     /// from the result silently: the whole `get` fails with this cause. (An object the
     /// API server answers `404 Not Found` for is not an error: it is left out.)
-    #[error("object {object}: {cause}")]
     Fetch {
         /// The object's `namespace/name`.
         object: String,
-        /// What the API server or the connection said.
-        cause: FetchError,
+        /// What the API server or the connection said (also the
+        /// [`source`](Error::source)). Every read that waited on the same fetch
+        /// (singleflight) gets this same `Arc`.
+        cause: Arc<FetchError>,
     },
     /// An object's identity metadata (`metadata` itself, or its `namespace`, `name`,
     /// `uid` or `resourceVersion`) is present but not of the type Kubernetes gives it,
     /// for example `"name": 5` in a `serde_json::Value`. Such an object is refused
     /// rather than read as if the field were empty, which would merge distinct objects
     /// into one identity. Fix: give the field as a string (or `null`, or leave it out).
-    #[error("{field} is {found}, not a string: the store cannot tell this object's identity")]
     InvalidMetadata {
         /// The field, as `metadata.name`.
         field: &'static str,
@@ -143,14 +141,12 @@ pub enum ErrorKind {
     },
     /// `get_one` found several objects under a key it expected to be unique.
     /// Fix: use `get`, which returns them all, or index by a key that is unique.
-    #[error("{found} objects share this key; get_one expects at most one")]
     NotUnique {
         /// How many objects are under the key.
         found: usize,
     },
     /// An on-demand store scoped to one namespace was given an object of another.
     /// Fix: scope the store to all namespaces, or filter the watch by namespace.
-    #[error("object {object} is outside the store's namespace {scope:?}")]
     OutOfScope {
         /// The object's `namespace/name`.
         object: String,
@@ -166,8 +162,14 @@ pub enum ErrorKind {
 /// `add ["default", "a", "b"]: expected 2 key components, got 3`. Keys are printed
 /// with Rust string escapes, so keys containing `/`, quotes, NUL or unicode are shown
 /// unambiguously.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} {keys:?}: {kind}")]
+///
+/// [`source`](Error::source) is the kind's: the [`FetchError`] of a failed fetch (whose
+/// own source is the [`kube::Error`] of a failed connection), the serializer's error of
+/// [`ErrorKind::Serialize`], else `None`.
+///
+/// Build one with [`StoreError::new`] (a fake [`Store`](crate::Store) in a test, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreError {
     /// The operation that failed.
     pub operation: Operation,
@@ -178,7 +180,8 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn new<S: AsRef<str>>(operation: Operation, keys: &[S], kind: ErrorKind) -> Self {
+    /// The error of `operation` on `keys`, failed because of `kind`.
+    pub fn new<S: AsRef<str>>(operation: Operation, keys: &[S], kind: ErrorKind) -> Self {
         Self {
             operation,
             keys: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
@@ -198,13 +201,16 @@ impl StoreError {
 /// Why a fetch failed. `404 Not Found` is not an error (the fetch returns `None`).
 ///
 /// Messages never contain object bodies: decode errors keep only serde's category and
-/// position, not the offending value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// position, not the offending value, and no source (serde's error can quote it).
+///
+/// [`source`](Error::source) is the [`kube::Error`] of a [`Transport`](Self::Transport)
+/// failure, else `None`. A [`Fetch`](crate::Fetch) implementation of your own (a
+/// deterministic fetcher for a fuzz target or a loom model) builds any variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchError {
     /// The API server answered with an error status (other than 404, and other than a
     /// 429 that was retried).
-    #[error("the API server answered {code} {reason}: {message}")]
     Api {
         /// The HTTP status code.
         code: u16,
@@ -215,24 +221,20 @@ pub enum FetchError {
     },
     /// Still throttled (`429 Too Many Requests`) after the configured retries, each of
     /// which waited for the server's `Retry-After`.
-    #[error("throttled by the API server (429) on all {attempts} attempts")]
     Throttled {
         /// How many requests were made.
         attempts: u32,
     },
     /// No answer within the fetch timeout.
-    #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// The connection failed (refused, reset, TLS, ...).
-    #[error("transport error: {0}")]
-    Transport(String),
-    /// The answer was not a valid object of this type.
-    #[error("invalid response body: {0}")]
+    /// The connection failed (refused, reset, TLS, ...), or the request could not be
+    /// built: kube's error, kept whole.
+    Transport(Cause<kube::Error>),
+    /// The answer was not a valid object of this type: serde's category and position.
     Decode(String),
     /// The fetch this read shared with others (singleflight) panicked, in the fetcher
     /// (a panicking `strip` function, say) or while its body was being cached; nothing
     /// was cached. The panic itself reached the caller that ran the fetch.
-    #[error("the shared fetch of this object panicked; nothing was cached")]
     LeaderPanicked,
     /// The namespace or name cannot name a Kubernetes object, so no request was made.
     /// A namespace must be a DNS label (lowercase letters, digits and `-`, at most 63
@@ -240,7 +242,6 @@ pub enum FetchError {
     /// empty, `.` or `..` and must not contain `/` or `%`, which the API server refuses
     /// in every object's name. Every other character is sent percent-encoded, as one
     /// path segment, so a name can only ever name itself.
-    #[error("invalid {field} {value:?}: {reason}")]
     InvalidName {
         /// `"namespace"` or `"name"`.
         field: &'static str,
@@ -252,7 +253,6 @@ pub enum FetchError {
     /// The API server answered with a body of another object than the one asked for
     /// (a misrouting proxy or aggregated API server). The body is neither served nor
     /// cached.
-    #[error("asked for {asked}, the API server answered with {got}")]
     WrongObject {
         /// `namespace/name` as asked.
         asked: String,
@@ -260,3 +260,182 @@ pub enum FetchError {
         got: String,
     },
 }
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}: {}", self.operation, self.keys, self.kind)
+    }
+}
+
+impl Error for StoreError {
+    /// The kind's source: the kind itself is this error's description, not its cause.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.kind.source()
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::ZeroKeys => {
+                f.write_str("a store needs at least one key component, got num_keys = 0")
+            }
+            ErrorKind::TooManyKeys { max, given } => write!(
+                f,
+                "a store takes at most {max} key components, got num_keys = {given}"
+            ),
+            ErrorKind::KeyCount { expected, given } => {
+                write!(f, "expected {expected} key components, got {given}")
+            }
+            ErrorKind::PrefixLength { max, given } => {
+                write!(f, "expected 1..={max} key components, got {given}")
+            }
+            ErrorKind::InvalidSetting(message) => write!(f, "invalid setting: {message}"),
+            ErrorKind::InvalidFieldPath { path, reason } => {
+                write!(f, "invalid field path {path:?}: {reason}")
+            }
+            ErrorKind::MissingField { path, object } => {
+                write!(f, "field {path:?} is missing in object {object}")
+            }
+            ErrorKind::NotAScalar {
+                path,
+                object,
+                found,
+            } => write!(
+                f,
+                "field {path:?} of object {object} is {found}, not a string, number or boolean"
+            ),
+            ErrorKind::Serialize { object, source } => write!(
+                f,
+                "object {object} could not be serialised to read its fields: {source}"
+            ),
+            ErrorKind::Fetch { object, cause } => write!(f, "object {object}: {cause}"),
+            ErrorKind::InvalidMetadata { field, found } => write!(
+                f,
+                "{field} is {found}, not a string: the store cannot tell this object's identity"
+            ),
+            ErrorKind::NotUnique { found } => {
+                write!(
+                    f,
+                    "{found} objects share this key; get_one expects at most one"
+                )
+            }
+            ErrorKind::OutOfScope { object, scope } => {
+                write!(
+                    f,
+                    "object {object} is outside the store's namespace {scope:?}"
+                )
+            }
+        }
+    }
+}
+
+impl Error for ErrorKind {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            ErrorKind::Serialize { source, .. } => Some(source.get()),
+            ErrorKind::Fetch { cause, .. } => Some(&**cause),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Api {
+                code,
+                reason,
+                message,
+            } => write!(f, "the API server answered {code} {reason}: {message}"),
+            FetchError::Throttled { attempts } => write!(
+                f,
+                "throttled by the API server (429) on all {attempts} attempts"
+            ),
+            FetchError::Timeout(after) => write!(f, "no answer within {after:?}"),
+            FetchError::Transport(source) => write!(f, "transport error: {source}"),
+            FetchError::Decode(message) => write!(f, "invalid response body: {message}"),
+            FetchError::LeaderPanicked => {
+                f.write_str("the shared fetch of this object panicked; nothing was cached")
+            }
+            FetchError::InvalidName {
+                field,
+                value,
+                reason,
+            } => write!(f, "invalid {field} {value:?}: {reason}"),
+            FetchError::WrongObject { asked, got } => {
+                write!(f, "asked for {asked}, the API server answered with {got}")
+            }
+        }
+    }
+}
+
+impl Error for FetchError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            FetchError::Transport(source) => Some(source.get()),
+            _ => None,
+        }
+    }
+}
+
+/// An underlying error (kube's, serde's) kept whole inside one of this crate's errors,
+/// behind an `Arc` so that the error stays cheap to clone.
+///
+/// It derefs to the error itself, which is also what the enclosing error's
+/// [`source`](Error::source) returns. Two causes compare equal when their messages do
+/// (the errors they hold have no equality of their own), so that [`StoreError`] keeps
+/// `PartialEq` for tests and differential fuzz targets.
+pub struct Cause<E>(Arc<E>);
+
+impl<E> Cause<E> {
+    /// Wraps `error`.
+    pub fn new(error: E) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The error itself.
+    pub fn get(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E> From<E> for Cause<E> {
+    fn from(error: E) -> Self {
+        Self::new(error)
+    }
+}
+
+impl<E> Clone for Cause<E> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<E> Deref for Cause<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: fmt::Display> PartialEq for Cause<E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl<E: fmt::Display> Eq for Cause<E> {}

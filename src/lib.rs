@@ -88,7 +88,7 @@ mod readiness;
 mod store;
 mod sync;
 
-pub use error::{ErrorKind, FetchError, Operation, StoreError};
+pub use error::{Cause, ErrorKind, FetchError, Operation, StoreError};
 pub use feed::indexer::{Indexer, MissingField};
 pub use feed::{config, stores, watch};
 pub use index::key;

@@ -130,11 +130,18 @@ async fn injected_500_reaches_every_waiter_after_one_get() {
         )
         .unwrap();
     let tasks: Vec<_> = (0..100).map(|_| spawn_get(&store)).collect();
+    let mut causes = Vec::new();
     for t in tasks {
         let err = t.await.unwrap().expect_err("the 500 must not be swallowed");
         assert!(is_api_500(&err), "{err}");
         assert!(err.to_string().contains("default/s-000"), "{err}");
+        let ErrorKind::Fetch { cause, .. } = err.kind else {
+            unreachable!("is_api_500 checked the kind")
+        };
+        causes.push(cause);
     }
+    // One fetch, one error: every waiter holds the leader's own `Arc`, not a copy.
+    assert!(causes.iter().all(|c| Arc::ptr_eq(c, &causes[0])));
     assert_eq!(gets(&server), 1);
     assert_eq!(store.stats().fetch_errors, 1);
     assert_eq!(store.stats().entries, 0, "errors are not cached");
@@ -143,6 +150,49 @@ async fn injected_500_reaches_every_waiter_after_one_get() {
     server.clear_faults();
     assert_eq!(store.get(&["default", "s-000"]).await.unwrap().len(), 1);
     assert_eq!(gets(&server), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_keeps_kubes_error_as_the_source() {
+    use std::error::Error as _;
+    // A port that was just free: connecting to it is refused.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let store = CachedStore::<Secret>::builder(2)
+        .client(client)
+        .build()
+        .unwrap();
+    store
+        .add(&secret("default", "s-000", "v"), &["default", "s-000"])
+        .unwrap();
+    let err = store.get(&["default", "s-000"]).await.unwrap_err();
+    assert!(
+        matches!(fetch_cause(&err), FetchError::Transport(_)),
+        "{err}"
+    );
+    // StoreError -> FetchError -> kube::Error -> ... -> the refused connect's io::Error.
+    let fetch = err.source().expect("a fetch error has a source");
+    assert!(fetch.downcast_ref::<FetchError>().is_some(), "{fetch:?}");
+    let kube_error = fetch.source().expect("a transport error has a source");
+    assert!(
+        kube_error.downcast_ref::<kube::Error>().is_some(),
+        "{kube_error:?}"
+    );
+    let mut chain = kube_error.source();
+    let mut refused = false;
+    while let Some(e) = chain {
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        chain = e.source();
+    }
+    assert!(refused, "the chain ends at the refused connect: {err}");
+    // The message is complete on its own, for logs that print only the top error.
+    assert!(err.to_string().contains("transport error"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -641,6 +641,11 @@ fn names_the_file_and_the_os_error() {
     let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/config/does-not-exist.yaml");
     let err = Config::from_path(missing).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).expect("the OS error is the source");
+    assert_eq!(
+        source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound)
+    );
     let msg = err.to_string();
     assert!(msg.contains("does-not-exist.yaml"), "{msg}");
     assert!(msg.contains("os error"), "{msg}");
@@ -775,5 +780,52 @@ fn without_ignore_fields_only_managed_fields_go() {
     assert_eq!(
         obj,
         json!({"metadata": {"name": "i", "annotations": {"a": "b"}}, "status": {}})
+    );
+}
+
+#[test]
+fn a_yaml_error_keeps_the_parsers_error_as_its_source() {
+    let err = Config::from_yaml("watched_resources: [\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+}
+
+#[tokio::test]
+async fn start_reports_settings_changed_after_loading_as_configuration_errors() {
+    let server = k8s_store_sim::ApiServer::start().await.unwrap();
+
+    // An on-demand store indexed outside metadata: what loading refuses, start refuses
+    // the same way, through the configuration's error type.
+    let mut config = Config::from_yaml(SECRETS).unwrap();
+    config
+        .watched_resources
+        .get_mut("secrets")
+        .unwrap()
+        .index_by[1] = "data.password".into();
+    let err = k8s_store::stores::Stores::start(&config, server.client()).unwrap_err();
+    let ConfigError::Invalid { path, reason, .. } = &err else {
+        panic!("expected ConfigError::Invalid, got {err:?}");
+    };
+    assert_eq!(path, "watched_resources.secrets.index_by[1]");
+    assert!(reason.contains("outside metadata"), "{reason}");
+
+    // A shard count the store refuses: ConfigError::Store, the StoreError as its source.
+    let mut config = Config::from_yaml(INGRESSES).unwrap();
+    config
+        .watched_resources
+        .get_mut("ingresses")
+        .unwrap()
+        .index_shards = Some(3);
+    let err = k8s_store::stores::Stores::start(&config, server.client()).unwrap_err();
+    assert!(matches!(err, ConfigError::Store { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("watched_resources.ingresses: build"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("the store's error is the source");
+    assert!(
+        source.downcast_ref::<k8s_store::StoreError>().is_some(),
+        "{source:?}"
     );
 }

@@ -181,7 +181,7 @@ impl Indexer {
             Some(obj.to_json().map_err(|e| {
                 fail(ErrorKind::Serialize {
                     object: who(),
-                    message: e.to_string(),
+                    source: e.into(),
                 })
             })?)
         } else {

@@ -14,8 +14,10 @@ use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::watcher;
 
-use crate::error::{ErrorKind, Operation, StoreError};
-use crate::feed::config::{Config, ResourceConfig, StoreKind};
+use crate::error::StoreError;
+use crate::feed::config::{
+    Config, ConfigError, ResourceConfig, StoreKind, check_on_demand_index, resource_path,
+};
 use crate::feed::watch::{self, FeedOptions, WatchHandle, WatchStatus};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::{MemoryReader, MemoryStore};
@@ -157,12 +159,12 @@ impl fmt::Debug for Stores {
     }
 }
 
-fn invalid(name: &str, message: String) -> StoreError {
-    StoreError::new(
-        Operation::Config,
-        &[name],
-        ErrorKind::InvalidSetting(message),
-    )
+/// A store's refusal of `name`'s settings, as a configuration error naming the resource.
+fn refused(name: &str) -> impl FnOnce(StoreError) -> ConfigError {
+    move |source| ConfigError::Store {
+        path: resource_path(name),
+        source,
+    }
 }
 
 fn api_for<K>(client: &kube::Client, rc: &ResourceConfig, ar: &ApiResource) -> Api<K>
@@ -191,9 +193,13 @@ impl Stores {
     /// runtime. Returns at once; use [`ready`](Self::ready) to wait for the first sync.
     ///
     /// # Errors
-    /// A setting the stores refuse (for example an on-demand store indexed by a field
-    /// outside `metadata`, which a metadata-only watch cannot see).
-    pub fn start(config: &Config, client: kube::Client) -> Result<Self, StoreError> {
+    /// A configuration as loaded is valid and starts; these are for settings changed
+    /// after loading. [`ConfigError::Invalid`] for an on-demand store indexed by a field
+    /// outside `metadata` (which a metadata-only watch cannot see), as loading reports
+    /// it; [`ConfigError::Store`] for a setting a store refuses (its cause is the
+    /// [`StoreError`]). No watch is left running when any resource fails: those already
+    /// started for earlier resources stop as their handles drop.
+    pub fn start(config: &Config, client: kube::Client) -> Result<Self, ConfigError> {
         let mut entries = BTreeMap::new();
         for (name, rc) in &config.watched_resources {
             let ar = rc.api_resource();
@@ -208,7 +214,7 @@ impl Stores {
                     if let Some(shards) = rc.index_shards {
                         builder = builder.shards(shards);
                     }
-                    let store = builder.build()?;
+                    let store = builder.build().map_err(refused(name))?;
                     let reader = store.reader();
                     let watch = watch::spawn_full(
                         api_for::<DynamicObject>(&client, rc, &ar),
@@ -216,7 +222,8 @@ impl Stores {
                         store,
                         indexer,
                         FeedOptions::new(name.clone()).strip(Arc::new(stripper)),
-                    )?;
+                    )
+                    .map_err(refused(name))?;
                     Watched {
                         store: AnyStore::Full(reader),
                         api_resource: ar,
@@ -224,15 +231,14 @@ impl Stores {
                     }
                 }
                 StoreKind::OnDemand => {
-                    if let Some(path) = rc.index_by.iter().find(|p| !p.starts_with("metadata.")) {
-                        return Err(invalid(
-                            name,
-                            format!(
-                                "index_by path {path:?} is outside metadata, but store: on-demand \
-                                 is fed by a metadata-only watch; index by metadata fields \
-                                 (namespace, name, labels, annotations) or use store: full"
-                            ),
-                        ));
+                    if let Err((i, reason)) = check_on_demand_index(&rc.index_by) {
+                        return Err(ConfigError::Invalid {
+                            file: None,
+                            path: format!("{}.index_by[{i}]", resource_path(name)),
+                            reason,
+                            line: None,
+                            column: None,
+                        });
                     }
                     let rc_strip = rc.clone();
                     let mut builder =
@@ -252,7 +258,7 @@ impl Stores {
                     if let Some(ns) = &rc.namespace {
                         builder = builder.namespace(ns.clone());
                     }
-                    let store = builder.build()?;
+                    let store = builder.build().map_err(refused(name))?;
                     let reader = store.reader();
                     let watch = watch::spawn_on_demand(
                         api_for::<PartialObjectMeta<DynamicObject>>(&client, rc, &ar),
@@ -260,7 +266,8 @@ impl Stores {
                         store,
                         indexer,
                         FeedOptions::new(name.clone()),
-                    )?;
+                    )
+                    .map_err(refused(name))?;
                     Watched {
                         store: AnyStore::OnDemand(reader),
                         api_resource: ar,

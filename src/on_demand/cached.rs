@@ -399,7 +399,7 @@ where
                     match wait.await {
                         Outcome::Done(result) => return result,
                         Outcome::Abandoned => continue,
-                        Outcome::Panicked => return Err(FetchError::LeaderPanicked),
+                        Outcome::Panicked => return Err(Arc::new(FetchError::LeaderPanicked)),
                     }
                 }
                 Join::Lead(leader) => {
@@ -412,7 +412,8 @@ where
                         .fetcher
                         .fetch(namespace, name)
                         .await
-                        .and_then(|found| fetch::check_identity(namespace, name, found));
+                        .and_then(|found| fetch::check_identity(namespace, name, found))
+                        .map_err(Arc::new);
                     self.stats.record_fetch(started.elapsed_nanos());
                     match &result {
                         Err(_) => self.stats.fetch_errors.incr(),
@@ -465,7 +466,7 @@ where
         keys: &[S],
         namespace: &str,
         name: &str,
-        cause: FetchError,
+        cause: Arc<FetchError>,
     ) -> StoreError {
         let object = if namespace.is_empty() {
             name.to_owned()

@@ -171,4 +171,6 @@ impl Version {
     }
 }
 
-pub(super) type FetchResult<K> = Result<Option<Fetched<K>>, FetchError>;
+/// A fetch's outcome as the leader shares it with every waiter: the error behind an
+/// `Arc`, as moka shares `Arc<E>`, so each waiter gets the same error, cause and all.
+pub(super) type FetchResult<K> = Result<Option<Fetched<K>>, Arc<FetchError>>;

@@ -208,12 +208,12 @@ impl<K: Resource> ApiFetcher<K> {
         let url = K::url_path(&self.dyntype, ns);
         let request = kube::core::Request::new(url)
             .get(segment, &GetParams::default())
-            .map_err(|e| FetchError::Transport(format!("building the request: {e}")))?;
+            .map_err(|e| FetchError::Transport(kube::Error::BuildRequest(e).into()))?;
         let response = self
             .client
             .send(request.map(Body::from))
             .await
-            .map_err(|e| FetchError::Transport(e.to_string()))?;
+            .map_err(|e| FetchError::Transport(e.into()))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -225,7 +225,7 @@ impl<K: Resource> ApiFetcher<K> {
             .into_body()
             .collect_bytes()
             .await
-            .map_err(|e| FetchError::Transport(e.to_string()))?;
+            .map_err(|e| FetchError::Transport(e.into()))?;
         match status {
             200 => {
                 let mut object: K = serde_json::from_slice(&body).map_err(|e| {
@@ -298,12 +298,13 @@ where
         loop {
             attempts += 1;
             let outcome = {
-                // The semaphore is never closed, so acquiring cannot fail; map it anyway.
+                // `acquire` fails only on a closed semaphore, and nothing closes this one:
+                // it is private to the fetcher, which never calls `close`.
                 let _permit = self
                     .permits
                     .acquire()
                     .await
-                    .map_err(|_| FetchError::Transport("fetcher shut down".into()))?;
+                    .expect("the fetcher's semaphore is never closed");
                 tokio::time::timeout(self.settings.timeout, self.attempt(namespace, &segment))
                     .await
                     .map_err(|_| FetchError::Timeout(self.settings.timeout))??

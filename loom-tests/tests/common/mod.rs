@@ -194,10 +194,7 @@ pub fn assert_fetch_error(err: &StoreError) {
     assert!(
         matches!(
             &err.kind,
-            ErrorKind::Fetch {
-                cause: FetchError::Api { code: 500, .. },
-                ..
-            }
+            ErrorKind::Fetch { cause, .. } if matches!(**cause, FetchError::Api { code: 500, .. })
         ),
         "{err}"
     );

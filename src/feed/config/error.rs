@@ -2,9 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::error::StoreError;
+
 /// A configuration that could not be loaded. Every message says where the problem is and
 /// what is expected, for example
 /// `watched_resources.secrets.cache_ttl: a zero cache_ttl would expire bodies as soon as they are fetched; give a positive duration such as 30s or 5m (line 12, column 16)`.
+///
+/// [`source`](std::error::Error::source) is the underlying error where there is one: the
+/// operating system's for [`Read`](Self::Read), the YAML parser's for
+/// [`Yaml`](Self::Yaml), the store's for [`Store`](Self::Store).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -14,6 +20,7 @@ pub enum ConfigError {
         /// The path as given.
         path: PathBuf,
         /// What the operating system said.
+        #[source]
         error: std::io::Error,
     },
     /// The text is not YAML, or not shaped like a configuration (an unknown top-level
@@ -29,6 +36,9 @@ pub enum ConfigError {
         line: Option<u64>,
         /// The column (from 1), when known.
         column: Option<u64>,
+        /// The parser's error (`None` for an empty document, which parses).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A setting is invalid: unknown, missing, of the wrong type or value, or not
     /// applicable to the resource's `store`.
@@ -44,6 +54,18 @@ pub enum ConfigError {
         line: Option<u64>,
         /// The column (from 1), when known.
         column: Option<u64>,
+    },
+    /// [`Stores::start`](crate::stores::Stores::start) could not build a resource's store
+    /// from its settings. A configuration as loaded never gets this: it is for settings
+    /// changed after loading (the fields of a
+    /// [`ResourceConfig`](super::ResourceConfig) are public) to values the store refuses.
+    #[error("{path}: {source}")]
+    Store {
+        /// `watched_resources.<name>`.
+        path: String,
+        /// What the store said.
+        #[source]
+        source: StoreError,
     },
 }
 

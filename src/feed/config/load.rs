@@ -94,7 +94,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 }
 
 /// `watched_resources.<name>`, with the name quoted in brackets unless it is a plain word.
-pub(super) fn resource_path(name: &str) -> String {
+pub(crate) fn resource_path(name: &str) -> String {
     let plain = !name.is_empty()
         && name
             .chars()
@@ -108,21 +108,23 @@ pub(super) fn resource_path(name: &str) -> String {
 
 pub(super) fn load(yaml: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
     let ctx = Ctx { file };
-    let raw: Option<RawConfig> = serde_saphyr::from_str(yaml).map_err(|e| {
-        let at = e.location();
-        // The formatter for end users (not "set DuplicateKeyPolicy in Options"), on one
-        // line: the location is in the message, the snippet is left out.
-        let message = e.render_with_options(serde_saphyr::render_options! {
-            formatter: &serde_saphyr::UserMessageFormatter,
-            snippets: serde_saphyr::SnippetMode::Off,
-        });
-        ConfigError::Yaml {
-            file: file.map(Path::to_owned),
-            message,
-            line: at.map(|l| l.line()),
-            column: at.map(|l| l.column()),
-        }
-    })?;
+    let raw: Option<RawConfig> =
+        serde_saphyr::from_str(yaml).map_err(|e: serde_saphyr::Error| {
+            let at = e.location();
+            // The formatter for end users (not "set DuplicateKeyPolicy in Options"), on one
+            // line: the location is in the message, the snippet is left out.
+            let message = e.render_with_options(serde_saphyr::render_options! {
+                formatter: &serde_saphyr::UserMessageFormatter,
+                snippets: serde_saphyr::SnippetMode::Off,
+            });
+            ConfigError::Yaml {
+                file: file.map(Path::to_owned),
+                message,
+                line: at.map(|l| l.line()),
+                column: at.map(|l| l.column()),
+                source: Some(Box::new(e)),
+            }
+        })?;
     let Some(raw) = raw else {
         return Err(ConfigError::Yaml {
             file: file.map(Path::to_owned),
@@ -131,6 +133,7 @@ pub(super) fn load(yaml: &str, file: Option<&Path>) -> Result<Config, ConfigErro
                 .into(),
             line: None,
             column: None,
+            source: None,
         });
     };
     let resources = raw.watched_resources;
@@ -149,6 +152,26 @@ pub(super) fn load(yaml: &str, file: Option<&Path>) -> Result<Config, ConfigErro
         watched_resources.insert(name, resource);
     }
     Ok(Config { watched_resources })
+}
+
+/// An on-demand store is fed by a metadata-only watch: every `index_by` path must be in
+/// `metadata`. Checked when loading and again by `Stores::start` (the fields are public).
+pub(crate) fn check_on_demand_index(index_by: &[String]) -> Result<(), (usize, String)> {
+    match index_by
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !p.starts_with("metadata."))
+    {
+        Some((i, p)) => Err((
+            i,
+            format!(
+                "{p:?} is outside metadata, but `store: on-demand` is fed by a \
+                 metadata-only watch that never sees it: index by metadata fields \
+                 (namespace, name, labels, annotations) or set `store: full`"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 pub(super) struct Ctx<'a> {
@@ -375,21 +398,9 @@ impl Ctx<'_> {
         // on-demand settings
         let store_kind = store.value;
         if store_kind == StoreKind::OnDemand
-            && let Some((i, p)) = index_by
-                .value
-                .iter()
-                .enumerate()
-                .find(|(_, p)| !p.starts_with("metadata."))
+            && let Err((i, reason)) = check_on_demand_index(&index_by.value)
         {
-            return Err(self.invalid(
-                format!("{rpath}.index_by[{i}]"),
-                &index_by.at,
-                format!(
-                    "{p:?} is outside metadata, but `store: on-demand` is fed by a \
-                     metadata-only watch that never sees it: index by metadata fields \
-                     (namespace, name, labels, annotations) or set `store: full`"
-                ),
-            ));
+            return Err(self.invalid(format!("{rpath}.index_by[{i}]"), &index_by.at, reason));
         }
         if store_kind == StoreKind::Full {
             let given = [

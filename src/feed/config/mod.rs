@@ -65,6 +65,7 @@ mod load;
 mod strip;
 
 pub use error::ConfigError;
+pub(crate) use load::{check_on_demand_index, resource_path};
 use load::{load, split_api_version};
 pub use strip::FieldStripper;
 

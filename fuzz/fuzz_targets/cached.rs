@@ -365,24 +365,28 @@ impl Model {
 }
 
 fn key_count_error(operation: Operation, keys: &[String]) -> Option<StoreError> {
-    (keys.len() != NUM_KEYS).then(|| StoreError {
-        operation,
-        keys: keys.to_vec(),
-        kind: ErrorKind::KeyCount {
-            expected: NUM_KEYS,
-            given: keys.len(),
-        },
+    (keys.len() != NUM_KEYS).then(|| {
+        StoreError::new(
+            operation,
+            keys,
+            ErrorKind::KeyCount {
+                expected: NUM_KEYS,
+                given: keys.len(),
+            },
+        )
     })
 }
 
 fn prefix_error(keys: &[String]) -> Option<StoreError> {
-    (keys.is_empty() || keys.len() > NUM_KEYS).then(|| StoreError {
-        operation: Operation::Get,
-        keys: keys.to_vec(),
-        kind: ErrorKind::PrefixLength {
-            max: NUM_KEYS,
-            given: keys.len(),
-        },
+    (keys.is_empty() || keys.len() > NUM_KEYS).then(|| {
+        StoreError::new(
+            Operation::Get,
+            keys,
+            ErrorKind::PrefixLength {
+                max: NUM_KEYS,
+                given: keys.len(),
+            },
+        )
     })
 }
 
@@ -614,7 +618,7 @@ impl Checker {
         let ErrorKind::Fetch { object, cause } = &e.kind else {
             return Err(format!("unexpected error kind {:?}", e.kind));
         };
-        if *cause != Server::injected() {
+        if **cause != Server::injected() {
             return Err(format!("unexpected cause {cause:?}"));
         }
         let ok = keys

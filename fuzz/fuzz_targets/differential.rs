@@ -180,14 +180,14 @@ impl Model {
 
     fn get(&self, prefix: &[String]) -> Result<Vec<Arc<Value>>, StoreError> {
         if prefix.is_empty() || prefix.len() > self.num_keys {
-            return Err(StoreError {
-                operation: Operation::Get,
-                keys: prefix.to_vec(),
-                kind: ErrorKind::PrefixLength {
+            return Err(StoreError::new(
+                Operation::Get,
+                prefix,
+                ErrorKind::PrefixLength {
                     max: self.num_keys,
                     given: prefix.len(),
                 },
-            });
+            ));
         }
         Ok(self.sorted(|k| k.starts_with(prefix)))
     }
@@ -200,24 +200,26 @@ impl Model {
 
     /// The error a write of `obj` under `keys` must return: a wrong key count first,
     /// then identity metadata of the wrong type.
-    fn write_error(&self, operation: Operation, obj: &Value, keys: &[String]) -> Option<StoreError> {
-        self.key_count_error(operation, keys).or_else(|| {
-            metadata_error(obj).map(|kind| StoreError {
-                operation,
-                keys: keys.to_vec(),
-                kind,
-            })
-        })
+    fn write_error(
+        &self,
+        operation: Operation,
+        obj: &Value,
+        keys: &[String],
+    ) -> Option<StoreError> {
+        self.key_count_error(operation, keys)
+            .or_else(|| metadata_error(obj).map(|kind| StoreError::new(operation, keys, kind)))
     }
 
     fn key_count_error(&self, operation: Operation, keys: &[String]) -> Option<StoreError> {
-        (keys.len() != self.num_keys).then(|| StoreError {
-            operation,
-            keys: keys.to_vec(),
-            kind: ErrorKind::KeyCount {
-                expected: self.num_keys,
-                given: keys.len(),
-            },
+        (keys.len() != self.num_keys).then(|| {
+            StoreError::new(
+                operation,
+                keys,
+                ErrorKind::KeyCount {
+                    expected: self.num_keys,
+                    given: keys.len(),
+                },
+            )
         })
     }
 }
@@ -338,7 +340,10 @@ impl Feed {
                 )
             })
             .collect();
-        assert_eq!(got, self.state, "{what}: the fed store differs from the model");
+        assert_eq!(
+            got, self.state,
+            "{what}: the fed store differs from the model"
+        );
         assert_eq!(
             self.feeder.status().stats().stray_relist_events,
             self.stray,
@@ -582,11 +587,7 @@ fn run(input: Input) {
                 let probe = generator.object(spec);
                 let got = store.remove(&probe);
                 let want = match metadata_error(&probe) {
-                    Some(kind) => Err(StoreError {
-                        operation: Operation::Remove,
-                        keys: Vec::new(),
-                        kind,
-                    }),
+                    Some(kind) => Err(StoreError::new(Operation::Remove, &[] as &[&str], kind)),
                     None => Ok(model.map.remove(&identity(&probe)).is_some()),
                 };
                 same_result(&what, got, want);

@@ -251,6 +251,7 @@ impl<K> Bucket<K> {
     }
 
     /// Checks the bucket's own invariants.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn validate(&self, num_keys: usize, acc: Accessors<K>) -> Result<(), String> {
         match self {
             Bucket::Elided { pattern, .. } => {
@@ -279,6 +280,7 @@ impl<K> Bucket<K> {
     }
 
     /// Every member, for invariant checks.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<K>)) {
         match self {
             Bucket::Elided { obj, .. } => f(obj),

@@ -815,6 +815,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// See [`MemoryStore::validate`].
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn validate(&self) -> Result<(), String> {
         let w = self.writer.lock();
         let st = self.published.load_full();

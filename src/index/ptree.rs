@@ -395,6 +395,7 @@ impl<T: Clone> PTree<T> {
 
     /// Checks every structural invariant; `order` compares two elements and `sep_of`
     /// gives an element's [`Sep`].
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn validate(
         &self,
         order: impl Fn(&T, &T) -> Ordering,
@@ -573,6 +574,7 @@ fn merge<T: Clone>(children: &mut Vec<Child<T>>, i: usize, sep_of: &impl Fn(&T) 
     }
 }
 
+#[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
 fn validate_rec<T>(
     node: &Node<T>,
     depth: usize,

@@ -92,8 +92,10 @@ macro_rules! reads {
         /// one group per prefix depth, and the published state matches the buckets.
         ///
         /// For tests, property tests and fuzz targets; it takes the writer lock and every
-        /// shard lock, so it is slow.
-        #[doc(hidden)]
+        /// shard lock, so it is slow. Built only for this crate's own tests, fuzz targets
+        /// and loom models (`cfg(test)`, `cfg(fuzzing)`, `cfg(k8s_store_loom)`, or the
+        /// `validate` feature): it is not part of the stable API.
+        #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
         pub fn validate(&self) -> Result<(), String> {
             self.index.validate()
         }

@@ -610,6 +610,7 @@ where
     }
 
     /// See [`CachedStore::validate`].
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.index.validate()?;
         let flights = self.flights.len();

@@ -189,6 +189,7 @@ impl<Key, T: Clone> Flights<Key, T> {
     }
 
     /// Flights in progress (for `validate` and tests).
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }

@@ -290,11 +290,13 @@ impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedStore<K, F> {
 
     /// Checks internal invariants: the index's, and that no fetch is registered when
     /// none is running. For tests, property tests and fuzz targets; call it when no
-    /// operation is in progress.
+    /// operation is in progress. Built only for this crate's own tests, fuzz targets and
+    /// loom models (`cfg(test)`, `cfg(fuzzing)`, `cfg(k8s_store_loom)`, or the
+    /// `validate` feature): it is not part of the stable API.
     ///
     /// # Errors
     /// A description of the first violated invariant.
-    #[doc(hidden)]
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub fn validate(&self) -> Result<(), String> {
         self.core.validate()
     }

@@ -84,6 +84,7 @@ impl<T> Published<T> {
     }
 
     /// An owned handle to the current value; never blocks, never holds a guard.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn load_full(&self) -> Arc<T> {
         self.inner.load_full()
     }
@@ -124,6 +125,7 @@ impl<T> Slot<T> {
         self.inner.store(value);
     }
 
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn is_some(&self) -> bool {
         self.inner.load().is_some()
     }
@@ -229,6 +231,7 @@ pub(crate) mod cache {
         }
 
         /// As [`get`](Self::get), without counting as a hit for the eviction policy.
+        #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
         pub(crate) fn peek<Q>(&self, key: &Q) -> Option<Val>
         where
             Q: Hash + quick_cache::Equivalent<Key> + ?Sized,

@@ -77,6 +77,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod docs;
 mod error;
 mod feed;
 mod index;

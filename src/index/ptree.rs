@@ -26,10 +26,9 @@ use std::cmp::Ordering;
 use crate::sync::Arc;
 
 /// Most elements in a leaf. A write copies the leaf it changes, cloning every element
-/// (for objects, a reference-count increment on a usually cold cache line). Measured
-/// at 100k objects with separators in place: 16-wide leaves made an update 21% faster
-/// (5.4 against 6.9 µs) but cost 10-12 more bytes per object (85 B in the worst case,
-/// against the Go original's 88); 24-wide ones were no faster than 32.
+/// (for objects, a reference-count increment on a usually cold cache line), so
+/// narrower leaves make updates faster and cost memory per object; the measured
+/// trade-off is in [`crate::docs::performance`].
 const LEAF_MAX: usize = 32;
 /// Most children of an inner node (cloning a child touches only a node's count).
 const INNER_MAX: usize = 32;

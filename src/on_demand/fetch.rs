@@ -133,10 +133,54 @@ fn name_segment(name: &str) -> Result<String, FetchError> {
 
 /// Fetches single objects by namespace and name.
 ///
-/// The crate's implementation is [`ApiFetcher`], over a `kube::Client`. The trait is
-/// public so that model checking (loom) and fuzzing can drive the on-demand tier with a
-/// deterministic in-process fetcher where no network can run; tests and production use
-/// `ApiFetcher`.
+/// The crate's implementation is [`ApiFetcher`], over a `kube::Client`; tests and
+/// production use it (tests against the in-process API server, crate `k8s-store-sim`).
+/// The trait is public for what cannot run a network: a fuzz target or a loom model of
+/// your own drives a [`CachedStore`](crate::CachedStore) through
+/// [`build_with_fetcher`](crate::CachedStoreBuilder::build_with_fetcher) with a
+/// deterministic fetcher, whose answers (a body, `None` for a 404, any [`FetchError`])
+/// the target chooses. The store does the rest as it does over HTTP: singleflight,
+/// caching, invalidation, the identity check of every body (a body of another object
+/// than the one asked for is refused as [`FetchError::WrongObject`]).
+///
+/// A fetch may be cancelled (its future dropped) at any `.await`; the store hands the
+/// flight to a waiting caller.
+///
+/// # Examples
+///
+/// A fetcher over a map, as a fuzz target would hold the "server" it generated:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex};
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use k8s_store::{CachedStore, Fetch, FetchError, Fetched};
+///
+/// #[derive(Default)]
+/// struct MapFetcher(Mutex<HashMap<(String, String), Arc<ConfigMap>>>);
+///
+/// impl Fetch<ConfigMap> for MapFetcher {
+///     async fn fetch(&self, ns: &str, name: &str) -> Result<Option<Fetched<ConfigMap>>, FetchError> {
+///         let found = self.0.lock().unwrap().get(&(ns.into(), name.into())).cloned();
+///         Ok(found.map(|object| Fetched { object, bytes: 100 }))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut cm = ConfigMap::default();
+/// cm.metadata.namespace = Some("default".into());
+/// cm.metadata.name = Some("a".into());
+/// let fetcher = MapFetcher::default();
+/// fetcher.0.lock().unwrap().insert(("default".into(), "a".into()), Arc::new(cm.clone()));
+///
+/// let store = CachedStore::<ConfigMap>::builder(2).build_with_fetcher(fetcher)?;
+/// store.add(&cm, &["default", "a"])?;
+/// assert_eq!(store.get(&["default", "a"]).await?.len(), 1); // fetched
+/// assert_eq!(store.get(&["default", "a"]).await?.len(), 1); // cached
+/// assert_eq!(store.stats().fetches, 1);
+/// # Ok(()) }
+/// ```
 pub trait Fetch<K>: Send + Sync + 'static {
     /// The object, `Ok(None)` if the API server says it does not exist.
     fn fetch(

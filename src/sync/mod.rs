@@ -97,9 +97,8 @@ impl Stamp {
 /// The clock of cache expiry, in nanoseconds since an arbitrary start.
 ///
 /// On Linux (outside loom models) it reads `CLOCK_MONOTONIC_COARSE`: the time of the
-/// last kernel tick, a few nanoseconds per read (the precise clock costs about 20 ns,
-/// a tenth of a cache hit), with the tick's resolution (1-4 ms), far below any useful
-/// TTL. Elsewhere it is std's monotonic clock. In loom models it stands still (at 1):
+/// last kernel tick, several times cheaper to read than the precise clock, with the
+/// tick's resolution (1-4 ms), far below any useful TTL. Elsewhere it is std's monotonic clock. In loom models it stands still (at 1):
 /// loom requires every execution of a model to take the same decisions, and no model
 /// waits for a TTL.
 pub(crate) fn now_nanos() -> u64 {

@@ -1,0 +1,112 @@
+//! How the crate is built.
+//!
+//! # Readers and one writer
+//!
+//! Each store has one writer, the [`MemoryStore`](crate::MemoryStore) or
+//! [`CachedStore`](crate::CachedStore) itself: not `Clone`, with the whole
+//! [`Store`](crate::Store) interface (`add`, `update`, `remove`, `delete`, `replace`,
+//! `clear`). Any number of readers come from `reader()`
+//! ([`MemoryReader`](crate::MemoryReader), [`CachedReader`](crate::CachedReader)):
+//! cheap to clone, with the reads only. This is kube-runtime's reflector shape (a
+//! `Writer` and cloneable `Store`s). The store is the writer, rather than a
+//! `(reader, writer)` pair being made, so that a store fed by hand, in a test or by
+//! code of the user's own, needs no second type and keeps the original design's
+//! interface; whatever feeds the store (a [`Feeder`](crate::watch::Feeder), a watch
+//! task) takes it by value, which makes "one writer" a fact of ownership. Readers
+//! outlive the writer: they keep answering from the last state, and readiness says the
+//! writer is gone ([`WriterDropped`](crate::WriterDropped)).
+//!
+//! # The exact index: DashMap shards
+//!
+//! A composite key hashes (foldhash, seeded at random per store; each component's
+//! length before its bytes, so two key vectors never hash the same input) to one of
+//! the shards (1,024 by default) of a `dashmap::DashMap`. The crate drives the
+//! `hashbrown::HashTable` inside each shard itself (dashmap's `raw-api`, pinned to
+//! `7.0.0-rc2`, whose shards are safe `HashTable`s where 6.x exposes an unsafe
+//! `RawTable`): moving an object between two keys must hold both keys' shard locks at
+//! once, which dashmap's per-key API cannot express.
+//!
+//! A bucket is 16 bytes: either one object whose key components are its own namespace
+//! or name (`index_by: [metadata.namespace, metadata.name]`), stored with no key bytes
+//! at all (two bits a component say which field each one is), or a stored, escaped key
+//! ([`key`](crate::key)) with a persistent tree of members.
+//!
+//! Why 1,024 shards: on a machine with few cores a reader can be preempted while it
+//! holds a shard's read lock, and a write that needs that shard then waits for the
+//! reader to be scheduled again. The chance that a preempted reader holds the very
+//! shard a write needs is one in the shard count; a CPU-limited pod is throttled the
+//! same way, for a whole period. The cost is one more cache line to miss on uniform
+//! exact gets and 128 bytes per shard. The measurements are in
+//! [`performance`](super::performance).
+//!
+//! # The published state: ArcSwap and persistent B+trees
+//!
+//! Every object in (namespace, name, uid) order, and for each prefix depth the groups
+//! of objects sharing that prefix, live in copy-on-write B+trees published as one `Arc`
+//! through `ArcSwap`. `list()` clones the root (O(1)); a prefix get finds its group
+//! (O(log groups)) and copies the members outside any lock, so its cost follows the
+//! result's size, not the store's. A write copies only the nodes on its path
+//! (O(log n)); unchanged nodes are shared with every older snapshot.
+//!
+//! Inner nodes route by separators: for each child, the first 32 bytes of an
+//! order-preserving encoding of its first element's (namespace, name, uid), inline in
+//! the node. A descent compares bytes it already has and reads an object only where
+//! two separators tie (keys sharing their first 32 bytes) and in the leaf.
+//!
+//! # Writes: prepare, then commit
+//!
+//! Writes are serialised by one mutex (one watch, one writer: uncontended). A write
+//! first builds the new state with no shard lock held (the tree path copies), then
+//! takes the write locks of at most two shards (old and new key, in index order) to
+//! update the buckets and publish the state, and drops what it replaced after
+//! unlocking. Publishing while holding the shard locks is what makes exact and prefix
+//! readers switch together (linearizability); the loom models check it.
+//!
+//! A writer-private `HashTable` maps each identity to the stored object and its key's
+//! hash, which makes moves and single-object removal O(1) without a second copy of any
+//! string (objects are hashed and compared through their own metadata).
+//!
+//! # The on-demand tier: the cache owns, the reference points
+//!
+//! The on-demand index stores `Arc<Reference>`s (namespace, name, uid,
+//! resourceVersion, keys). Bodies live in a bounded `quick_cache` (its capacity rounded
+//! down to a multiple of its shard count so that the entry bound is exact), with an
+//! expiry per entry.
+//!
+//! When a fetched body of a reference's version is cached, the reference also gets a
+//! *hint*: an `ArcSwapOption` (through the `sync` shim) holding the body and its expiry.
+//! A hit is then the index probe and that load, with no second probe in the cache.
+//! Correctness rests on the cache entry recording its owner: every path that drops an
+//! entry (quick_cache's eviction hook, invalidation by a watch event, expiry, `clear`
+//! by draining) clears the owner's hint, and a fill clears the previous entry's hint
+//! before it sets the new one and inserts, so a hint never outlives its entry and the
+//! bodies kept alive are exactly the resident ones. The eviction policy learns of hint
+//! hits through one `get` per body per 50 ms, enough for a CLOCK-like policy whose hand
+//! passes each entry once per `capacity / miss rate`. A relist keeps unchanged
+//! references (the same `Arc`), so their hints survive it.
+//!
+//! Misses go through the crate's own singleflight rather than quick_cache's
+//! placeholders, which hand a failed load to the next caller (one `GET` per waiter on
+//! a 500); ours hands the one error, as one `Arc<FetchError>`, to every waiter. A
+//! leader that is cancelled hands the flight to a waiter; one that panics wakes its
+//! waiters with [`FetchError::LeaderPanicked`](crate::FetchError::LeaderPanicked).
+//! A watch event for an object marks its flight, so that a body fetched before the
+//! event goes to the callers already waiting but is never cached.
+//!
+//! # Libraries not used
+//!
+//! `crossbeam-epoch` is not used: reference counting (ArcSwap plus `Arc`-linked trees)
+//! reclaims old states with no `unsafe` code, and the structure it would serve (an
+//! ordered `crossbeam-skiplist` over encoded keys) yields prefix ranges in key order,
+//! not the (namespace, name, uid) order results must be in, so every prefix get would
+//! have to sort again.
+//!
+//! # Errors
+//!
+//! Every error's message is complete on its own (kube's errors are written the same
+//! way), for logs that print only the top error, and `source()` returns the underlying
+//! error for code that inspects it: a [`StoreError`](crate::StoreError) of a failed
+//! fetch leads to its [`FetchError`](crate::FetchError), whose source is the
+//! `kube::Error` of a failed connection. A chain printer that prints every level
+//! therefore repeats text. Decode errors keep no source: serde's message can quote the
+//! body, which may be a Secret's.

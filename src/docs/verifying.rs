@@ -1,0 +1,130 @@
+//! Verifying code of your own that uses k8s-store, and what the crate's own tests,
+//! models and fuzz targets check.
+//!
+//! # Loom models of your own code
+//!
+//! Every lock, map, atomic, `ArcSwap` and cache the stores use goes through one
+//! crate-private `sync` module. Built with `--cfg k8s_store_loom`, it swaps in loom's
+//! primitives (a sharded map becomes a few loom `RwLock<HashMap>`s, `ArcSwap` a loom
+//! `RwLock<Arc<T>>`, the cache a loom `Mutex` around a small map), with a fixed hasher
+//! and a clock that stands still, so that every execution of a model takes the same
+//! decisions. A store then lives inside your own `loom::model`, and loom explores the
+//! interleavings of your threads' reads and writes through it. The cfg is our own, not
+//! plain `loom`, which would switch tokio and other dependencies as well.
+//!
+//! In your crate's `Cargo.toml`:
+//!
+//! ```toml
+//! [target.'cfg(k8s_store_loom)'.dev-dependencies]
+//! loom = { version = "0.7", features = ["futures"] }  # `futures` for loom::future::block_on
+//!
+//! [lints.rust]
+//! unexpected_cfgs = { level = "warn", check-cfg = ["cfg(k8s_store_loom)"] }
+//! ```
+//!
+//! A model (in `tests/`, behind `#![cfg(k8s_store_loom)]`):
+//!
+//! ```ignore
+//! #![cfg(k8s_store_loom)]
+//! use std::sync::Arc;
+//! use k8s_store::MemoryStore;
+//! use loom::sync::atomic::{AtomicUsize, Ordering};
+//! use serde_json::{Value, json};
+//!
+//! #[test]
+//! fn an_announced_write_is_readable() {
+//!     loom::model(|| {
+//!         // Built inside the model: its locks and maps belong to this execution.
+//!         let store = MemoryStore::<Value>::builder(2).shards(2).build().unwrap();
+//!         let reader = store.reader();
+//!         let announced = Arc::new(AtomicUsize::new(0));
+//!         let writer = {
+//!             let announced = Arc::clone(&announced);
+//!             loom::thread::spawn(move || {
+//!                 let obj = json!({"metadata": {"namespace": "ns", "name": "a"}});
+//!                 store.add(Arc::new(obj), &["ns", "a"]).unwrap();
+//!                 announced.store(1, Ordering::Release);
+//!             })
+//!         };
+//!         if announced.load(Ordering::Acquire) == 1 {
+//!             assert_eq!(reader.get(&["ns", "a"]).unwrap().len(), 1);
+//!         }
+//!         writer.join().unwrap();
+//!     });
+//! }
+//! ```
+//!
+//! Run it with the cfg for the whole build, in release mode (loom explores many
+//! executions), with a preemption bound:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg k8s_store_loom" LOOM_MAX_PREEMPTIONS=3 \
+//!     CARGO_TARGET_DIR=target/loom cargo test --release --test my_model
+//! ```
+//!
+//! A separate target directory keeps the normal build's artifacts. The model above is
+//! `loom-tests/tests/downstream.rs` in this repository, run in CI, with a twin that
+//! seeds the bug of announcing before the write and expects loom to find it.
+//!
+//! Rules of thumb:
+//!
+//! - Build stores inside the model closure, never in a `static` or before
+//!   `loom::model`: loom's primitives belong to one execution.
+//! - Spawn with `loom::thread`, share with `std::sync::Arc` (the stores hand out
+//!   `std::sync::Arc<K>` in both builds: reference counting is not a protocol of ours).
+//! - Keep models small: two or three threads, a few operations, `shards(2)`.
+//! - What is modelled: every read and write of both tiers, snapshots, moves, relists
+//!   (`replace`), the on-demand tier's cache, hints and singleflight. What is not:
+//!   readiness (a tokio `watch` channel) and the watch feed's change signal, which are
+//!   tokio's; and anything that needs a runtime (an `ApiFetcher`, a watch).
+//! - The on-demand tier's reads are futures. Drive them with
+//!   `loom::future::block_on`, over a deterministic [`Fetch`](crate::Fetch) (below).
+//!
+//! # Fuzz targets of your own
+//!
+//! The on-demand tier is built over any [`Fetch`](crate::Fetch) implementation with
+//! [`CachedStoreBuilder::build_with_fetcher`](crate::CachedStoreBuilder::build_with_fetcher):
+//! a fuzz target holds the "server" it generated (a map of bodies, the answers it wants
+//! to inject: 404 as `Ok(None)`, any [`FetchError`](crate::FetchError)) and drives the
+//! store with no network. [`Fetch`](crate::Fetch) has an example. The full tier needs
+//! nothing: a [`MemoryStore`](crate::MemoryStore) runs anywhere. Objects can be
+//! `serde_json::Value`s with a `metadata` mapping, which a fuzz target generates easily
+//! (identity fields of the wrong type are refused with
+//! [`ErrorKind::InvalidMetadata`](crate::ErrorKind::InvalidMetadata), not read as
+//! empty). Build the store with one or two shards (`shards(2)`) so that a short input
+//! reaches shard collisions.
+//!
+//! # What the crate's own verification checks
+//!
+//! - `tests/contract.rs`: every rule of the index contract, including every bad input.
+//! - `tests/model.rs`: proptest runs random operation sequences (keys from an alphabet
+//!   with `/`, empty strings, NUL and multibyte characters) against a `BTreeMap` model,
+//!   comparing every result including order and checking every internal invariant after
+//!   each step.
+//! - `tests/stress.rs`: one writer, several readers: whatever a reader saw through
+//!   `get` is in every later `list()`, every list is a prefix of the write sequence, a
+//!   moving object is never duplicated, lost or rolled back.
+//! - `tests/cached.rs`, the on-demand tier through a real `kube::Client` against the
+//!   in-process API server: singleflight (100 misses, one `GET`; an injected 500 reaches
+//!   all 100 as one shared error), cancellation, updates racing slow fetches, the entry
+//!   bound and the bodies kept alive, relists, expiry, bounded concurrency, 404, 429
+//!   with `Retry-After`, timeouts, refused connections (the `kube::Error` reachable
+//!   through `source()`), names that try to reach another object, bodies of another
+//!   object, no Secret data in any `Debug` or error output.
+//! - `tests/watch.rs`: initial sync, updates with key changes, deletes, a forced 410
+//!   with deletes while the watch was down, readers never seeing a partial store during
+//!   relists, a chaos run (dropped watches, 500s on lists, compactions during churn)
+//!   ending equal to the server, the metadata-only feed, debounced change signals,
+//!   `Stores::start`, relist events out of order, readiness failing when the writer is
+//!   dropped.
+//! - `tests/config.rs`: every configuration error, the example file, and errors of
+//!   settings changed after loading. `tests/metrics.rs`: every series against `stats()`.
+//!   `sim/tests/protocol.rs`: the in-process API server's protocol through kube.
+//! - `loom-tests/`: loom models of snapshot publication, moves, siblings, relists,
+//!   deletes and concurrent writers in the index; the singleflight (a leader that
+//!   succeeds, fails, is cancelled), invalidation racing a fetch, and an eviction racing
+//!   a hit through a reference's hint; and the downstream model above.
+//! - `fuzz/`: a differential target against a model (which also feeds a store through
+//!   a [`Feeder`](crate::watch::Feeder) with any sequence of watcher events), one for
+//!   the key encoding, and one driving a `CachedStore` over a deterministic fetcher
+//!   against a model of the server.

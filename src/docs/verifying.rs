@@ -22,9 +22,10 @@
 //! unexpected_cfgs = { level = "warn", check-cfg = ["cfg(k8s_store_loom)"] }
 //! ```
 //!
-//! A model (in `tests/`, behind `#![cfg(k8s_store_loom)]`):
+//! A model (in `tests/`, behind `#![cfg(k8s_store_loom)]`; shown as text because it
+//! builds only under the cfg, and compiled and run as `loom-tests/tests/downstream.rs`):
 //!
-//! ```ignore
+//! ```text
 //! #![cfg(k8s_store_loom)]
 //! use std::sync::Arc;
 //! use k8s_store::MemoryStore;

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Fuzz smoke run for CI: builds the cargo-fuzz crate in fuzz/ and runs each target for a
-# short, fixed time. About 5 minutes of fuzzing in total (plus ~30 s to install
-# cargo-fuzz when missing and 2-4 minutes to build on 2 cores).
+# short, fixed time, starting from its committed seed corpus. About 5 minutes of
+# fuzzing in total (plus ~40 s to install cargo-fuzz when missing and 5-6 minutes to
+# build on 2 cores). After each run it prints a line such as
+#   differential: 270000 executions in 91 s = 2967 exec/s
+# (from libFuzzer's final stats), and all of them again at the end.
 #
 # Environment (all optional):
-#   FUZZ_TOOLCHAIN             toolchain for cargo-fuzz (needs nightly)   default: nightly
-#   FUZZ_SEED                  libFuzzer seed; fixed so a CI failure can be replayed
-#                              exactly. Set it (e.g. to the run id) for varied runs.
+#   FUZZ_TOOLCHAIN               toolchain for cargo-fuzz (needs nightly) default: nightly
+#   FUZZ_SEED                    libFuzzer seed; fixed so a CI failure can be replayed
+#                                exactly. Set it (e.g. to the run id) for varied runs.
 #                                                                         default: 1
-#   FUZZ_SECS_DIFFERENTIAL     seconds for the `differential` target      default: 150
-#   FUZZ_SECS_KEY_ENCODING     seconds for the `key_encoding` target      default: 60
-#   FUZZ_SECS_CACHED           seconds for the `cached` target            default: 90
-#   CARGO_FUZZ_VERSION         cargo-fuzz version to install if missing   default: 0.13.2
+#   FUZZ_SECS_DIFFERENTIAL       seconds for `differential`               default: 90
+#   FUZZ_SECS_DIFFERENTIAL_TYPED seconds for `differential_typed`         default: 90
+#   FUZZ_SECS_KEY_ENCODING       seconds for `key_encoding`               default: 45
+#   FUZZ_SECS_CACHED             seconds for `cached`                     default: 75
+#   CARGO_FUZZ_VERSION           cargo-fuzz version to install if missing default: 0.13.2
+#
+# Corpus: fuzz/corpus/<target>/ holds a small minimised seed corpus, committed. It is
+# never written to here: each run copies it to fuzz/artifacts/<target>/corpus/ (ignored
+# by git, like the rest of artifacts/) and libFuzzer adds new inputs there. To refresh
+# a seed corpus, fuzz into it for a few minutes and minimise it with the run's -max_len
+# (-set_cover_merge=1 keeps the same features in well under half the files):
+#   cargo +nightly fuzz run -s none <target> -- -max_total_time=300 <flags below>
+#   cargo +nightly fuzz cmin -s none <target> -- -max_len=<the same> -set_cover_merge=1
 #
 # Sanitizer: `-s none`. The crate has no `unsafe` code (its dependencies' unsafe code
 # has its own tests and fuzzing), so AddressSanitizer would mostly slow the run
@@ -58,30 +70,62 @@ t=$SECONDS
 cargo "+${toolchain}" fuzz build -s none
 echo "built in $(elapsed "$t")"
 
-# target:seconds:extra libFuzzer flags
+# target:seconds:extra libFuzzer flags. Each run starts from the target's committed seed
+# corpus; -max_len must match the one the corpus was minimised with (see the top).
 runs=(
-    # Operation sequences: let inputs grow to thousands of bytes early (-len_control),
-    # so that runs reach stores with enough objects to split the 32-wide tree nodes.
-    "differential:${FUZZ_SECS_DIFFERENTIAL:-150}:-max_len=8192 -len_control=0"
-    "key_encoding:${FUZZ_SECS_KEY_ENCODING:-60}:-max_len=4096"
+    # Operation sequences, at most 48 operations an input (see each target's LIMITS),
+    # which fit in 1,024 bytes; -len_control=0 lets inputs be that long from the start.
+    # The store of JSON objects, its metadata quirks and the watch feeder.
+    "differential:${FUZZ_SECS_DIFFERENTIAL:-90}:-max_len=1024 -len_control=0"
+    # The same model on typed objects, with stores large enough to split tree nodes.
+    "differential_typed:${FUZZ_SECS_DIFFERENTIAL_TYPED:-90}:-max_len=1024 -len_control=0"
+    "key_encoding:${FUZZ_SECS_KEY_ENCODING:-45}:-max_len=4096"
     # The on-demand tier (CachedStore) against a deterministic API server: operation
-    # sequences with reads left pending across watch events and cancellations.
-    "cached:${FUZZ_SECS_CACHED:-90}:-max_len=4096 -len_control=0"
+    # sequences (at most 64) with reads left pending across watch events and
+    # cancellations.
+    "cached:${FUZZ_SECS_CACHED:-75}:-max_len=1024 -len_control=0"
 )
 
+# Prints `<target>: <units> executions in <secs> s = <rate> exec/s` from libFuzzer's
+# final stats (`stat::number_of_executed_units`) and its `Done <runs> runs in <secs>
+# second(s)` line, in the log `$2`.
+rate() {
+    local units secs
+    units=$(grep -Eo '^stat::number_of_executed_units: *[0-9]+' "$2" | grep -Eo '[0-9]+$' | tail -n 1)
+    secs=$(grep -Eo '^Done [0-9]+ runs in [0-9]+ second' "$2" | grep -Eo '[0-9]+ second' | grep -Eo '[0-9]+' | tail -n 1)
+    if [[ -n "${units}" && -n "${secs}" ]]; then
+        echo "$1: ${units} executions in ${secs} s = $((units / (secs > 0 ? secs : 1))) exec/s"
+    else
+        echo "$1: no final stats in the log"
+    fi
+}
+
+rates=()
 mkdir -p artifacts
 for run in "${runs[@]}"; do
     IFS=: read -r target secs extra <<<"${run}"
     mkdir -p "artifacts/${target}"
     log="artifacts/${target}/smoke.log"
+    # The committed seed corpus stays read-only: libFuzzer writes new inputs to the
+    # first corpus directory only, a scratch copy under artifacts/ (ignored by git).
+    seeds="corpus/${target}"
+    scratch="artifacts/${target}/corpus"
+    rm -rf "${scratch}"
+    mkdir -p "${scratch}"
+    if [[ -d "${seeds}" ]]; then
+        cp -R "${seeds}/." "${scratch}/"
+    fi
     # shellcheck disable=SC2086 # `extra` is a list of flags.
-    cmd=(cargo "+${toolchain}" fuzz run -s none "${target}" --
+    cmd=(cargo "+${toolchain}" fuzz run -s none "${target}" "${scratch}" --
         "-max_total_time=${secs}" "-seed=${seed}" -timeout=30 -print_final_stats=1 ${extra})
     step "fuzzing ${target} for ${secs}s: ${cmd[*]}"
-    echo "(libFuzzer output: fuzz/${log})"
+    echo "(libFuzzer output: fuzz/${log}; seed corpus: $(find "${scratch}" -type f | wc -l) inputs from fuzz/${seeds})"
     t=$SECONDS
     if "${cmd[@]}" >"${log}" 2>&1; then
         grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "${log}" || true
+        echo "corpus after the run: $(find "${scratch}" -type f | wc -l) inputs"
+        rates+=("$(rate "${target}" "${log}")")
+        echo "${rates[-1]}"
         echo "${target}: ok in $(elapsed "$t")"
     else
         status=$?
@@ -89,9 +133,10 @@ for run in "${runs[@]}"; do
         tail -n 200 "${log}"
         echo
         echo "crashing inputs:"
-        ls -l "artifacts/${target}/" | grep -v smoke.log || true
+        ls -l "artifacts/${target}/" | grep -Ev 'smoke.log|corpus' || true
         exit "${status}"
     fi
 done
 
 step "fuzz smoke run passed"
+printf '%s\n' "${rates[@]}"

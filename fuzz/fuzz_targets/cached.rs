@@ -20,13 +20,17 @@
 //! - an object is left out only if such a fetch answered 404, and a read fails only
 //!   if such a fetch failed, with [`Operation::Fetch`] and the injected cause.
 //!
-//! Also: the counters agree with the log (`fetches`, `fetch_errors`, `not_found`), the
-//! cache stays within `max_entries` (or `max_bytes`) and its byte count matches its
-//! entries, and `validate()` passes whenever no read is pending.
+//! Also, after every operation: the counters agree with the log (`fetches`,
+//! `fetch_errors`, `not_found`), the cache stays within `max_entries` (or `max_bytes`)
+//! and its byte count matches its entries. `validate()` passes every `VALIDATE_EVERY`
+//! (8) operations, at the first point no read is pending once it is due, and at the
+//! end, once every pending read has finished. An input runs at most `MAX_OPS` (64)
+//! operations; the store's index has two shards.
 
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +52,11 @@ const NUM_KEYS: usize = 2;
 
 /// Reads left pending at once, at most.
 const MAX_PENDING: usize = 4;
+/// Operations run per input, at most; the rest of a longer input is ignored.
+const MAX_OPS: usize = 64;
+/// `validate()` after every this many operations (at the first moment no read is
+/// pending once it is due), and at the end.
+const VALIDATE_EVERY: usize = 8;
 /// Polls of a read before it is declared hung.
 const MAX_ROUNDS: usize = 10_000;
 /// Response sizes are in `MIN_BYTES..=MAX_BYTES`.
@@ -168,6 +177,13 @@ struct Server {
     epochs: BTreeMap<Key, u64>,
     /// Every fetch, by serial number.
     log: Vec<Logged>,
+    /// Every key `log` has a fetch of (kept as fetches start, not collected from the
+    /// log at every `clear`).
+    fetched: BTreeSet<Key>,
+    /// How many fetches in `log` are `Done` with `Answer::Failed`, and with
+    /// `Answer::NotFound` (counted as they finish; a fetch is done once and stays so).
+    done_failed: u64,
+    done_not_found: u64,
 }
 
 impl Server {
@@ -251,6 +267,9 @@ impl Fetch<ConfigMap> for Fetcher {
                     }
                 };
                 let epoch = s.epoch(&key);
+                if !s.fetched.contains(&key) {
+                    s.fetched.insert(key.clone());
+                }
                 s.log.push(Logged {
                     key: key.clone(),
                     answer: answer.clone(),
@@ -266,7 +285,15 @@ impl Fetch<ConfigMap> for Fetcher {
             };
             YieldOnce(false).await;
             guard.done = true;
-            lock(&shared).log[serial].state = State::Done;
+            {
+                let mut s = lock(&shared);
+                s.log[serial].state = State::Done;
+                match answer {
+                    Answer::Failed => s.done_failed += 1,
+                    Answer::NotFound => s.done_not_found += 1,
+                    Answer::Found { .. } => {}
+                }
+            }
             match answer {
                 Answer::Found { rv, uid } => Ok(Some(Fetched {
                     object: Arc::new(body(&key, rv, &uid, serial)),
@@ -497,7 +524,7 @@ fn drive<T>(
     checker: &Checker,
     mut fut: Pin<&mut (dyn Future<Output = T> + '_)>,
     pending: &mut Vec<PendingRead<'_>>,
-    what: &str,
+    what: &dyn fmt::Display,
 ) -> T {
     for _ in 0..MAX_ROUNDS {
         if let Poll::Ready(r) = poll(fut.as_mut()) {
@@ -632,7 +659,7 @@ impl Checker {
     }
 
     /// A read of the references `refs` that ran to completion.
-    fn check_read(&self, what: &str, w: &Window, refs: &[Ref], got: &Read) {
+    fn check_read(&self, what: &dyn fmt::Display, w: &Window, refs: &[Ref], got: &Read) {
         let s = self.server();
         let keys: Vec<Key> = refs.iter().map(Ref::key).collect();
         let bodies = match got {
@@ -680,7 +707,7 @@ impl Checker {
     /// `fetch(ns, name)` that ran to completion.
     fn check_fetch(
         &self,
-        what: &str,
+        what: &dyn fmt::Display,
         w: &Window,
         key: &Key,
         got: &Result<Option<Arc<ConfigMap>>, StoreError>,
@@ -706,7 +733,7 @@ impl Checker {
 
     /// A read left pending earlier, now finished: whatever it returns must be bodies of
     /// fetches of the objects it was after, in order.
-    fn check_pending(&self, what: &str, keys: &BTreeSet<Key>, got: &Read) {
+    fn check_pending(&self, what: &dyn fmt::Display, keys: &BTreeSet<Key>, got: &Read) {
         let s = self.server();
         match got {
             Err(e) => {
@@ -728,26 +755,13 @@ impl Checker {
     }
 
     /// After every operation.
-    fn check_stats(&self, what: &str, store: &Store) {
+    fn check_stats(&self, what: &dyn fmt::Display, store: &Store) {
         let stats = store.stats();
         let s = self.server();
-        let done = |a: &Answer| {
-            s.log
-                .iter()
-                .filter(|l| l.state == State::Done && l.answer == *a)
-                .count() as u64
-        };
         assert_eq!(stats.fetches, s.log.len() as u64, "{what}: fetches");
-        assert_eq!(
-            stats.fetch_errors,
-            done(&Answer::Failed),
-            "{what}: fetch_errors"
-        );
-        assert_eq!(
-            stats.not_found,
-            done(&Answer::NotFound),
-            "{what}: not_found"
-        );
+        // The fetches done with each answer, as the fetcher counts them when they finish.
+        assert_eq!(stats.fetch_errors, s.done_failed, "{what}: fetch_errors");
+        assert_eq!(stats.not_found, s.done_not_found, "{what}: not_found");
         match self.max_bytes {
             None => assert!(
                 stats.entries <= self.max_entries as u64,
@@ -811,6 +825,29 @@ fn matching(
 
 type Store = CachedStore<ConfigMap, Fetcher>;
 
+/// The operation a check is about: `op <step> <its Debug form>`, formatted only when a
+/// check fails (formatting every operation's `Debug` form cost more than most
+/// operations).
+struct What<'a> {
+    step: usize,
+    op: &'a Op,
+}
+
+impl fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op {} {:?}", self.step, self.op)
+    }
+}
+
+/// A message written by a closure when displayed: `What` with more context.
+struct Msg<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(F);
+
+impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Msg<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.0)(f)
+    }
+}
+
 // ---------------------------------------------------------------------------------
 
 fuzz_target!(|input: Input| run(input));
@@ -822,7 +859,10 @@ fn run(input: Input) {
     let mut builder = CachedStore::<ConfigMap>::builder(NUM_KEYS)
         .max_entries(max_entries)
         .ttl(Duration::from_secs(3600))
-        .fetch_concurrency(1 + usize::from(input.concurrency % 3));
+        .fetch_concurrency(1 + usize::from(input.concurrency % 3))
+        // Two shards, not the default 1,024: those would be built for every input and
+        // visited by every `validate()`.
+        .shards(2);
     if let Some(b) = max_bytes {
         builder = builder.max_bytes(b);
     }
@@ -837,10 +877,11 @@ fn run(input: Input) {
     let mut model = Model::default();
     let mut generator = Gen { rv: 0 };
     let mut pending: Vec<PendingRead<'_>> = Vec::new();
+    let mut validate_due = false;
 
-    for (step, op) in input.ops.into_iter().enumerate() {
-        let what = format!("op {step} {op:?}");
-        match op {
+    for (step, op) in input.ops.iter().take(MAX_OPS).enumerate() {
+        let what = What { step, op };
+        match *op {
             Op::Add(o, rv, k) | Op::Update(o, rv, k) => {
                 let is_add = matches!(op, Op::Add(..));
                 let r = generator.reference(o, rv, &checker.server());
@@ -897,7 +938,10 @@ fn run(input: Input) {
                 let got = store.delete(&keys);
                 match key_count_error(Operation::Delete, &keys) {
                     Some(want) => {
-                        let e = got.expect_err(&what);
+                        let e = match got {
+                            Err(e) => e,
+                            Ok(n) => panic!("{what}: Ok({n}), expected {want}"),
+                        };
                         assert_eq!(e, want, "{what}");
                     }
                     None => {
@@ -916,10 +960,10 @@ fn run(input: Input) {
                     }
                 }
             }
-            Op::Replace(items) => {
+            Op::Replace(ref items) => {
                 let items: Vec<(Ref, Vec<String>)> = items
-                    .into_iter()
-                    .map(|(o, rv, k)| {
+                    .iter()
+                    .map(|&(o, rv, k)| {
                         let r = generator.reference(o, rv, &checker.server());
                         let keys = object_keys(k, &r);
                         (r, keys)
@@ -961,22 +1005,25 @@ fn run(input: Input) {
                 store.clear();
                 model.refs.clear();
                 let mut s = checker.server();
-                let in_flight: BTreeSet<Key> = s
-                    .log
-                    .iter()
-                    .filter(|l| l.state == State::InFlight)
-                    .map(|l| l.key.clone())
-                    .collect();
-                let keys: BTreeSet<Key> = s.log.iter().map(|l| l.key.clone()).collect();
-                for key in keys {
-                    if CLEAR_INVALIDATES_FLIGHTS || !in_flight.contains(&key) {
+                // Every key ever fetched; with the old behaviour, not those in flight.
+                let in_flight: BTreeSet<Key> = if CLEAR_INVALIDATES_FLIGHTS {
+                    BTreeSet::new()
+                } else {
+                    s.log
+                        .iter()
+                        .filter(|l| l.state == State::InFlight)
+                        .map(|l| l.key.clone())
+                        .collect()
+                };
+                for key in s.fetched.clone() {
+                    if !in_flight.contains(&key) {
                         s.invalidate(key);
                     }
                 }
             }
             Op::Get(k) => {
                 let keys = query_keys(k);
-                let what = format!("{what} get {keys:?}");
+                let what = Msg(|f| write!(f, "{what} get {keys:?}"));
                 let window = checker.window();
                 let got = drive(&checker, pin!(store.get(&keys)), &mut pending, &what);
                 match prefix_error(&keys) {
@@ -992,7 +1039,7 @@ fn run(input: Input) {
                 // The same key through `get_one`: a count error for a prefix, a
                 // uniqueness error (and no fetch) for a shared key, else the same
                 // read as `get` without the vector.
-                let what = format!("{what} (get_one)");
+                let what = Msg(|f| write!(f, "{what} (get_one)"));
                 let window = checker.window();
                 let got = drive(&checker, pin!(store.get_one(&keys)), &mut pending, &what);
                 let refs = model.select(|k| k.starts_with(&keys));
@@ -1000,7 +1047,10 @@ fn run(input: Input) {
                     assert_eq!(got.map(|_| ()), Err(e), "{what}");
                     assert_eq!(checker.window().first, window.first, "{what}: fetched");
                 } else if refs.len() > 1 {
-                    let err = got.expect_err(&what);
+                    let err = match got {
+                        Err(e) => e,
+                        Ok(o) => panic!("{what}: Ok({o:?}), expected NotUnique"),
+                    };
                     assert_eq!(
                         err.kind,
                         ErrorKind::NotUnique { found: refs.len() },
@@ -1089,7 +1139,7 @@ fn run(input: Input) {
                         Poll::Ready(got) => checker.check_pending(&what, &[key].into(), &got),
                         Poll::Pending => pending.push(PendingRead {
                             fut,
-                            what: what.clone(),
+                            what: what.to_string(),
                             keys: [key].into(),
                         }),
                     }
@@ -1112,10 +1162,14 @@ fn run(input: Input) {
             }
         }
         checker.check_stats(&what, &store);
-        if pending.is_empty()
-            && let Err(e) = store.validate()
-        {
-            panic!("validate() after {what}: {e}");
+        // `validate()` every few operations, at the first moment no read is pending
+        // once one is due.
+        validate_due |= step % VALIDATE_EVERY == VALIDATE_EVERY - 1;
+        if validate_due && pending.is_empty() {
+            validate_due = false;
+            if let Err(e) = store.validate() {
+                panic!("validate() after {what}: {e}");
+            }
         }
     }
 
@@ -1124,14 +1178,14 @@ fn run(input: Input) {
         let got = drive(&checker, p.fut.as_mut(), &mut pending, &p.what);
         checker.check_pending(&p.what, &p.keys, &got);
     }
-    checker.check_stats("the end", &store);
+    checker.check_stats(&"the end", &store);
     store
         .validate()
         .unwrap_or_else(|e| panic!("validate() at the end: {e}"));
     // Every reference, by its exact keys, through a fresh read.
     for (r, keys) in model.refs.values() {
         let window = checker.window();
-        let got = drive(&checker, pin!(store.get(keys)), &mut pending, "final get");
+        let got = drive(&checker, pin!(store.get(keys)), &mut pending, &"final get");
         let refs = model.select(|k| k == keys.as_slice());
         assert!(refs.contains(r));
         checker.check_read(&format!("final get {keys:?}"), &window, &refs, &got);

@@ -1,0 +1,653 @@
+//! The differential model and driver shared by `differential` (a `MemoryStore` of
+//! `serde_json::Value`) and `differential_typed` (a `MemoryStore` of `ConfigMap`): the
+//! input format, a model of the store, the generated objects and keys, the comparisons
+//! and [`run`], which drives a store and its model through one input. Each target
+//! supplies its object type (through [`FuzzObject`]) and its [`Limits`].
+//!
+//! The model is a `BTreeMap` from (namespace, name, uid) to (object, keys), with an
+//! identity index, scanned linearly for every query. It reads metadata itself, through
+//! [`FuzzObject::meta`], not through the crate's `Object` impls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use arbitrary::Arbitrary;
+use k8s_store::{ErrorKind, MemoryStore, Operation, Snapshot, StoreError};
+
+pub const ALPHABET: &[&str] = &[
+    "", "/", "a", "a/b", "b/c", "\0", "é", "日本", ":", "a\0", "b",
+];
+pub const N: usize = ALPHABET.len();
+
+/// How many old snapshots are kept and re-checked.
+const MAX_SNAPSHOTS: usize = 4;
+
+// ---------------------------------------------------------------------------------
+// Input.
+
+/// A metadata field of a generated object.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Field {
+    Absent,
+    Str(u8),
+    /// Present but not a string: the object is refused (JSON objects only; a typed
+    /// object has no such field and reads it as absent).
+    Number,
+    /// `null`: reads as absent.
+    Null,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct ObjSpec {
+    pub namespace: Field,
+    pub name: Field,
+    pub uid: Field,
+}
+
+/// A key vector. `len` is mapped to a length (see the `*_keys` functions) and each
+/// component to an alphabet entry or, for an object's keys, its own namespace or name.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct KeySpec {
+    len: u8,
+    comps: [u8; 4],
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum Op {
+    Add(ObjSpec, KeySpec),
+    Update(ObjSpec, KeySpec),
+    /// Upserts a new version of the `i`-th stored object (in model order) under new keys.
+    Move(u16, KeySpec),
+    Get(KeySpec),
+    Delete(KeySpec),
+    Remove(ObjSpec),
+    /// Removes the `i`-th stored object (in model order).
+    RemoveExisting(u16),
+    List,
+    Len,
+    Clear,
+    /// Replaces everything with these objects (at most [`Limits::replace`] of them).
+    Replace(Vec<(ObjSpec, KeySpec)>),
+    /// Keeps `list()` and the model's content at this point, to re-check later.
+    Snapshot,
+    /// Adds `count % 80` generated objects (fewer once the input's
+    /// [`Limits::bulk`] budget is spent).
+    Bulk {
+        start: u16,
+        count: u8,
+        mode: u8,
+    },
+    /// A watcher event for the feeder's store (`differential` only; ignored elsewhere).
+    Watch(WatchOp),
+}
+
+/// A watcher event; objects are named by an index into the feeder's names.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+#[allow(dead_code, reason = "read by `differential` only")]
+pub enum WatchOp {
+    Init,
+    InitApply(u8),
+    InitDone,
+    Apply(u8),
+    Delete(u8),
+}
+
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    num_keys: u8,
+    shards: u8,
+    ops: Vec<Op>,
+}
+
+impl Input {
+    /// The store's key count, 1 to 3.
+    pub fn num_keys(&self) -> usize {
+        1 + usize::from(self.num_keys) % 3
+    }
+
+    /// Two or four shards, never the default 1,024: building those per input, visiting
+    /// them in every `validate()` and rebuilding them at every `replace` and `clear`
+    /// cost more than the operations.
+    pub fn shards(&self) -> usize {
+        if self.shards.is_multiple_of(2) { 2 } else { 4 }
+    }
+}
+
+/// What one input may do, per target.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Operations run per input, at most; the rest of a longer input is ignored.
+    pub ops: usize,
+    /// Objects `Bulk` operations add per input, in all.
+    pub bulk: usize,
+    /// Items of one `Replace`, at most (the rest are ignored).
+    pub replace: usize,
+    /// `validate()` after every this many operations (and after every `Replace` and
+    /// `Clear`, and at the end).
+    pub validate_every: usize,
+}
+
+// ---------------------------------------------------------------------------------
+// The objects.
+
+/// A metadata field the model reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Meta {
+    Namespace,
+    Name,
+    Uid,
+}
+
+/// An object type the model can generate and read.
+pub trait FuzzObject: fmt::Debug + Send + Sync + 'static {
+    /// The field as the store must read it: `""` when absent (or `null`).
+    fn meta(&self, field: Meta) -> &str;
+    /// The generated object `spec`, its body marked with `seq`.
+    fn generate(spec: ObjSpec, seq: u64) -> Self;
+    /// An object with this namespace, name and uid, its body marked with `seq`.
+    fn named(namespace: &str, name: &str, uid: Option<String>, seq: u64) -> Self;
+    /// A new version of `self`: the same metadata, the body marked with `seq`.
+    fn version(&self, seq: u64) -> Self;
+    /// The `seq` of the body, for messages.
+    fn seq(&self) -> String;
+    /// The error writing `self` must fail with, if its identity metadata is of the
+    /// wrong type.
+    fn metadata_error(&self) -> Option<ErrorKind>;
+}
+
+fn meta<O: FuzzObject>(o: &O, field: Meta) -> &str {
+    o.meta(field)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Id {
+    Uid(String),
+    Name(String, String),
+}
+
+pub fn identity<O: FuzzObject>(o: &O) -> Id {
+    let uid = meta(o, Meta::Uid);
+    if uid.is_empty() {
+        Id::Name(
+            meta(o, Meta::Namespace).to_owned(),
+            meta(o, Meta::Name).to_owned(),
+        )
+    } else {
+        Id::Uid(uid.to_owned())
+    }
+}
+
+/// (namespace, name, uid): the store's order. Unique per identity (an identity is the
+/// uid if there is one, else the namespace and name), so the model can be kept in it.
+type OrderKey = (String, String, String);
+
+fn order_key<O: FuzzObject>(o: &O) -> OrderKey {
+    (
+        meta(o, Meta::Namespace).to_owned(),
+        meta(o, Meta::Name).to_owned(),
+        meta(o, Meta::Uid).to_owned(),
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// The model.
+
+struct Model<O> {
+    num_keys: usize,
+    /// Every object with its keys, in the store's order (so listing needs no sort).
+    map: BTreeMap<OrderKey, (Arc<O>, Vec<String>)>,
+    /// Where each identity is in `map`.
+    ids: BTreeMap<Id, OrderKey>,
+}
+
+impl<O: FuzzObject> Model<O> {
+    fn new(num_keys: usize) -> Self {
+        Self {
+            num_keys,
+            map: BTreeMap::new(),
+            ids: BTreeMap::new(),
+        }
+    }
+
+    /// Inserts `obj`, replacing the object of the same identity wherever it was.
+    fn upsert(&mut self, obj: Arc<O>, keys: Vec<String>) {
+        let at = order_key(&*obj);
+        if let Some(old) = self.ids.insert(identity(&*obj), at.clone()) {
+            self.map.remove(&old);
+        }
+        self.map.insert(at, (obj, keys));
+    }
+
+    /// Removes the object of identity `id`; whether there was one.
+    fn remove(&mut self, id: &Id) -> bool {
+        match self.ids.remove(id) {
+            Some(at) => self.map.remove(&at).is_some(),
+            None => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.ids.clear();
+    }
+
+    fn sorted(&self, filter: impl Fn(&[String]) -> bool) -> Vec<Arc<O>> {
+        self.map
+            .values()
+            .filter(|(_, k)| filter(k))
+            .map(|(o, _)| Arc::clone(o))
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Arc<O>> {
+        self.sorted(|_| true)
+    }
+
+    /// The `i`-th stored object (modulo their count) in the store's order, if any.
+    fn nth(&self, i: u16) -> Option<Arc<O>> {
+        let n = self.map.len();
+        let (obj, _) = self.map.values().nth(usize::from(i) % n.max(1))?;
+        Some(Arc::clone(obj))
+    }
+
+    fn get(&self, prefix: &[String]) -> Result<Vec<Arc<O>>, StoreError> {
+        if prefix.is_empty() || prefix.len() > self.num_keys {
+            return Err(StoreError::new(
+                Operation::Get,
+                prefix,
+                ErrorKind::PrefixLength {
+                    max: self.num_keys,
+                    given: prefix.len(),
+                },
+            ));
+        }
+        Ok(self.sorted(|k| k.starts_with(prefix)))
+    }
+
+    fn delete(&mut self, keys: &[String]) -> usize {
+        let gone: Vec<Id> = self
+            .map
+            .values()
+            .filter(|(_, k)| k == keys)
+            .map(|(o, _)| identity(&**o))
+            .collect();
+        for id in &gone {
+            self.remove(id);
+        }
+        gone.len()
+    }
+
+    /// The error a write of `obj` under `keys` must return: a wrong key count first,
+    /// then identity metadata of the wrong type.
+    fn write_error(&self, operation: Operation, obj: &O, keys: &[String]) -> Option<StoreError> {
+        self.key_count_error(operation, keys).or_else(|| {
+            obj.metadata_error()
+                .map(|kind| StoreError::new(operation, keys, kind))
+        })
+    }
+
+    fn key_count_error(&self, operation: Operation, keys: &[String]) -> Option<StoreError> {
+        (keys.len() != self.num_keys).then(|| {
+            StoreError::new(
+                operation,
+                keys,
+                ErrorKind::KeyCount {
+                    expected: self.num_keys,
+                    given: keys.len(),
+                },
+            )
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Generating objects and keys.
+
+/// Gives every generated object a distinct body, so a stale version is noticed.
+struct Gen {
+    seq: u64,
+}
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// Mostly `num_keys` components (else add/update/delete would nearly always fail),
+/// sometimes any length in `0..=num_keys + 1`.
+fn write_len(spec: KeySpec, num_keys: usize) -> usize {
+    if spec.len < 0xE0 {
+        num_keys
+    } else {
+        usize::from(spec.len) % (num_keys + 2)
+    }
+}
+
+/// Keys for `obj`: components are alphabet entries or the object's namespace or name.
+fn object_keys<O: FuzzObject>(spec: KeySpec, num_keys: usize, obj: &O) -> Vec<String> {
+    spec.comps[..write_len(spec, num_keys)]
+        .iter()
+        .map(|&c| match usize::from(c) % (N + 2) {
+            i if i < N => ALPHABET[i].to_owned(),
+            i if i == N => meta(obj, Meta::Namespace).to_owned(),
+            _ => meta(obj, Meta::Name).to_owned(),
+        })
+        .collect()
+}
+
+fn plain_keys(spec: KeySpec, len: usize) -> Vec<String> {
+    spec.comps[..len]
+        .iter()
+        .map(|&c| ALPHABET[usize::from(c) % N].to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Comparing. Messages name the operation through `What`, formatted only when a check
+// fails (formatting every operation's `Debug` form cost more than most operations).
+
+/// The operation a check is about: `op <step> <its Debug form>`.
+pub struct What<'a> {
+    step: usize,
+    op: &'a Op,
+}
+
+impl fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op {} {:?}", self.step, self.op)
+    }
+}
+
+fn describe<O: FuzzObject>(v: &[Arc<O>]) -> Vec<String> {
+    v.iter()
+        .map(|o| {
+            format!(
+                "({:?}, {:?}, {:?}) seq {}",
+                meta(&**o, Meta::Namespace),
+                meta(&**o, Meta::Name),
+                meta(&**o, Meta::Uid),
+                o.seq()
+            )
+        })
+        .collect()
+}
+
+fn same_objects<O: FuzzObject>(what: impl fmt::Display, got: &[Arc<O>], want: &[Arc<O>]) {
+    let same = got.len() == want.len() && got.iter().zip(want).all(|(g, w)| Arc::ptr_eq(g, w));
+    assert!(
+        same,
+        "{what}: store returned\n  {:?}\nmodel expects\n  {:?}",
+        describe(got),
+        describe(want)
+    );
+}
+
+fn same_result<T: PartialEq + fmt::Debug>(
+    what: impl fmt::Display,
+    got: Result<T, StoreError>,
+    want: Result<T, StoreError>,
+) {
+    assert_eq!(got, want, "{what}");
+}
+
+fn check_snapshot<O: FuzzObject>(what: impl fmt::Display, snap: &Snapshot<O>, want: &[Arc<O>]) {
+    assert_eq!(snap.len(), want.len(), "{what}: len");
+    assert_eq!(snap.is_empty(), want.is_empty(), "{what}: is_empty");
+    let iter = snap.iter();
+    assert_eq!(iter.len(), want.len(), "{what}: iterator length");
+    let got: Vec<Arc<O>> = snap.into_iter().cloned().collect();
+    same_objects(&what, &got, want);
+    same_objects(&what, &snap.to_vec(), want);
+}
+
+fn validate<O: FuzzObject>(store: &MemoryStore<O>, after: impl fmt::Display) {
+    if let Err(e) = store.validate() {
+        panic!("validate() after {after}: {e}");
+    }
+}
+
+/// A prefix get, store against model: the same objects in the same order, or the same
+/// error; through `String` and `&str` keys alike.
+fn check_get<O: FuzzObject>(
+    what: impl fmt::Display,
+    store: &MemoryStore<O>,
+    model: &Model<O>,
+    keys: &[String],
+) {
+    let want = model.get(keys);
+    let strs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for got in [store.get(keys), store.get(&strs)] {
+        match (&got, &want) {
+            (Ok(got), Ok(want)) => same_objects(&what, got, want),
+            (got, want) => assert_eq!(
+                got.as_ref().map(|v| describe(v)),
+                want.as_ref().map(|v| describe(v)),
+                "{what}"
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+
+/// Where `Watch` operations go: the event, and the operation for messages.
+pub type Watch<'a> = &'a mut dyn FnMut(WatchOp, &dyn fmt::Display);
+
+/// Runs `input` against `store` (empty, built with `input.num_keys()` keys and
+/// `input.shards()` shards) and a model; `Watch` operations go to `watch`, if given.
+pub fn run<O: FuzzObject>(
+    store: &MemoryStore<O>,
+    input: &Input,
+    limits: Limits,
+    mut watch: Option<Watch<'_>>,
+) {
+    let num_keys = input.num_keys();
+    let mut model: Model<O> = Model::new(num_keys);
+    let mut generator = Gen { seq: 0 };
+    let mut snapshots: Vec<(Snapshot<O>, Vec<Arc<O>>)> = Vec::new();
+    let mut bulk_left = limits.bulk;
+
+    for (step, op) in input.ops.iter().take(limits.ops).enumerate() {
+        let what = What { step, op };
+        match *op {
+            Op::Add(spec, ks) | Op::Update(spec, ks) => {
+                let is_add = matches!(op, Op::Add(..));
+                let obj = Arc::new(O::generate(spec, generator.next()));
+                let keys = object_keys(ks, num_keys, &*obj);
+                let operation = if is_add {
+                    Operation::Add
+                } else {
+                    Operation::Update
+                };
+                let got = if is_add {
+                    store.add(Arc::clone(&obj), &keys)
+                } else {
+                    store.update(Arc::clone(&obj), &keys)
+                };
+                let want = match model.write_error(operation, &obj, &keys) {
+                    Some(e) => Err(e),
+                    None => {
+                        model.upsert(obj, keys.clone());
+                        Ok(())
+                    }
+                };
+                same_result(format_args!("{what} keys {keys:?}"), got, want);
+            }
+            Op::Move(i, ks) => {
+                if let Some(old) = model.nth(i) {
+                    let obj = Arc::new(old.version(generator.next()));
+                    let keys = object_keys(ks, num_keys, &*obj);
+                    let got = store.update(Arc::clone(&obj), &keys);
+                    let want = match model.key_count_error(Operation::Update, &keys) {
+                        Some(e) => Err(e),
+                        None => {
+                            model.upsert(obj, keys.clone());
+                            Ok(())
+                        }
+                    };
+                    same_result(format_args!("{what} keys {keys:?}"), got, want);
+                }
+            }
+            Op::Get(ks) => {
+                let keys = plain_keys(ks, usize::from(ks.len) % (num_keys + 2));
+                check_get(format_args!("{what} get {keys:?}"), store, &model, &keys);
+            }
+            Op::Delete(ks) => {
+                let keys = plain_keys(ks, write_len(ks, num_keys));
+                let got = store.delete(&keys);
+                let want = match model.key_count_error(Operation::Delete, &keys) {
+                    Some(e) => Err(e),
+                    None => Ok(model.delete(&keys)),
+                };
+                same_result(format_args!("{what} keys {keys:?}"), got, want);
+            }
+            Op::Remove(spec) => {
+                let probe = O::generate(spec, generator.next());
+                let got = store.remove(&probe);
+                let want = match probe.metadata_error() {
+                    Some(kind) => Err(StoreError::new(Operation::Remove, &[] as &[&str], kind)),
+                    None => Ok(model.remove(&identity(&probe))),
+                };
+                same_result(&what, got, want);
+            }
+            Op::RemoveExisting(i) => {
+                if let Some(target) = model.nth(i) {
+                    // Remove by identity through a different value of the same identity.
+                    let probe = target.version(generator.next());
+                    let got = store.remove(&probe);
+                    assert!(model.remove(&identity(&probe)));
+                    same_result(&what, got, Ok(true));
+                    // Removing again finds nothing.
+                    same_result(&what, store.remove(&probe), Ok(false));
+                }
+            }
+            Op::List => {
+                check_snapshot(&what, &store.list(), &model.all());
+                for (n, (snap, want)) in snapshots.iter().enumerate() {
+                    check_snapshot(format_args!("{what}: snapshot #{n}"), snap, want);
+                }
+            }
+            Op::Len => {}
+            Op::Clear => {
+                store.clear();
+                model.clear();
+            }
+            Op::Replace(ref items) => {
+                let items: Vec<(Arc<O>, Vec<String>)> = items
+                    .iter()
+                    .take(limits.replace)
+                    .map(|&(spec, ks)| {
+                        let obj = Arc::new(O::generate(spec, generator.next()));
+                        let keys = object_keys(ks, num_keys, &*obj);
+                        (obj, keys)
+                    })
+                    .collect();
+                let want = match items
+                    .iter()
+                    .find_map(|(o, k)| model.write_error(Operation::Replace, o, k))
+                {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                };
+                let before = store.list();
+                let got = store.replace(items.iter().cloned());
+                let failed = want.is_err();
+                same_result(&what, got, want);
+                if failed {
+                    // Nothing changed.
+                    let all = model.all();
+                    check_snapshot(format_args!("{what} (failed)"), &store.list(), &all);
+                    check_snapshot(format_args!("{what} (failed, before)"), &before, &all);
+                } else {
+                    model.clear();
+                    for (obj, keys) in items {
+                        model.upsert(obj, keys);
+                    }
+                }
+            }
+            Op::Snapshot => {
+                if snapshots.len() == MAX_SNAPSHOTS {
+                    snapshots.remove(0);
+                }
+                snapshots.push((store.list(), model.all()));
+            }
+            Op::Bulk { start, count, mode } => {
+                let count = usize::from(count % 80).min(bulk_left);
+                bulk_left -= count;
+                for i in 0..count {
+                    let j = usize::from(start) + i;
+                    let ns = ALPHABET[j % N];
+                    let name = format!("bulk{}", j / 3);
+                    let uid = (mode & 1 == 1).then(|| format!("u{j}"));
+                    let obj = Arc::new(O::named(ns, &name, uid, generator.next()));
+                    let keys: Vec<String> = (0..num_keys)
+                        .map(|d| match (mode >> 1) % 4 {
+                            // Keys from the object's own metadata (elided buckets).
+                            0 if d % 2 == 0 => ns.to_owned(),
+                            0 => name.clone(),
+                            // One shared key: a big bucket and big groups.
+                            1 => "a".to_owned(),
+                            // Spread over the alphabet.
+                            2 => ALPHABET[(j / N.pow(d as u32)) % N].to_owned(),
+                            // A shared first component, then distinct ones.
+                            _ if d == 0 => ns.to_owned(),
+                            _ => name.clone(),
+                        })
+                        .collect();
+                    store
+                        .add(Arc::clone(&obj), &keys)
+                        .unwrap_or_else(|e| panic!("{what}: add {i}: {e}"));
+                    model.upsert(obj, keys);
+                }
+            }
+            Op::Watch(event) => {
+                if let Some(watch) = watch.as_mut() {
+                    watch(event, &what);
+                }
+            }
+        }
+        // Cheap checks after every operation.
+        assert_eq!(store.len(), model.map.len(), "{what}: len");
+        assert_eq!(store.is_empty(), model.map.is_empty(), "{what}: is_empty");
+        // `validate()` every few operations, and after every whole-state rebuild.
+        let rebuilt = matches!(op, Op::Replace(_) | Op::Clear);
+        if rebuilt || step % limits.validate_every == limits.validate_every - 1 {
+            validate(store, &what);
+        }
+    }
+
+    validate(store, "the last operation");
+    check_snapshot("final list", &store.list(), &model.all());
+    for (n, (snap, want)) in snapshots.iter().enumerate() {
+        check_snapshot(format_args!("final: snapshot #{n}"), snap, want);
+    }
+    // Every prefix of every stored object's keys, through one get each: exactly the
+    // model's objects under it, in order (so every stored object is found under each
+    // of its prefixes). Grouped in one pass over the model (a get per object would be
+    // quadratic in a bucket that `Bulk` filled); the model's order is the store's.
+    let mut under: BTreeMap<&[String], Vec<Arc<O>>> = BTreeMap::new();
+    for (obj, keys) in model.map.values() {
+        for d in 1..=num_keys {
+            under.entry(&keys[..d]).or_default().push(Arc::clone(obj));
+        }
+    }
+    for (prefix, want) in &under {
+        let got = store.get(prefix).expect("valid prefix length");
+        same_objects(format_args!("final: get({prefix:?})"), &got, want);
+    }
+    // Delete everything by key; the store ends empty and valid.
+    let distinct: BTreeSet<&Vec<String>> = model.map.values().map(|(_, k)| k).collect();
+    let mut total = 0;
+    for keys in distinct {
+        total += store.delete(keys).expect("valid key count");
+    }
+    assert_eq!(total, model.map.len(), "final: delete counts");
+    assert!(
+        store.is_empty(),
+        "final: not empty after deleting every key"
+    );
+    validate(store, "deleting every key");
+}

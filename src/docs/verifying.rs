@@ -125,7 +125,10 @@
 //!   deletes and concurrent writers in the index; the singleflight (a leader that
 //!   succeeds, fails, is cancelled), invalidation racing a fetch, and an eviction racing
 //!   a hit through a reference's hint; and the downstream model above.
-//! - `fuzz/`: a differential target against a model (which also feeds a store through
-//!   a [`Feeder`](crate::watch::Feeder) with any sequence of watcher events), one for
-//!   the key encoding, and one driving a `CachedStore` over a deterministic fetcher
-//!   against a model of the server.
+//! - `fuzz/`: a differential target against a model on JSON objects (which also feeds a
+//!   store through a [`Feeder`](crate::watch::Feeder) with any sequence of watcher
+//!   events), the same model on typed objects in stores large enough to split and merge
+//!   tree nodes, one for the key encoding, and one driving a `CachedStore` over a
+//!   deterministic fetcher against a model of the server. Each has a minimised seed
+//!   corpus in `fuzz/corpus/<target>/`; CI's smoke run (`.ci/fuzz.sh`) starts each
+//!   from it and prints its executions per second.

@@ -24,6 +24,13 @@ pub enum Operation {
     Remove,
     /// [`MemoryStore::replace`](crate::MemoryStore::replace).
     Replace,
+    /// [`MemoryStore::apply`](crate::MemoryStore::apply): the change at position `item`
+    /// of the batch (counted from 0) was refused, and nothing of the batch was applied.
+    Apply {
+        /// The refused change's position in the batch (a `u32`, which keeps every
+        /// error small; a batch of more than `u32::MAX` changes reports `u32::MAX`).
+        item: u32,
+    },
     /// Extracting keys from an object with an [`Indexer`](crate::Indexer).
     Index,
     /// Fetching an object's body from the API server (the on-demand tier).
@@ -42,6 +49,7 @@ impl fmt::Display for Operation {
             Operation::Delete => "delete",
             Operation::Remove => "remove",
             Operation::Replace => "replace",
+            Operation::Apply { item } => return write!(f, "apply (change {item} of the batch)"),
             Operation::Index => "index",
             Operation::Fetch => "fetch",
             Operation::Config => "config",

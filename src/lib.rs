@@ -92,6 +92,7 @@ mod sync;
 pub use error::{Cause, ErrorKind, FetchError, Operation, StoreError};
 pub use feed::indexer::{Indexer, MissingField};
 pub use feed::{config, stores, watch};
+pub use index::batch::{Applied, Batch};
 pub use index::key;
 pub use index::memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder};
 pub use index::snapshot::{Iter, Snapshot};

@@ -696,3 +696,134 @@ fn get_one_returns_the_unique_object_or_says_why_not() {
     assert_eq!(c.metadata.name.as_deref(), Some("c"));
     s.validate().unwrap();
 }
+
+/// A batch is refused whole: a change with the wrong key count, or an object with
+/// identity fields of the wrong type, anywhere in it, names that change and applies
+/// nothing (not the valid changes before it either).
+#[test]
+fn a_batch_with_one_bad_change_applies_nothing_and_names_it() {
+    let s = store(2);
+    s.add(cm("ns", "a", None), &["ns", "a"]).unwrap();
+    s.add(cm("ns", "b", None), &["ns", "b"]).unwrap();
+    let before = s.list().to_vec();
+
+    let mut batch = k8s_store::Batch::new();
+    batch.upsert(cm_v("ns", "a", None, "2"), &["ns", "moved"]);
+    batch.remove(cm("ns", "b", None));
+    batch.upsert(cm("ns", "c", None), &["ns"]);
+    batch.upsert(cm("ns", "d", None), &["ns", "d"]);
+    let err = s.apply(batch).unwrap_err();
+    assert_eq!(err.operation, Operation::Apply { item: 2 });
+    assert_eq!(
+        err.kind,
+        ErrorKind::KeyCount {
+            expected: 2,
+            given: 1
+        }
+    );
+    assert_eq!(err.keys, ["ns"]);
+    assert!(
+        err.to_string()
+            .starts_with("apply (change 2 of the batch) [\"ns\"]"),
+        "{err}"
+    );
+
+    // Identity fields of the wrong type, on a store of JSON objects.
+    let j = MemoryStore::<serde_json::Value>::new(1).unwrap();
+    j.add(json_obj("ns", "a", ""), &["k"]).unwrap();
+    let mut batch = k8s_store::Batch::new();
+    batch.remove(json_obj("ns", "a", ""));
+    batch.upsert(
+        Arc::new(serde_json::json!({"metadata": {"name": 7}})),
+        &["k"],
+    );
+    let err = j.apply(batch).unwrap_err();
+    assert_eq!(err.operation, Operation::Apply { item: 1 });
+    assert_eq!(
+        err.kind,
+        ErrorKind::InvalidMetadata {
+            field: "metadata.name",
+            found: "a number"
+        }
+    );
+    assert_eq!(
+        j.len(),
+        1,
+        "the removal before the bad change was not applied"
+    );
+
+    let after = s.list().to_vec();
+    assert_eq!(before.len(), after.len());
+    assert!(before.iter().zip(&after).all(|(a, b)| Arc::ptr_eq(a, b)));
+    assert!(s.get(&["ns", "moved"]).unwrap().is_empty());
+    s.validate().unwrap();
+    j.validate().unwrap();
+}
+
+/// Changes apply in order, as one by one: two upserts of one object leave the second
+/// (at its keys: it moves within the batch), an upsert then a removal leave nothing,
+/// a removal of an absent object is no change, and an empty batch changes nothing.
+#[test]
+fn a_batch_applies_its_changes_in_order() {
+    let s = store(2);
+    s.add(cm_v("ns", "a", Some("ua"), "1"), &["ns", "a"])
+        .unwrap();
+    let snapshot = s.list();
+
+    let mut batch = k8s_store::Batch::with_capacity(5);
+    batch
+        .upsert(cm_v("ns", "a", Some("ua"), "2"), &["ns", "first"])
+        .upsert(cm_v("ns", "a", Some("ua"), "3"), &["other", "second"])
+        .upsert(cm("ns", "b", None), &["ns", "b"])
+        .remove(cm("ns", "b", None))
+        .remove(cm("ns", "absent", None));
+    assert_eq!(batch.len(), 5);
+    let applied = s.apply(batch).unwrap();
+    assert_eq!((applied.upserted, applied.removed), (3, 1));
+
+    assert!(s.get(&["ns"]).unwrap().is_empty());
+    let moved = s.get(&["other", "second"]).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(version(&moved[0]), Some("3"));
+    assert_eq!(s.len(), 1);
+    // The snapshot from before is untouched.
+    assert_eq!(version(&snapshot.to_vec()[0]), Some("1"));
+    s.validate().unwrap();
+
+    let applied = s.apply(k8s_store::Batch::new()).unwrap();
+    assert_eq!((applied.upserted, applied.removed), (0, 0));
+    assert_eq!(s.len(), 1);
+}
+
+/// What a batch replaces or removes is released, as after single writes.
+#[test]
+fn a_batch_keeps_no_replaced_or_removed_object() {
+    let s = store(2);
+    let old: Vec<_> = (0..500)
+        .map(|i| cm_v("ns", &format!("o{i:04}"), None, "1"))
+        .collect();
+    let mut batch = k8s_store::Batch::new();
+    for o in &old {
+        let name = o.metadata.name.clone().unwrap();
+        batch.upsert(Arc::clone(o), &["ns", name.as_str()]);
+    }
+    s.apply(batch).unwrap();
+    let mut batch = k8s_store::Batch::new();
+    for (i, o) in old.iter().enumerate() {
+        let name = o.metadata.name.clone().unwrap();
+        if i % 2 == 0 {
+            batch.upsert(cm_v("ns", &name, None, "2"), &["moved", name.as_str()]);
+        } else {
+            batch.remove(Arc::clone(o));
+        }
+    }
+    let applied = s.apply(batch).unwrap();
+    assert_eq!((applied.upserted, applied.removed), (250, 250));
+    let leaked = old.iter().filter(|o| Arc::strong_count(o) != 1).count();
+    assert_eq!(
+        leaked, 0,
+        "{leaked} old objects still referenced by the store"
+    );
+    assert_eq!(s.get(&["moved"]).unwrap().len(), 250);
+    s.validate().unwrap();
+}

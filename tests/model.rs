@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::json_obj;
-use k8s_store::{ErrorKind, MemoryStore};
+use k8s_store::{Batch, ErrorKind, MemoryStore, Operation};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -46,6 +46,8 @@ enum Op {
     List,
     Replace(Vec<(Obj, Vec<String>)>),
     Clear,
+    /// Upserts (`Some(keys)`) and removals (`None`) applied as one batch.
+    Batch(Vec<(Obj, Option<Vec<String>>)>),
 }
 
 fn s() -> impl Strategy<Value = String> {
@@ -82,6 +84,8 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         2 => Just(Op::List),
         1 => proptest::collection::vec((obj(), keys(n)), 0..6).prop_map(Op::Replace),
         1 => Just(Op::Clear),
+        3 => proptest::collection::vec((obj(), prop_oneof![3 => keys(n).prop_map(Some), 1 => Just(None)]), 0..12)
+            .prop_map(Op::Batch),
     ]
 }
 
@@ -203,6 +207,47 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Clear => {
                 store.clear();
                 model.clear();
+            }
+            Op::Batch(changes) => {
+                let mut batch = Batch::new();
+                for (o, k) in &changes {
+                    match k {
+                        Some(k) => batch.upsert(to_value(o), k),
+                        None => batch.remove(to_value(o)),
+                    };
+                }
+                let r = store.apply(batch);
+                let bad = changes
+                    .iter()
+                    .position(|(_, k)| k.as_ref().is_some_and(|k| k.len() != n));
+                match bad {
+                    Some(item) => {
+                        let e = r.unwrap_err();
+                        prop_assert_eq!(e.operation, Operation::Apply { item: item as u32 });
+                        let given = changes[item].1.as_ref().map_or(0, Vec::len);
+                        prop_assert_eq!(e.kind, ErrorKind::KeyCount { expected: n, given });
+                    }
+                    None => {
+                        // The same changes one by one, on the model.
+                        let (mut upserted, mut removed) = (0, 0);
+                        for (o, k) in changes {
+                            match k {
+                                Some(k) => {
+                                    upserted += 1;
+                                    model.insert(o.identity(), (o, k));
+                                }
+                                None => {
+                                    removed += usize::from(model.remove(&o.identity()).is_some())
+                                }
+                            }
+                        }
+                        let applied = r.unwrap();
+                        prop_assert_eq!((applied.upserted, applied.removed), (upserted, removed));
+                    }
+                }
+                let mut want: Vec<_> = model.values().map(|(o, _)| o.order()).collect();
+                want.sort();
+                prop_assert_eq!(seen(&store.list().to_vec()), want);
             }
         }
         store.validate().map_err(TestCaseError::fail)?;

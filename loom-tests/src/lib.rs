@@ -172,6 +172,9 @@ pub enum Outcome {
     Removed(bool),
     /// `delete` returned how many objects were under the key.
     Deleted(usize),
+    /// `apply(batch)` returned how many upserts it applied and how many stored objects
+    /// it removed.
+    Applied(usize, usize),
 }
 
 /// One write, applied to a [`Model`] or to a real store.
@@ -185,6 +188,9 @@ pub enum Op {
     Delete(Keys),
     /// `replace(items)`: the whole content at once.
     Replace(Vec<(Tag, Keys)>),
+    /// `apply(batch)`: upserts (`Some(keys)`) and removals (`None`) in order, as one
+    /// write.
+    Batch(Vec<(Tag, Option<Keys>)>),
 }
 
 impl Op {
@@ -206,6 +212,17 @@ impl Op {
                     .expect("replace");
                 Outcome::Done
             }
+            Op::Batch(changes) => {
+                let mut batch = k8s_store::Batch::new();
+                for (t, k) in changes {
+                    match k {
+                        Some(k) => batch.upsert(t.object(), k),
+                        None => batch.remove(t.object()),
+                    };
+                }
+                let applied = store.apply(batch).expect("apply");
+                Outcome::Applied(applied.upserted, applied.removed)
+            }
         }
     }
 }
@@ -216,6 +233,19 @@ impl std::fmt::Display for Op {
             Op::Add(t, k) => write!(f, "add {t} at {k:?}"),
             Op::Remove(t) => write!(f, "remove {t}"),
             Op::Delete(k) => write!(f, "delete {k:?}"),
+            Op::Batch(changes) => {
+                f.write_str("batch [")?;
+                for (i, (t, k)) in changes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match k {
+                        Some(k) => write!(f, "add {t} at {k:?}")?,
+                        None => write!(f, "remove {t}")?,
+                    }
+                }
+                f.write_str("]")
+            }
             Op::Replace(items) => {
                 f.write_str("replace with [")?;
                 for (i, (t, k)) in items.iter().enumerate() {
@@ -261,6 +291,22 @@ impl Model {
                         .insert(tag.identity(), (tag.clone(), keys.clone()));
                 }
                 Outcome::Done
+            }
+            Op::Batch(changes) => {
+                let (mut upserted, mut removed) = (0, 0);
+                for (tag, keys) in changes {
+                    match keys {
+                        Some(keys) => {
+                            upserted += 1;
+                            self.objects
+                                .insert(tag.identity(), (tag.clone(), keys.clone()));
+                        }
+                        None => {
+                            removed += usize::from(self.objects.remove(&tag.identity()).is_some())
+                        }
+                    }
+                }
+                Outcome::Applied(upserted, removed)
             }
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashTable;
 
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::key::{self, KeyHasher};
 use crate::index::ptree::{PTree, Sep, SepBuilder, Target};
@@ -229,6 +230,31 @@ struct Placement<'k, S> {
     keys: &'k [S],
     hash: u64,
     encoded: Vec<u8>,
+}
+
+/// A bucket change a batch makes at its commit.
+enum BucketOp<K> {
+    /// Remove `obj` from the bucket of hash `hash` (it is there by then).
+    Remove { hash: u64, obj: Arc<K> },
+    /// Insert the object of the batch's upsert `item` into the bucket of its keys.
+    Insert { hash: u64, item: usize },
+}
+
+impl<K> BucketOp<K> {
+    fn hash(&self) -> u64 {
+        match self {
+            BucketOp::Remove { hash, .. } | BucketOp::Insert { hash, .. } => *hash,
+        }
+    }
+}
+
+/// Where a batch has left an object so far.
+struct Touched<K> {
+    id_hash: u64,
+    /// The latest version the batch upserted, or the stored one it removed.
+    obj: Arc<K>,
+    /// The hash and encoding of its key; `None` once removed.
+    at: Option<(u64, Vec<u8>)>,
 }
 
 /// Where the object of a write's identity was before it.
@@ -533,6 +559,198 @@ impl<K: Send + Sync + 'static> Index<K> {
         Ok(())
     }
 
+    /// See [`MemoryStore::apply`]. The same two phases as a single write (see
+    /// [`upsert`](Self::upsert)), once for the whole batch:
+    ///
+    /// 1. **Prepare**, with no shard lock held: every change in order on one copy of the
+    ///    state (a node copied for an earlier change is written in place by later ones),
+    ///    the bucket changes recorded, not made. Where an object is, `touched` says for
+    ///    the objects the batch has already changed, the identity table and the buckets
+    ///    (unchanged until the commit) for the others.
+    /// 2. **Commit**, holding the write locks of every shard the batch touches (taken in
+    ///    index order): the recorded bucket changes in order, then one publication.
+    ///
+    /// The identity table follows, under the writer mutex; what was replaced is dropped
+    /// after every lock is released.
+    pub(crate) fn apply(&self, batch: Batch<K>) -> Result<Applied, StoreError> {
+        let changes = batch.changes;
+        // Everything is checked first: one refused change refuses the whole batch.
+        for (item, change) in changes.iter().enumerate() {
+            let op = Operation::Apply {
+                item: u32::try_from(item).unwrap_or(u32::MAX),
+            };
+            match change {
+                Change::Upsert(obj, keys) => {
+                    self.check_count(op, keys)?;
+                    (self.acc.check)(obj).map_err(|kind| StoreError::new(op, keys, kind))?;
+                }
+                Change::Remove(obj) => {
+                    (self.acc.check)(obj).map_err(|kind| StoreError::new::<&str>(op, &[], kind))?;
+                }
+            }
+        }
+        let mut applied = Applied::default();
+        if changes.is_empty() {
+            return Ok(applied);
+        }
+
+        let mut w = self.writer.lock();
+        // Prepare.
+        let mut state = (*w.state).clone();
+        let mut touched: HashTable<Touched<K>> = HashTable::new();
+        let mut ops: Vec<BucketOp<K>> = Vec::with_capacity(changes.len() + changes.len() / 4);
+        for (item, change) in changes.iter().enumerate() {
+            match change {
+                Change::Upsert(obj, keys) => {
+                    let hash = self.hash_keys(keys);
+                    let encoded = key::encode(keys);
+                    let view = (self.acc.meta)(obj);
+                    let id_hash = self.hasher.hash_identity(&view.identity());
+                    let old = self.locate_in_batch(&w, &touched, id_hash, view);
+                    let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
+                    let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
+                    self.state_move(
+                        &mut state,
+                        old.as_ref().zip(old_view),
+                        same_order,
+                        obj,
+                        view,
+                        &encoded,
+                    );
+                    if let Some(o) = &old {
+                        // The same bucket and the same order: the insert replaces it.
+                        if !(same_order && o.hash == hash && o.encoded == encoded) {
+                            ops.push(BucketOp::Remove {
+                                hash: o.hash,
+                                obj: Arc::clone(&o.obj),
+                            });
+                        }
+                    }
+                    ops.push(BucketOp::Insert { hash, item });
+                    self.touch(
+                        &mut touched,
+                        id_hash,
+                        Arc::clone(obj),
+                        Some((hash, encoded)),
+                    );
+                    applied.upserted += 1;
+                }
+                Change::Remove(obj) => {
+                    let view = (self.acc.meta)(obj);
+                    let id_hash = self.hasher.hash_identity(&view.identity());
+                    let Some(old) = self.locate_in_batch(&w, &touched, id_hash, view) else {
+                        continue;
+                    };
+                    self.state_remove(&mut state, (self.acc.meta)(&old.obj), &old.encoded);
+                    ops.push(BucketOp::Remove {
+                        hash: old.hash,
+                        obj: Arc::clone(&old.obj),
+                    });
+                    self.touch(&mut touched, id_hash, old.obj, None);
+                    applied.removed += 1;
+                }
+            }
+        }
+
+        // Commit.
+        let mut shards: Vec<usize> = ops.iter().map(|op| self.exact.index(op.hash())).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut guards: Vec<_> = shards.iter().map(|&i| self.exact.write(i)).collect();
+        let mut emptied = Vec::new();
+        for op in &ops {
+            let Ok(g) = shards.binary_search(&self.exact.index(op.hash())) else {
+                // `shards` holds the shard of every op (built from them above).
+                debug_assert!(false, "a batch op outside the locked shards");
+                continue;
+            };
+            let table = &mut *guards[g];
+            match op {
+                BucketOp::Remove { hash, obj } => {
+                    emptied.extend(self.bucket_remove(table, *hash, (self.acc.meta)(obj)));
+                }
+                BucketOp::Insert { hash, item } => {
+                    if let Some(Change::Upsert(obj, keys)) = changes.get(*item) {
+                        self.bucket_insert(table, keys, *hash, obj);
+                    }
+                }
+            }
+        }
+        let prev = self.publish(&mut w, state);
+        drop(guards);
+
+        for t in touched {
+            match t.at {
+                Some((key_hash, _)) => self.locate_at(&mut w, t.id_hash, t.obj, key_hash),
+                None => {
+                    let meta = self.acc.meta;
+                    let id = meta(&t.obj).identity();
+                    if let Ok(e) = w
+                        .ids
+                        .find_entry(t.id_hash, |l| meta(&l.obj).identity() == id)
+                    {
+                        e.remove();
+                    }
+                }
+            }
+        }
+        drop(w);
+        // What the batch replaced, outside every lock.
+        drop((emptied, prev, ops, changes));
+        Ok(applied)
+    }
+
+    /// Where the object of `view`'s identity is while a batch is prepared: as an
+    /// earlier change of the batch left it (`touched`), else as stored.
+    fn locate_in_batch(
+        &self,
+        w: &Writer<K>,
+        touched: &HashTable<Touched<K>>,
+        id_hash: u64,
+        view: MetaView<'_>,
+    ) -> Option<Old<K>> {
+        let meta = self.acc.meta;
+        if let Some(t) = touched.find(id_hash, |t| meta(&t.obj).identity() == view.identity()) {
+            return t.at.as_ref().map(|(hash, encoded)| Old {
+                obj: Arc::clone(&t.obj),
+                hash: *hash,
+                shard: self.exact.index(*hash),
+                encoded: encoded.clone(),
+            });
+        }
+        self.locate(w, id_hash, view).map(|(obj, hash)| {
+            let shard = self.exact.index(hash);
+            let encoded = self.encoded_key_of(shard, hash, meta(&obj));
+            Old {
+                obj,
+                hash,
+                shard,
+                encoded,
+            }
+        })
+    }
+
+    /// Records where a batch left the object of `obj`'s identity (`None`: removed).
+    fn touch(
+        &self,
+        touched: &mut HashTable<Touched<K>>,
+        id_hash: u64,
+        obj: Arc<K>,
+        at: Option<(u64, Vec<u8>)>,
+    ) {
+        let meta = self.acc.meta;
+        let id = meta(&obj).identity();
+        match touched.find_mut(id_hash, |t| meta(&t.obj).identity() == id) {
+            Some(t) => {
+                t.obj = obj;
+                t.at = at;
+            }
+            None => {
+                touched.insert_unique(id_hash, Touched { id_hash, obj, at }, |t| t.id_hash);
+            }
+        }
+    }
+
     /// Every write runs in two phases under the writer mutex:
     ///
     /// 1. **Prepare**, with no shard lock held: find where the object was, and build the
@@ -599,7 +817,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     (&mut *high, &mut *low)
                 };
                 let removed = self.bucket_remove(old_table, o.hash, ov);
-                self.bucket_insert(new_table, &new, &obj);
+                self.bucket_insert(new_table, new.keys, new.hash, &obj);
                 (removed, self.publish(&mut w, state))
             }
             _ => {
@@ -612,35 +830,35 @@ impl<K: Send + Sync + 'static> Index<K> {
                         removed = self.bucket_remove(&mut table, o.hash, ov);
                     }
                 }
-                self.bucket_insert(&mut table, &new, &obj);
+                self.bucket_insert(&mut table, new.keys, new.hash, &obj);
                 (removed, self.publish(&mut w, state))
             }
         };
         drop((removed, prev));
 
-        // The identity table is the writer's alone; readers never see it.
-        match w.ids.find_mut(id_hash, |l| {
-            (self.acc.meta)(&l.obj).identity() == view.identity()
-        }) {
+        self.locate_at(&mut w, id_hash, obj, new.hash);
+        drop(old);
+        Ok(())
+    }
+
+    /// Records in the identity table (the writer's alone; readers never see it) that
+    /// `obj` is stored under the key of hash `key_hash`.
+    fn locate_at(&self, w: &mut Writer<K>, id_hash: u64, obj: Arc<K>, key_hash: u64) {
+        let meta = self.acc.meta;
+        let id = meta(&obj).identity();
+        match w.ids.find_mut(id_hash, |l| meta(&l.obj).identity() == id) {
             Some(l) => {
                 l.obj = obj;
-                l.key_hash = new.hash;
+                l.key_hash = key_hash;
             }
             None => {
                 let hasher = &self.hasher;
-                let meta = self.acc.meta;
-                w.ids.insert_unique(
-                    id_hash,
-                    Located {
-                        obj,
-                        key_hash: new.hash,
-                    },
-                    |l| hasher.hash_identity(&meta(&l.obj).identity()),
-                );
+                w.ids
+                    .insert_unique(id_hash, Located { obj, key_hash }, |l| {
+                        hasher.hash_identity(&meta(&l.obj).identity())
+                    });
             }
         }
-        drop(old);
-        Ok(())
     }
 
     /// The stored object with `view`'s identity and the hash of its key.
@@ -690,14 +908,15 @@ impl<K: Send + Sync + 'static> Index<K> {
     fn bucket_insert<S: AsRef<str>>(
         &self,
         table: &mut Table<Bucket<K>>,
-        new: &Placement<'_, S>,
+        keys: &[S],
+        hash: u64,
         obj: &Arc<K>,
     ) {
-        match table.find_mut(new.hash, |(_, b)| b.key_is(new.keys, self.acc)) {
-            Some((_, b)) => b.insert(Arc::clone(obj), new.keys, self.acc),
+        match table.find_mut(hash, |(_, b)| b.key_is(keys, self.acc)) {
+            Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
             None => {
-                let b = Bucket::new(Arc::clone(obj), new.keys, self.acc);
-                table.insert_unique(new.hash, ((), b), |(_, b)| self.rehash(b));
+                let b = Bucket::new(Arc::clone(obj), keys, self.acc);
+                table.insert_unique(hash, ((), b), |(_, b)| self.rehash(b));
             }
         }
     }

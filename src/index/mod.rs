@@ -2,6 +2,7 @@
 //! persistent tree of the published state, snapshots, the index itself and the full
 //! tier's handles (`MemoryStore`, `MemoryReader`).
 
+pub(crate) mod batch;
 pub(crate) mod bucket;
 pub mod key;
 pub(crate) mod memory;

@@ -8,6 +8,7 @@
 //! does, so there is no store without a writer to be ready.
 
 use crate::error::StoreError;
+use crate::index::batch::{Applied, Batch};
 use crate::index::memory::{Index, MemoryStoreBuilder};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
@@ -254,6 +255,26 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// Removes every object at once.
     pub fn clear(&self) {
         self.index.clear()
+    }
+
+    /// Applies every change of `batch` as one write: the new state is prepared once and
+    /// published once, so readers see all of the batch or none of it (the batch is
+    /// linearizable as a unit, as a single write is). Changes apply in order, as the
+    /// same calls one by one would. A burst of watch events (a rollout, a namespace
+    /// deletion, a reconnect's replay) costs one publication instead of one per event,
+    /// and each tree node a batch changes is copied once, however many of its changes
+    /// fall in it.
+    ///
+    /// Exact readers of the shards the batch touches wait for its commit (the bucket
+    /// changes and the publication), never for its preparation.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyCount`] for an upsert with the wrong number of keys and
+    /// [`ErrorKind::InvalidMetadata`] for an object with identity fields of the wrong
+    /// type, with [`Operation::Apply`](crate::Operation::Apply) naming the first such
+    /// change; nothing of the batch is then applied.
+    pub fn apply(&self, batch: Batch<K>) -> Result<Applied, StoreError> {
+        self.index.apply(batch)
     }
 
     /// Replaces the whole content with `items` in one step, as a watch relist does:

@@ -67,9 +67,13 @@
 //! # Ok::<(), k8s_store::StoreError>(())
 //! ```
 
-// The crate has no `unsafe` code; if some is ever needed (epoch-based reclamation, say),
-// it lives in one module under `sync/` that allows it, with a `// SAFETY:` comment on
-// every block and loom and Miri runs over it.
+// The crate's one use of `unsafe` is the trees' uncounted object pointers:
+// `index::retire` defines them (`Unowned`) and their reclamation, and argues why they
+// are sound; their constructor is `unsafe` and called only where an object enters the
+// published trees (`index::memory`'s writes, `Snapshot::owning`), each call with a
+// `// SAFETY:` comment. loom-tests/tests/reclamation.rs models the reclamation, and
+// Miri runs the library's unit tests and the contract tests over it (see
+// `docs::verifying`). Everything else is denied.
 #![deny(unsafe_code)]
 
 /// The README's examples, compiled and run as doctests.

@@ -95,11 +95,15 @@
 //!
 //! # Libraries not used
 //!
-//! `crossbeam-epoch` is not used: reference counting (ArcSwap plus `Arc`-linked trees)
-//! reclaims old states with no `unsafe` code, and the structure it would serve (an
-//! ordered `crossbeam-skiplist` over encoded keys) yields prefix ranges in key order,
-//! not the (namespace, name, uid) order results must be in, so every prefix get would
-//! have to sort again.
+//! `crossbeam-epoch` is not used. Old states are reclaimed by reference counting
+//! (ArcSwap plus `Arc`-linked tree nodes); the objects in the trees are uncounted
+//! pointers, kept alive by the writer's identity table and by a chain of per-state
+//! generations that hold what each write replaced (`index::retire`): a
+//! `crossbeam-epoch` guard pins one thread for a short critical section and is not
+//! `Send`, where a `Snapshot` is held across awaits and threads for as long as its
+//! user likes. And the structure epochs would serve (an ordered `crossbeam-skiplist`
+//! over encoded keys) yields prefix ranges in key order, not the (namespace, name,
+//! uid) order results must be in, so every prefix get would have to sort again.
 //!
 //! # Errors
 //!

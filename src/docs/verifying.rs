@@ -122,9 +122,17 @@
 //!   settings changed after loading. `tests/metrics.rs`: every series against `stats()`.
 //!   `sim/tests/protocol.rs`: the in-process API server's protocol through kube.
 //! - `loom-tests/`: loom models of snapshot publication, moves, siblings, relists,
-//!   deletes and concurrent writers in the index; the singleflight (a leader that
-//!   succeeds, fails, is cancelled), invalidation racing a fetch, and an eviction racing
-//!   a hit through a reference's hint; and the downstream model above.
+//!   deletes, batches (seen whole or not at all; a twin applying the changes one by one
+//!   must fail) and concurrent writers in the index; the reclamation of the trees'
+//!   uncounted objects (a held snapshot keeps what later writes replace; checked to
+//!   fail with the generations unlinked or a version not retired); the singleflight (a
+//!   leader that succeeds, fails, is cancelled), invalidation racing a fetch, and an
+//!   eviction racing a hit through a reference's hint; and the downstream model above.
+//! - Miri, run by hand over the crate's one `unsafe` part (the trees' uncounted
+//!   object pointers, `index::retire`):
+//!   `cargo +nightly miri test --lib` and `cargo +nightly miri test --test contract`
+//!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; CI does not run it: the contract
+//!   tests take minutes under Miri).
 //! - `fuzz/`: a differential target against a model on JSON objects (which also feeds a
 //!   store through a [`Feeder`](crate::watch::Feeder) with any sequence of watcher
 //!   events), the same model on typed objects in stores large enough to split and merge

@@ -83,22 +83,22 @@ fn elided_components<'a>(
 }
 
 /// Orders objects by (namespace, name, uid) relative to `target`.
-pub(crate) fn by_order<'t, K>(
+pub(crate) fn by_order<'t, K, E: AsRef<K>>(
     acc: Accessors<K>,
     target: MetaView<'t>,
-) -> Target<impl Fn(&Arc<K>) -> Ordering + 't>
+) -> Target<impl Fn(&E) -> Ordering + 't>
 where
     K: 't,
 {
     Target {
         sep: meta_sep(&target),
-        cmp: move |e: &Arc<K>| (acc.meta)(e).order(&target),
+        cmp: move |e: &E| (acc.meta)(e.as_ref()).order(&target),
     }
 }
 
 /// The [`Sep`] of an object in (namespace, name, uid) order.
-pub(crate) fn sep_of<K>(acc: Accessors<K>) -> impl Fn(&Arc<K>) -> Sep {
-    move |e| meta_sep(&(acc.meta)(e))
+pub(crate) fn sep_of<K, E: AsRef<K>>(acc: Accessors<K>) -> impl Fn(&E) -> Sep {
+    move |e| meta_sep(&(acc.meta)(e.as_ref()))
 }
 
 /// The [`Sep`] of [`MetaView::order`]: its first 32 bytes, kept inline in the index's

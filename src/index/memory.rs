@@ -10,6 +10,7 @@ use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::key::{self, KeyHasher};
 use crate::index::ptree::{PTree, Sep, SepBuilder, Target};
+use crate::index::retire::{Generation, Unowned};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
@@ -29,6 +30,16 @@ pub(crate) struct Index<K> {
     pub(crate) readiness: Readiness,
 }
 
+impl<K> Drop for Index<K> {
+    fn drop(&mut self) {
+        // The identity table's counts keep the current state's objects alive; snapshots
+        // of it may outlive the store, so its generation takes them over.
+        let mut w = self.writer.lock();
+        let ids = std::mem::take(&mut w.ids);
+        w.state.generation.retire(ids.into_iter().map(|l| l.obj));
+    }
+}
+
 impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the objects: they may be Secrets.
@@ -42,26 +53,33 @@ impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
 
 /// The state readers see through `list` and prefix gets, replaced as a whole by each
 /// write and sharing all untouched nodes with its predecessor.
+///
+/// The trees hold their objects as [`Unowned`] copies, kept alive by the writer's
+/// identity table and by `generation` (see [`retire`](crate::index::retire)).
 struct State<K> {
     /// Every object, in (namespace, name, uid) order.
-    all: PTree<Arc<K>>,
+    all: PTree<Unowned<K>>,
     /// `prefixes[d - 1]` holds, for depth `d` in `1..num_keys`, the groups of objects
     /// whose first `d` components are equal, ordered by encoded prefix.
     prefixes: Box<[PTree<Group<K>>]>,
+    generation: Arc<Generation<K>>,
 }
 
-impl<K> Clone for State<K> {
-    fn clone(&self) -> Self {
+impl<K> State<K> {
+    /// The start of the next state: the same trees (sharing every node), a new
+    /// generation.
+    fn successor(&self) -> Self {
         Self {
             all: self.all.clone(),
             prefixes: self.prefixes.clone(),
+            generation: Generation::new(),
         }
     }
 }
 
 struct Group<K> {
     prefix: Arc<[u8]>,
-    members: PTree<Arc<K>>,
+    members: PTree<Unowned<K>>,
 }
 
 /// Finds the group of the encoded key prefix `prefix` (groups order by their bytes).
@@ -206,6 +224,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         let state = Arc::new(State {
             all: PTree::default(),
             prefixes: (1..self.num_keys).map(|_| PTree::default()).collect(),
+            generation: Generation::new(),
         });
         Ok(Index {
             num_keys: self.num_keys,
@@ -306,13 +325,15 @@ impl<K: Send + Sync + 'static> Index<K> {
                 .unwrap_or_default());
         }
         let prefix = key::encode(keys);
-        let members = self.published.with(|st| {
+        // The group's members and the generation that keeps them alive, copied out of
+        // the guard (two reference counts); the objects are cloned outside it.
+        let found = self.published.with(|st| {
             st.prefixes[n - 1]
                 .get(&by_prefix(&prefix))
-                .map(|g| g.members.clone())
+                .map(|g| (g.members.clone(), Arc::clone(&st.generation)))
         });
-        Ok(members
-            .map(|m| m.iter().cloned().collect())
+        Ok(found
+            .map(|(members, _generation)| members.iter().map(|o| Arc::clone(o)).collect())
             .unwrap_or_default())
     }
 
@@ -380,7 +401,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Ok(0);
         };
         let members = members.into_vec();
-        let mut state = (*w.state).clone();
+        let mut state = w.state.successor();
         for obj in &members {
             self.state_remove(&mut state, (self.acc.meta)(obj), &encoded);
         }
@@ -392,14 +413,17 @@ impl<K: Send + Sync + 'static> Index<K> {
             .map(|e| e.remove().0);
         let prev = self.publish(&mut w, state);
         drop(table);
-        drop((removed, prev));
         for obj in &members {
             let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
             if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
                 e.remove();
             }
         }
-        Ok(members.len())
+        let n = members.len();
+        // The previous state may still be read: its generation keeps them.
+        prev.generation.retire(members);
+        drop((removed, prev));
+        Ok(n)
     }
 
     /// See [`MemoryStore::remove`].
@@ -416,23 +440,26 @@ impl<K: Send + Sync + 'static> Index<K> {
         let shard = self.exact.index(old_hash);
         // Prepare.
         let encoded = self.encoded_key_of(shard, old_hash, old_view);
-        let mut state = (*w.state).clone();
+        let mut state = w.state.successor();
         self.state_remove(&mut state, old_view, &encoded);
         // Commit.
         let mut table = self.exact.write(shard);
         let removed = self.bucket_remove(&mut table, old_hash, old_view);
         let prev = self.publish(&mut w, state);
         drop(table);
-        drop((removed, prev));
         if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
             e.remove();
         }
+        // The previous state may still be read: its generation keeps the object.
+        prev.generation.retire([old]);
+        drop((removed, prev));
         Ok(true)
     }
 
     /// See [`MemoryStore::list`].
     pub(crate) fn list(&self) -> Snapshot<K> {
-        Snapshot::new(self.published.with(|st| st.all.clone()))
+        self.published
+            .with(|st| Snapshot::new(st.all.clone(), Arc::clone(&st.generation)))
     }
 
     /// See [`MemoryStore::len`].
@@ -493,9 +520,15 @@ impl<K: Send + Sync + 'static> Index<K> {
         // 2. Build the exact-key tables, the identity table and the published state.
         let mut tables: Vec<Table<Bucket<K>>> =
             (0..self.exact.len()).map(|_| Table::new()).collect();
-        let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Arc<K>>>> =
-            vec![BTreeMap::new(); self.num_keys - 1];
+        let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
+            (1..self.num_keys).map(|_| BTreeMap::new()).collect();
+        let mut all = Vec::with_capacity(entries.len());
         for (obj, keys, hash) in &entries {
+            // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
+            // identity table in the step that publishes this state (`retire`'s
+            // invariant). An error returns before anything is built.
+            #[allow(unsafe_code)]
+            let unowned = unsafe { Unowned::new(obj) };
             let table = &mut tables[self.exact.index(*hash)];
             match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
                 Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
@@ -521,12 +554,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                 for (d, g) in groups.iter_mut().enumerate() {
                     let p = &encoded[..bucket::prefix_len(&encoded, d + 1)];
                     // Entries are in order, so each group's members are too.
-                    g.entry(p.to_vec()).or_default().push(Arc::clone(obj));
+                    g.entry(p.to_vec()).or_default().push(unowned.clone());
                 }
             }
+            all.push(unowned);
         }
+        drop(entries);
         let state = State {
-            all: PTree::from_sorted(entries.into_iter().map(|e| e.0).collect(), sep_of(self.acc)),
+            all: PTree::from_sorted(all, sep_of(self.acc)),
             prefixes: groups
                 .into_iter()
                 .map(|g| {
@@ -541,6 +576,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     )
                 })
                 .collect(),
+            generation: Generation::new(),
         };
 
         // 3. Swap: every shard's write lock, in index order, while publishing.
@@ -553,9 +589,11 @@ impl<K: Send + Sync + 'static> Index<K> {
         let prev = self.publish(&mut w, state);
         drop(guards);
         drop(w);
-        // The old tables (now in `tables`), identities and state are dropped here,
-        // outside every lock.
-        drop((tables, old_ids, prev));
+        // The old tables (now in `tables`) and state are dropped here, outside every
+        // lock; the old objects go to the old state's generation, which keeps them for
+        // as long as a snapshot of it is read.
+        prev.generation.retire(old_ids.into_iter().map(|l| l.obj));
+        drop((tables, prev));
         Ok(())
     }
 
@@ -596,8 +634,11 @@ impl<K: Send + Sync + 'static> Index<K> {
 
         let mut w = self.writer.lock();
         // Prepare.
-        let mut state = (*w.state).clone();
+        let mut state = w.state.successor();
         let mut touched: HashTable<Touched<K>> = HashTable::new();
+        // The stored versions the batch replaces or removes, for the previous state's
+        // generation (versions the batch itself wrote and replaced were never published).
+        let mut retired = Vec::new();
         let mut ops: Vec<BucketOp<K>> = Vec::with_capacity(changes.len() + changes.len() / 4);
         for (item, change) in changes.iter().enumerate() {
             match change {
@@ -606,14 +647,21 @@ impl<K: Send + Sync + 'static> Index<K> {
                     let encoded = key::encode(keys);
                     let view = (self.acc.meta)(obj);
                     let id_hash = self.hasher.hash_identity(&view.identity());
-                    let old = self.locate_in_batch(&w, &touched, id_hash, view);
+                    let old = self.locate_in_batch(&w, &touched, id_hash, view, &mut retired);
                     let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
                     let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
+                    // SAFETY: the last version of each identity the batch upserts goes
+                    // into the identity table when it commits, before the writer lock is
+                    // released; an earlier version is replaced in this unpublished state
+                    // (no reader ever sees it) and `changes` keeps it until the end
+                    // (`retire`'s invariant).
+                    #[allow(unsafe_code)]
+                    let unowned = unsafe { Unowned::new(obj) };
                     self.state_move(
                         &mut state,
                         old.as_ref().zip(old_view),
                         same_order,
-                        obj,
+                        unowned,
                         view,
                         &encoded,
                     );
@@ -638,7 +686,8 @@ impl<K: Send + Sync + 'static> Index<K> {
                 Change::Remove(obj) => {
                     let view = (self.acc.meta)(obj);
                     let id_hash = self.hasher.hash_identity(&view.identity());
-                    let Some(old) = self.locate_in_batch(&w, &touched, id_hash, view) else {
+                    let Some(old) = self.locate_in_batch(&w, &touched, id_hash, view, &mut retired)
+                    else {
                         continue;
                     };
                     self.state_remove(&mut state, (self.acc.meta)(&old.obj), &old.encoded);
@@ -695,19 +744,23 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
         }
         drop(w);
-        // What the batch replaced, outside every lock.
+        // The previous state may still be read: its generation keeps what the batch
+        // replaced. The rest is dropped here, outside every lock.
+        prev.generation.retire(retired);
         drop((emptied, prev, ops, changes));
         Ok(applied)
     }
 
     /// Where the object of `view`'s identity is while a batch is prepared: as an
-    /// earlier change of the batch left it (`touched`), else as stored.
+    /// earlier change of the batch left it (`touched`), else as stored (and then the
+    /// stored version goes to `retired`: this change replaces or removes it).
     fn locate_in_batch(
         &self,
         w: &Writer<K>,
         touched: &HashTable<Touched<K>>,
         id_hash: u64,
         view: MetaView<'_>,
+        retired: &mut Vec<Arc<K>>,
     ) -> Option<Old<K>> {
         let meta = self.acc.meta;
         if let Some(t) = touched.find(id_hash, |t| meta(&t.obj).identity() == view.identity()) {
@@ -721,6 +774,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         self.locate(w, id_hash, view).map(|(obj, hash)| {
             let shard = self.exact.index(hash);
             let encoded = self.encoded_key_of(shard, hash, meta(&obj));
+            retired.push(Arc::clone(&obj));
             Old {
                 obj,
                 hash,
@@ -791,12 +845,17 @@ impl<K: Send + Sync + 'static> Index<K> {
         });
         let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
         let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
-        let mut state = (*w.state).clone();
+        let mut state = w.state.successor();
+        // SAFETY: `obj` itself goes into the identity table at the end of this write,
+        // before the lock is released (`retire`'s invariant); an error returns before
+        // anything is built.
+        #[allow(unsafe_code)]
+        let unowned = unsafe { Unowned::new(&obj) };
         self.state_move(
             &mut state,
             old.as_ref().zip(old_view),
             same_order,
-            &obj,
+            unowned,
             view,
             &new.encoded,
         );
@@ -834,10 +893,13 @@ impl<K: Send + Sync + 'static> Index<K> {
                 (removed, self.publish(&mut w, state))
             }
         };
-        drop((removed, prev));
 
         self.locate_at(&mut w, id_hash, obj, new.hash);
-        drop(old);
+        // The previous state may still be read: its generation keeps the old version.
+        if let Some(o) = old {
+            prev.generation.retire([o.obj]);
+        }
+        drop((removed, prev));
         Ok(())
     }
 
@@ -929,7 +991,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         state: &mut State<K>,
         old: Option<(&Old<K>, MetaView<'_>)>,
         same_order: bool,
-        obj: &Arc<K>,
+        obj: Unowned<K>,
         view: MetaView<'_>,
         encoded: &[u8],
     ) {
@@ -940,7 +1002,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
         state
             .all
-            .insert(Arc::clone(obj), &by_order(self.acc, view), sep_of(self.acc));
+            .insert(obj.clone(), &by_order(self.acc, view), sep_of(self.acc));
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             let tree = &mut state.prefixes[d - 1];
@@ -950,7 +1012,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     self.group_remove(tree, old_prefix, ov);
                 }
             }
-            self.group_add(tree, prefix, obj, view);
+            self.group_add(tree, prefix, &obj, view);
         }
     }
 
@@ -967,19 +1029,19 @@ impl<K: Send + Sync + 'static> Index<K> {
         &self,
         tree: &mut PTree<Group<K>>,
         prefix: &[u8],
-        obj: &Arc<K>,
+        obj: &Unowned<K>,
         view: MetaView<'_>,
     ) {
         let target = by_prefix(prefix);
         let acc = self.acc;
         let found = tree.update(&target, |g| {
             g.members
-                .insert(Arc::clone(obj), &by_order(acc, view), sep_of(acc));
+                .insert(obj.clone(), &by_order(acc, view), sep_of(acc));
         });
         if !found {
             let group = Group {
                 prefix: prefix.into(),
-                members: PTree::single(Arc::clone(obj)),
+                members: PTree::single(obj.clone()),
             };
             tree.insert(group, &target, group_sep);
         }
@@ -1002,8 +1064,14 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// Publishes `state`. Called with the shard locks of every key the write touched
     /// still held, so exact and prefix readers switch to the new state together.
     /// Returns the previous state, for the caller to drop after releasing the locks.
+    ///
+    /// The previous state's generation is linked to the new one's, so that whatever a
+    /// later write retires stays reachable from every older state still read (see
+    /// [`retire`](crate::index::retire)); the caller retires what this write took out
+    /// into `prev.generation` before dropping it.
     fn publish(&self, w: &mut Writer<K>, state: State<K>) -> Arc<State<K>> {
         let state = Arc::new(state);
+        w.state.generation.link(&state.generation, []);
         let prev = self.published.swap(Arc::clone(&state));
         w.state = state;
         prev
@@ -1041,7 +1109,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         if !Arc::ptr_eq(&st, &w.state) {
             return Err("published state is not the writer's state".into());
         }
-        let order = |a: &Arc<K>, b: &Arc<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
+        let order = |a: &Unowned<K>, b: &Unowned<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
         st.all.validate(order, sep_of(self.acc))?;
         let mut in_buckets = 0;
         for s in 0..self.exact.len() {

@@ -7,5 +7,7 @@ pub(crate) mod bucket;
 pub mod key;
 pub(crate) mod memory;
 pub(crate) mod ptree;
+#[allow(unsafe_code)] // The one module with `unsafe` code; its docs hold the argument.
+pub(crate) mod retire;
 pub(crate) mod snapshot;
 pub(crate) mod store;

@@ -1,6 +1,7 @@
 //! [`Snapshot`]: an immutable view of a whole store.
 
 use crate::index::ptree::{self, PTree};
+use crate::index::retire::{Generation, Unowned};
 use crate::sync::Arc;
 
 /// An immutable snapshot of every object in a store, in (namespace, name, uid) order.
@@ -8,6 +9,12 @@ use crate::sync::Arc;
 /// Taking one is O(1) and never blocks; later writes to the store do not change it
 /// (they build new versions that share unchanged parts with it). Cloning is O(1).
 /// Iteration is in order, allocation-free after the first step.
+///
+/// A snapshot keeps its objects alive, and also every object the store replaces or
+/// removes while the snapshot is held: the store's trees hold objects without
+/// reference counts (so that a write copies pointers, not counts), and what a write
+/// replaces is released once no older snapshot can reach it. Drop snapshots when done
+/// with them; one held for minutes on a busy store holds every version written since.
 ///
 /// # Examples
 /// ```
@@ -22,12 +29,26 @@ use crate::sync::Arc;
 /// # Ok::<(), k8s_store::StoreError>(())
 /// ```
 pub struct Snapshot<K> {
-    tree: PTree<Arc<K>>,
+    tree: PTree<Unowned<K>>,
+    /// Keeps the tree's objects alive (see [`retire`](crate::index::retire)).
+    generation: Arc<Generation<K>>,
 }
 
 impl<K> Snapshot<K> {
-    pub(crate) fn new(tree: PTree<Arc<K>>) -> Self {
-        Self { tree }
+    pub(crate) fn new(tree: PTree<Unowned<K>>, generation: Arc<Generation<K>>) -> Self {
+        Self { tree, generation }
+    }
+
+    /// A snapshot of `objects`, in the order given, that holds them itself.
+    pub(crate) fn owning(objects: Vec<Arc<K>>) -> Self {
+        // SAFETY: the generation below holds a counted `Arc` of every object, and the
+        // snapshot holds the generation for as long as its tree can be read.
+        #[allow(unsafe_code)]
+        let unowned = objects.iter().map(|o| unsafe { Unowned::new(o) }).collect();
+        let generation = Generation::new();
+        generation.retire(objects);
+        // A snapshot is only iterated, never searched: no separators needed.
+        Self::new(PTree::from_sorted(unowned, |_| ptree::NO_SEP), generation)
     }
 
     /// The number of objects.
@@ -57,6 +78,7 @@ impl<K> Clone for Snapshot<K> {
     fn clone(&self) -> Self {
         Self {
             tree: self.tree.clone(),
+            generation: Arc::clone(&self.generation),
         }
     }
 }
@@ -73,14 +95,14 @@ impl<K> std::fmt::Debug for Snapshot<K> {
 /// Iterator over a [`Snapshot`], in (namespace, name, uid) order.
 #[derive(Debug)]
 pub struct Iter<'a, K> {
-    inner: ptree::Iter<'a, Arc<K>>,
+    inner: ptree::Iter<'a, Unowned<K>>,
 }
 
 impl<'a, K> Iterator for Iter<'a, K> {
     type Item = &'a Arc<K>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
+        self.inner.next().map(|o| &**o)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -73,7 +73,9 @@ macro_rules! reads {
         /// An immutable snapshot of every object in (namespace, name, uid) order.
         ///
         /// O(1): the published state is shared, never copied or rebuilt, and later writes do
-        /// not change it. Holding a snapshot keeps the objects it references alive.
+        /// not change it. Holding a snapshot keeps the objects it references alive, and
+        /// also every object replaced or removed while it is held, until it is dropped
+        /// (see [`Snapshot`]).
         pub fn list(&self) -> Snapshot<K> {
             self.index.list()
         }

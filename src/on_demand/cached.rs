@@ -11,7 +11,6 @@ use kube::Resource;
 use crate::error::FetchError;
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::index::memory::Index;
-use crate::index::ptree::{NO_SEP, PTree};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::on_demand::fetch::{self, Fetch, Fetched};
@@ -595,8 +594,7 @@ where
     pub(crate) async fn list(&self) -> Result<Snapshot<K>, StoreError> {
         let refs = self.index.list().to_vec();
         let objects = self.resolve_all::<&str>(&[], &refs).await?;
-        // A snapshot is only iterated, never searched: no separators needed.
-        Ok(Snapshot::new(PTree::from_sorted(objects, |_| NO_SEP)))
+        Ok(Snapshot::owning(objects))
     }
 
     /// See [`CachedStore::stats`].

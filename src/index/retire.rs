@@ -1,0 +1,238 @@
+//! Objects in the published trees without reference counts, and their reclamation.
+//!
+//! Every tree of a published state holds its objects as [`Unowned`] copies: bitwise
+//! copies of an `Arc<K>` that own no count. A write copies the leaf it changes in each
+//! tree; with counted `Arc`s that copy incremented the count of each of the leaf's up
+//! to 32 objects, and dropping the old leaf decremented them again: two atomic
+//! operations per object, each on a cache line of its own that is usually cold (the
+//! objects are spread over the heap), and they were most of a write's time. With
+//! `Unowned` elements a leaf copy copies pointers.
+//!
+//! Something must then keep every object a state can reach alive, for as long as that
+//! state can be read. The counts are held in two places:
+//!
+//! - the writer's identity table holds one counted `Arc` for every object of the
+//!   current state;
+//! - each published state has a [`Generation`]. When the writer publishes state `N`,
+//!   the objects it took out of the identity table since state `N - 1` (replaced,
+//!   removed, cleared) are moved, still counted, into generation `N - 1`'s retired list,
+//!   and generation `N - 1` is linked to generation `N`.
+//!
+//! # Safety argument
+//!
+//! **Invariant.** Every object reachable from the trees of a state `S` that can still
+//! be read has a counted `Arc` either in the writer's identity table or in the retired
+//! list of a generation reachable from `S`'s generation through `next` links.
+//!
+//! - An object enters a state's trees only by a write that also puts its counted `Arc`
+//!   in the identity table (before the identity table can drop it).
+//! - It leaves the identity table only by a write `N` that also takes it out of the
+//!   trees of state `N`, and its counted `Arc` is moved into generation `N - 1`. The
+//!   states that can hold it are `N - 1` and older: each is the state `j <= N - 1` of
+//!   a generation `j`, and generations `j .. N - 1` are linked in order (each write
+//!   links the previous generation to its own), so generation `N - 1` is reachable
+//!   from each.
+//! - The writer holds state `N - 1` (and so generation `N - 1`) until it has retired
+//!   into it and linked it: a generation is never dropped before it holds what it must.
+//! - When the index itself is dropped, the identity table's counts are moved into the
+//!   last state's generation ([`Generation::retire`]), so snapshots that outlive the
+//!   store stay valid.
+//! - Readers reach `Unowned` elements only through a state, a [`Snapshot`] or a prefix
+//!   group, each of which holds its generation (an `Arc`) while it is read; they turn
+//!   an element into a counted `Arc` by cloning it (`Arc::clone` through the `&Arc<K>`
+//!   an `Unowned` derefs to), never by taking it.
+//!
+//! A generation is dropped when no state up to it can be read any more: then nothing
+//! can reach its retired objects, and dropping it releases their counts.
+//!
+//! # Cost
+//!
+//! Per write: one allocation for the generation, one uncontended lock of the previous
+//! one. A snapshot (or a prefix read in progress) keeps alive every object replaced or
+//! removed after it was taken, until it is dropped, where counted leaves kept only the
+//! objects the snapshot itself holds: memory that grows with the writes made while an
+//! old snapshot is held, as with any epoch-based reclamation.
+//!
+//! [`Snapshot`]: crate::Snapshot
+
+use std::mem::ManuallyDrop;
+
+use crate::sync::{Arc, Mutex};
+
+/// A copy of an `Arc<K>` that owns no reference count: dropping it does nothing, and
+/// cloning it copies a pointer. See the [module documentation](self) for what keeps
+/// the object alive.
+#[repr(transparent)]
+pub(crate) struct Unowned<K>(ManuallyDrop<Arc<K>>);
+
+impl<K> Unowned<K> {
+    /// A copy of `obj` that owns no count.
+    ///
+    /// # Safety
+    ///
+    /// The caller must keep a counted `Arc` of the same object alive for as long as
+    /// this copy, or any clone of it, can be read: in the index, by putting it in the
+    /// writer's identity table in the same write that puts this copy in a tree (see the
+    /// module documentation).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn new(obj: &Arc<K>) -> Self {
+        // SAFETY: a bitwise copy of the `Arc`'s pointer. `ManuallyDrop` keeps the copy
+        // from ever releasing a count it does not own; that the pointer stays valid is
+        // the caller's promise.
+        Self(ManuallyDrop::new(unsafe { std::ptr::read(obj) }))
+    }
+}
+
+impl<K> Clone for Unowned<K> {
+    fn clone(&self) -> Self {
+        // SAFETY: a copy of an `Unowned` is made only where the original is (the trees
+        // copy an element only into a new version of the same index's state), so the
+        // promise `self` was made under covers it.
+        #[allow(unsafe_code)]
+        unsafe {
+            Self::new(&self.0)
+        }
+    }
+}
+
+impl<K> std::ops::Deref for Unowned<K> {
+    type Target = Arc<K>;
+
+    fn deref(&self) -> &Arc<K> {
+        &self.0
+    }
+}
+
+impl<K> AsRef<K> for Unowned<K> {
+    fn as_ref(&self) -> &K {
+        &self.0
+    }
+}
+
+/// What a published state keeps alive beyond its own trees: the objects written out of
+/// the identity table after it, and the next generation. See the [module
+/// documentation](self).
+pub(crate) struct Generation<K> {
+    links: Mutex<Links<K>>,
+}
+
+struct Links<K> {
+    /// Counted `Arc`s of objects this generation's state (or an older one) may hold
+    /// and the next one does not.
+    retired: Vec<Arc<K>>,
+    next: Option<Arc<Generation<K>>>,
+}
+
+impl<K> Generation<K> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            links: Mutex::new(Links {
+                retired: Vec::new(),
+                next: None,
+            }),
+        })
+    }
+
+    /// Keeps `objects` alive until this generation is dropped. The writer calls it
+    /// while it still holds this generation's state.
+    pub(crate) fn retire(&self, objects: impl IntoIterator<Item = Arc<K>>) {
+        self.links.lock().retired.extend(objects);
+    }
+
+    /// Retires `objects` here and links this generation to `next`, the generation of
+    /// the state the writer is about to publish. Called once per generation.
+    pub(crate) fn link(&self, next: &Arc<Self>, objects: impl IntoIterator<Item = Arc<K>>) {
+        let mut links = self.links.lock();
+        links.retired.extend(objects);
+        debug_assert!(links.next.is_none(), "a generation linked twice");
+        links.next = Some(Arc::clone(next));
+    }
+
+    /// How many generations follow this one, for tests.
+    #[cfg(test)]
+    pub(crate) fn chain_len(&self) -> usize {
+        let mut n = 0;
+        let mut next = self.links.lock().next.clone();
+        while let Some(g) = next {
+            n += 1;
+            next = g.links.lock().next.clone();
+        }
+        n
+    }
+}
+
+impl<K> Drop for Generation<K> {
+    fn drop(&mut self) {
+        // Unlinks the chain iteratively: a snapshot held across a million writes holds a
+        // million generations, which a recursive drop would take a million stack frames
+        // to release.
+        let mut next = self.links.lock().next.take();
+        while let Some(g) = next {
+            match Arc::try_unwrap(g) {
+                // The last holder: take its successor before it is dropped (its own
+                // `drop` then finds no `next`), releasing its retired objects here.
+                Ok(g) => next = g.links.lock().next.take(),
+                // Someone else still holds it (and so the rest of the chain).
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_chain_drops_without_recursion_and_releases_every_object() {
+        // Deep enough to overflow the stack if the drop recursed (fewer under Miri,
+        // which is slow; the recursion would show there as well, just not overflow).
+        let n = if cfg!(miri) { 500 } else { 200_000 };
+        let objects: Vec<Arc<u64>> = (0..n).map(Arc::new).collect();
+        let first = Generation::new();
+        let mut last = Arc::clone(&first);
+        for o in &objects {
+            let next = Generation::new();
+            last.link(&next, [Arc::clone(o)]);
+            last = next;
+        }
+        drop(last);
+        assert_eq!(first.chain_len(), objects.len());
+        assert!(objects.iter().all(|o| Arc::strong_count(o) == 2));
+        drop(first);
+        assert!(objects.iter().all(|o| Arc::strong_count(o) == 1));
+    }
+
+    #[test]
+    fn a_generation_held_keeps_what_later_writes_retired() {
+        let o = Arc::new(7);
+        let g0 = Generation::new();
+        let g1 = Generation::new();
+        let g2 = Generation::new();
+        g0.link(&g1, []);
+        g1.link(&g2, [Arc::clone(&o)]);
+        drop((g1, g2));
+        assert_eq!(Arc::strong_count(&o), 2, "g0 reaches g1's retired object");
+        drop(g0);
+        assert_eq!(Arc::strong_count(&o), 1);
+    }
+
+    #[test]
+    fn unowned_copies_own_no_count() {
+        let o = Arc::new(String::from("x"));
+        let counted = {
+            // SAFETY: `o` outlives every copy (they end with this block).
+            #[allow(unsafe_code)]
+            let u = unsafe { Unowned::new(&o) };
+            let v = u.clone();
+            assert_eq!(Arc::strong_count(&o), 1);
+            let counted = Arc::clone(&v);
+            assert_eq!(Arc::strong_count(&o), 2);
+            counted
+        };
+        // The copies are gone and released nothing.
+        assert_eq!(Arc::strong_count(&o), 2);
+        drop(counted);
+        assert_eq!(*o, "x");
+    }
+}

@@ -4,21 +4,27 @@
 //!
 //! Every result is compared with the model, order included (namespace, name, uid), and
 //! by pointer: the store must hand back the very `Arc`s it was given. Wrong key counts
-//! must return the documented error and change nothing. Snapshots taken earlier must
-//! not change under later writes. At the end every prefix of every stored key is read
-//! back (exactly the model's objects under it, in order) and the store is emptied key
-//! by key.
+//! must return the documented error and change nothing. `Batch` operations apply
+//! upserts and removals as one `MemoryStore::apply` beside the single writes (some of
+//! them moving or removing what the same batch upserted): the model makes the same
+//! changes one by one and the `Applied` counts must match, and a batch with one bad
+//! change (a wrong key count, metadata of the wrong type) must be refused whole, that
+//! change named by `Operation::Apply { item }`, with nothing applied. Snapshots taken
+//! earlier must not change under later writes. At the end every prefix of every stored
+//! key is read back (exactly the model's objects under it, in order) and the store is
+//! emptied key by key.
 //!
 //! `validate()` runs every `LIMITS.validate_every` (24) operations, after every
 //! `Replace` and `Clear` (which rebuild the whole state), at the end and once the store
 //! is emptied. An input runs at most `LIMITS.ops` (48) operations; a `Replace` takes at
-//! most `LIMITS.replace` (32) items, and `Bulk` operations add at most `LIMITS.bulk`
-//! (12) objects per input in all. The store has two or four shards. (Reading a JSON
-//! object's metadata is a chain of map lookups that the fuzzer's instrumentation makes
-//! costly, about 10 µs a write and 7 µs an object per `validate()`: larger stores
-//! would bring this target down to a few hundred executions a second. The trees'
-//! splits and merges, which need more than 32 objects, are `differential_typed`'s
-//! job.)
+//! most `LIMITS.replace` (32) items and a `Batch` at most `LIMITS.batch` (12) changes,
+//! and the objects `Bulk` operations add and the changes `Batch` operations make come
+//! to at most `LIMITS.bulk` (12) per input in all. The store has two or four shards.
+//! (Reading a JSON object's metadata is a chain of map lookups that the fuzzer's
+//! instrumentation makes costly, about 10 µs a write and 7 µs an object per
+//! `validate()`: larger stores would bring this target down to a few hundred
+//! executions a second. The trees' splits and merges, which need more than 32 objects,
+//! are `differential_typed`'s job.)
 //!
 //! Key components and metadata come from a small alphabet with `/`, NUL, `:`, the empty
 //! string and non-ASCII text, so joined-string ambiguities (`["a/b", "c"]` against
@@ -56,6 +62,7 @@ const LIMITS: Limits = Limits {
     ops: 48,
     bulk: 12,
     replace: 32,
+    batch: 12,
     validate_every: 24,
 };
 

@@ -5,24 +5,27 @@
 //! The same operations, keys and checks as `differential`, on a typed object: every
 //! result is compared with the model, order included (namespace, name, uid), and by
 //! pointer; wrong key counts must return the documented error and change nothing;
-//! snapshots taken earlier must not change under later writes; at the end every prefix
-//! of every stored key is read back and the store is emptied key by key. What differs
-//! is the budget: `Bulk` may add up to `LIMITS.bulk` (34) objects per input (a
-//! `Replace` takes up to `LIMITS.replace` (24) items), so that the trees of the store
-//! (the list, the prefix groups, the members of a shared key; their nodes hold 32
-//! entries) split into two or more leaves and merge back as objects move and go. A
-//! typed object's metadata is read through plain fields, two to three times cheaper
-//! than a JSON object's map lookups under the fuzzer's instrumentation, which is what
-//! makes such stores affordable at a couple of thousand executions a second.
-//! (`differential` keeps the JSON objects, their metadata of the wrong type, and the
-//! watch feeder, with a smaller `Bulk` budget; a typed object has no metadata of the
-//! wrong type, so `Number` and `null` fields read as absent here, and `Watch`
-//! operations are ignored.)
+//! batches (`MemoryStore::apply`, up to `LIMITS.batch` (12) upserts and removals) must
+//! apply as the same changes one by one would, with the same counts, or be refused
+//! whole; snapshots taken earlier must not change under later writes; at the end every
+//! prefix of every stored key is read back and the store is emptied key by key. What
+//! differs is the budget: `Bulk` and `Batch` operations may add or change up to
+//! `LIMITS.bulk` (34) objects per input in all (a `Replace` takes up to
+//! `LIMITS.replace` (24) items), so that the trees of the store (the list, the prefix
+//! groups, the members of a shared key; their nodes hold 32 entries) split into two or
+//! more leaves and merge back as objects move and go, one change at a time or many in
+//! one batch. A typed object's metadata is read through plain fields, two to three
+//! times cheaper than a JSON object's map lookups under the fuzzer's instrumentation,
+//! which is what makes such stores affordable at a couple of thousand executions a
+//! second. (`differential` keeps the JSON objects, their metadata of the wrong type,
+//! and the watch feeder, with a smaller `Bulk` and `Batch` budget; a typed object has
+//! no metadata of the wrong type, so `Number` and `null` fields read as absent here, a
+//! batch is refused for a wrong key count only, and `Watch` operations are ignored.)
 //!
 //! `validate()` runs every `LIMITS.validate_every` (32) operations, after every
 //! `Replace` and `Clear` (which rebuild the whole state), at the end and once the store
-//! is emptied. An input runs at most `LIMITS.ops` (48) operations; the store has two or
-//! four shards.
+//! is emptied. An input runs at most `LIMITS.ops` (48) operations; a `Batch` makes at
+//! most `LIMITS.batch` (12) changes. The store has two or four shards.
 
 #![no_main]
 
@@ -37,6 +40,7 @@ const LIMITS: Limits = Limits {
     ops: 48,
     bulk: 34,
     replace: 24,
+    batch: 12,
     validate_every: 32,
 };
 

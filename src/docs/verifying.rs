@@ -131,9 +131,10 @@
 //! - Miri, run by hand over the crate's one `unsafe` part (the trees' uncounted
 //!   object pointers, `index::retire`):
 //!   `cargo +nightly miri test --lib` and `cargo +nightly miri test --test contract`
-//!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; CI does not run it: the contract
-//!   tests take minutes under Miri).
-//! - `fuzz/`: a differential target against a model on JSON objects (which also feeds a
+//!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; stores get 2 index shards by default
+//!   under Miri). CI does not run it: it takes many minutes.
+//! - `fuzz/`: a differential target against a model on JSON objects, single writes and
+//!   batches ([`MemoryStore::apply`](crate::MemoryStore::apply)) alike (it also feeds a
 //!   store through a [`Feeder`](crate::watch::Feeder) with any sequence of watcher
 //!   events), the same model on typed objects in stores large enough to split and merge
 //!   tree nodes, one for the key encoding, and one driving a `CachedStore` over a

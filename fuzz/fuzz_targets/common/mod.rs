@@ -4,6 +4,16 @@
 //! and [`run`], which drives a store and its model through one input. Each target
 //! supplies its object type (through [`FuzzObject`]) and its [`Limits`].
 //!
+//! An input mixes single writes (`add`, `update`, `delete`, `remove`), reads, `replace`,
+//! `clear` and batches (`MemoryStore::apply`): each `Batch` operation is up to
+//! [`Limits::batch`] upserts and removals, built as the single writes are (generated
+//! objects and keys, or an index into what is stored at that point of the batch, so
+//! that one batch moves or removes what it upserted), and its changes count in the
+//! input's [`Limits::bulk`] budget. The model makes the same changes one by one, in
+//! order: a batch must apply with the same `Applied` counts, or, if any change has a
+//! wrong key count or metadata of the wrong type, be refused whole with exactly the
+//! error of the first such change (`Operation::Apply { item }`) and change nothing.
+//!
 //! The model is a `BTreeMap` from (namespace, name, uid) to (object, keys), with an
 //! identity index, scanned linearly for every query. It reads metadata itself, through
 //! [`FuzzObject::meta`], not through the crate's `Object` impls.
@@ -13,7 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use k8s_store::{ErrorKind, MemoryStore, Operation, Snapshot, StoreError};
+use k8s_store::{Batch, ErrorKind, MemoryStore, Operation, Snapshot, StoreError};
 
 pub const ALPHABET: &[&str] = &[
     "", "/", "a", "a/b", "b/c", "\0", "é", "日本", ":", "a\0", "b",
@@ -69,6 +79,10 @@ pub enum Op {
     Clear,
     /// Replaces everything with these objects (at most [`Limits::replace`] of them).
     Replace(Vec<(ObjSpec, KeySpec)>),
+    /// Applies these changes as one `Batch` (at most [`Limits::batch`] of them, and
+    /// fewer once the input's [`Limits::bulk`] budget, which they share with `Bulk`, is
+    /// spent).
+    Batch(Vec<BatchOp>),
     /// Keeps `list()` and the model's content at this point, to re-check later.
     Snapshot,
     /// Adds `count % 80` generated objects (fewer once the input's
@@ -80,6 +94,21 @@ pub enum Op {
     },
     /// A watcher event for the feeder's store (`differential` only; ignored elsewhere).
     Watch(WatchOp),
+}
+
+/// A change of a `Batch`, generated as the single writes are. An index names the
+/// `i`-th object stored at that point of the batch (in model order, after the batch's
+/// earlier changes), so that one batch changes the same object more than once.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum BatchOp {
+    /// An upsert of a generated object (as `Add` and `Update`).
+    Upsert(ObjSpec, KeySpec),
+    /// An upsert of a new version of the `i`-th stored object under new keys (as `Move`).
+    Move(u16, KeySpec),
+    /// A removal of a generated object's identity (as `Remove`).
+    Remove(ObjSpec),
+    /// A removal of the `i`-th stored object (as `RemoveExisting`).
+    RemoveExisting(u16),
 }
 
 /// A watcher event; objects are named by an index into the feeder's names.
@@ -119,10 +148,13 @@ impl Input {
 pub struct Limits {
     /// Operations run per input, at most; the rest of a longer input is ignored.
     pub ops: usize,
-    /// Objects `Bulk` operations add per input, in all.
+    /// Objects `Bulk` operations add, and changes `Batch` operations make, per input,
+    /// in all.
     pub bulk: usize,
     /// Items of one `Replace`, at most (the rest are ignored).
     pub replace: usize,
+    /// Changes of one `Batch`, at most (the rest are ignored).
+    pub batch: usize,
     /// `validate()` after every this many operations (and after every `Replace` and
     /// `Clear`, and at the end).
     pub validate_every: usize,
@@ -193,10 +225,21 @@ fn order_key<O: FuzzObject>(o: &O) -> OrderKey {
 // ---------------------------------------------------------------------------------
 // The model.
 
+/// A stored object and its keys.
+type Entry<O> = (Arc<O>, Vec<String>);
+
+/// How to undo one write to the model: its identity's entry before the write, and
+/// where the write put it (`None`: removed).
+struct Undo<O> {
+    id: Id,
+    before: Option<(OrderKey, Entry<O>)>,
+    after: Option<OrderKey>,
+}
+
 struct Model<O> {
     num_keys: usize,
     /// Every object with its keys, in the store's order (so listing needs no sort).
-    map: BTreeMap<OrderKey, (Arc<O>, Vec<String>)>,
+    map: BTreeMap<OrderKey, Entry<O>>,
     /// Where each identity is in `map`.
     ids: BTreeMap<Id, OrderKey>,
 }
@@ -230,6 +273,48 @@ impl<O: FuzzObject> Model<O> {
     fn clear(&mut self) {
         self.map.clear();
         self.ids.clear();
+    }
+
+    /// [`upsert`](Self::upsert), with what undoes it.
+    fn upsert_undoable(&mut self, obj: Arc<O>, keys: Vec<String>) -> Undo<O> {
+        let id = identity(&*obj);
+        let at = order_key(&*obj);
+        let before = self.ids.insert(id.clone(), at.clone()).map(|old| {
+            let entry = self.map.remove(&old).expect("an identity's entry");
+            (old, entry)
+        });
+        self.map.insert(at.clone(), (obj, keys));
+        Undo {
+            id,
+            before,
+            after: Some(at),
+        }
+    }
+
+    /// [`remove`](Self::remove), with what undoes it (`None`: there was nothing to
+    /// remove).
+    fn remove_undoable(&mut self, id: Id) -> Option<Undo<O>> {
+        let at = self.ids.remove(&id)?;
+        let entry = self.map.remove(&at).expect("an identity's entry");
+        Some(Undo {
+            id,
+            before: Some((at, entry)),
+            after: None,
+        })
+    }
+
+    /// Undoes `log`'s writes, the last first.
+    fn undo(&mut self, log: Vec<Undo<O>>) {
+        for u in log.into_iter().rev() {
+            if let Some(at) = u.after {
+                self.map.remove(&at);
+                self.ids.remove(&u.id);
+            }
+            if let Some((at, entry)) = u.before {
+                self.ids.insert(u.id, at.clone());
+                self.map.insert(at, entry);
+            }
+        }
     }
 
     fn sorted(&self, filter: impl Fn(&[String]) -> bool) -> Vec<Arc<O>> {
@@ -431,6 +516,103 @@ fn check_get<O: FuzzObject>(
     }
 }
 
+/// A `Batch` of `changes`, store against model: the model makes the same changes one by
+/// one, in order; the store must apply them all, with the same counts, or refuse them
+/// all with the error of the first refused change (the model then undoes them). Either
+/// way `list()` from before the batch is unchanged.
+fn check_batch<O: FuzzObject>(
+    what: &What<'_>,
+    store: &MemoryStore<O>,
+    model: &mut Model<O>,
+    generator: &mut Gen,
+    changes: &[BatchOp],
+) {
+    let num_keys = model.num_keys;
+    // The state before, to check that the batch leaves it intact.
+    let before = (store.list(), model.all());
+    // The batch, and the model following its changes one by one as they are added (so
+    // that an index names an object as the earlier changes left it), logged to be
+    // undone if the batch is refused; the error of its first refused change, after
+    // which the model is left alone.
+    let mut batch = Batch::with_capacity(changes.len());
+    let mut log: Vec<Undo<O>> = Vec::with_capacity(changes.len());
+    let mut refused: Option<StoreError> = None;
+    let (mut upserted, mut removed) = (0, 0);
+    for change in changes {
+        let operation = Operation::Apply {
+            item: u32::try_from(batch.len()).expect("a short batch"),
+        };
+        match *change {
+            BatchOp::Upsert(spec, ks) => {
+                let obj = Arc::new(O::generate(spec, generator.next()));
+                let keys = object_keys(ks, num_keys, &*obj);
+                batch.upsert(Arc::clone(&obj), &keys);
+                if refused.is_none() {
+                    refused = model.write_error(operation, &obj, &keys);
+                    if refused.is_none() {
+                        log.push(model.upsert_undoable(obj, keys));
+                        upserted += 1;
+                    }
+                }
+            }
+            BatchOp::Move(i, ks) => {
+                let Some(old) = model.nth(i) else { continue };
+                let obj = Arc::new(old.version(generator.next()));
+                let keys = object_keys(ks, num_keys, &*obj);
+                if refused.is_none() {
+                    refused = model.key_count_error(operation, &keys);
+                    if refused.is_none() {
+                        log.push(model.upsert_undoable(Arc::clone(&obj), keys.clone()));
+                        upserted += 1;
+                    }
+                }
+                batch.upsert_owned(obj, keys);
+            }
+            BatchOp::Remove(spec) => {
+                let probe = Arc::new(O::generate(spec, generator.next()));
+                if refused.is_none() {
+                    refused = probe
+                        .metadata_error()
+                        .map(|kind| StoreError::new(operation, &[] as &[&str], kind));
+                    if refused.is_none()
+                        && let Some(u) = model.remove_undoable(identity(&*probe))
+                    {
+                        log.push(u);
+                        removed += 1;
+                    }
+                }
+                batch.remove(probe);
+            }
+            BatchOp::RemoveExisting(i) => {
+                let Some(target) = model.nth(i) else { continue };
+                // Through a different value of the same identity.
+                let probe = Arc::new(target.version(generator.next()));
+                if refused.is_none() {
+                    let u = model.remove_undoable(identity(&*probe));
+                    log.push(u.expect("a stored object"));
+                    removed += 1;
+                }
+                batch.remove(probe);
+            }
+        }
+    }
+    let len = batch.len();
+    let got = store.apply(batch).map(|a| (a.upserted, a.removed));
+    let failed = refused.is_some();
+    let want = match refused {
+        Some(e) => Err(e),
+        None => Ok((upserted, removed)),
+    };
+    same_result(format_args!("{what} ({len} changes)"), got, want);
+    if failed {
+        model.undo(log);
+    }
+    // Applied whole (or, refused, not at all); the state before is intact.
+    let all = model.all();
+    check_snapshot(format_args!("{what}: list after"), &store.list(), &all);
+    check_snapshot(format_args!("{what}: list before"), &before.0, &before.1);
+}
+
 // ---------------------------------------------------------------------------------
 
 /// Where `Watch` operations go: the event, and the operation for messages.
@@ -567,6 +749,11 @@ pub fn run<O: FuzzObject>(
                         model.upsert(obj, keys);
                     }
                 }
+            }
+            Op::Batch(ref changes) => {
+                let take = changes.len().min(limits.batch).min(bulk_left);
+                bulk_left -= take;
+                check_batch(&what, store, &mut model, &mut generator, &changes[..take]);
             }
             Op::Snapshot => {
                 if snapshots.len() == MAX_SNAPSHOTS {

@@ -263,14 +263,19 @@ impl Feed for Ours {
         self.reader.len()
     }
     fn check(&self) {
-        let s = self.feeder.status().stats();
-        assert_eq!(s.unchanged, 0, "an apply was skipped as unchanged: {s:?}");
-        assert_eq!(
-            s.index_errors + s.store_errors + s.stray_relist_events + s.watch_errors,
-            0,
-            "{s:?}"
-        );
+        check_feeder(&self.feeder.status());
     }
+}
+
+/// Panics if a feeder skipped or refused anything it was fed.
+fn check_feeder(status: &k8s_store::watch::WatchStatus) {
+    let s = status.stats();
+    assert_eq!(s.unchanged, 0, "an apply was skipped as unchanged: {s:?}");
+    assert_eq!(
+        s.index_errors + s.store_errors + s.stray_relist_events + s.watch_errors,
+        0,
+        "{s:?}"
+    );
 }
 
 /// k8s-store with bursts as one write: the same `Feeder` for single events and
@@ -339,13 +344,7 @@ impl Feed for OursBatch {
         self.store.len()
     }
     fn check(&self) {
-        let s = self.feeder.status().stats();
-        assert_eq!(s.unchanged, 0, "an apply was skipped as unchanged: {s:?}");
-        assert_eq!(
-            s.index_errors + s.store_errors + s.stray_relist_events + s.watch_errors,
-            0,
-            "{s:?}"
-        );
+        check_feeder(&self.feeder.status());
     }
 }
 

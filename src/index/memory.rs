@@ -771,10 +771,17 @@ impl<K: Send + Sync + 'static> Index<K> {
                 encoded: encoded.clone(),
             });
         }
+        let old = self.locate_stored(w, id_hash, view)?;
+        retired.push(Arc::clone(&old.obj));
+        Some(old)
+    }
+
+    /// Where the stored object of `view`'s identity is: its key's hash, shard and
+    /// encoding (read from its bucket).
+    fn locate_stored(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<Old<K>> {
         self.locate(w, id_hash, view).map(|(obj, hash)| {
             let shard = self.exact.index(hash);
-            let encoded = self.encoded_key_of(shard, hash, meta(&obj));
-            retired.push(Arc::clone(&obj));
+            let encoded = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
             Old {
                 obj,
                 hash,
@@ -833,16 +840,7 @@ impl<K: Send + Sync + 'static> Index<K> {
 
         let mut w = self.writer.lock();
         // Prepare.
-        let old = self.locate(&w, id_hash, view).map(|(obj, hash)| {
-            let shard = self.exact.index(hash);
-            let encoded = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
-            Old {
-                obj,
-                hash,
-                shard,
-                encoded,
-            }
-        });
+        let old = self.locate_stored(&w, id_hash, view);
         let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
         let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
         let mut state = w.state.successor();

@@ -43,7 +43,7 @@ use crate::index::store::MemoryStore;
 use crate::on_demand::fetch::Fetch;
 use crate::on_demand::store::CachedStore;
 use crate::readiness::{Readiness, WriterDropped};
-use crate::sync::{Arc, Counter};
+use crate::sync::{Arc, Counter, Mutex};
 
 /// A store a watch can write into. Implemented by [`MemoryStore`] (fed full objects)
 /// and [`CachedStore`] (fed full objects or `PartialObjectMeta` from a metadata
@@ -112,6 +112,19 @@ where
         MemoryStore::mark_ready(self);
     }
     fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
+        let version_of = |s: &K| {
+            if same_identity(s.meta(), obj.meta()) {
+                s.meta().resource_version.clone()
+            } else {
+                None
+            }
+        };
+        // The common case, one object under the key: read in place under the shard's
+        // lock, with no `Vec` and no reference count.
+        if let Some(found) = self.with_exact_one(keys, version_of) {
+            return found;
+        }
+        // No object, several, or not a whole key.
         let stored = self.get(keys).ok()?;
         stored
             .iter()
@@ -249,6 +262,10 @@ struct Shared {
     counters: Counters,
     readiness: Readiness,
     generation: tokio::sync::watch::Sender<u64>,
+    /// Held by [`WatchStatus::changes`] while it subscribes to `generation`, and by
+    /// [`WatchStatus::changed`] while it finds no receiver and raises the generation
+    /// silently.
+    subscribing: Mutex<()>,
 }
 
 /// The state of one watch: readiness, the change signal and counters. Cheap to clone.
@@ -276,6 +293,7 @@ impl WatchStatus {
                 counters: Counters::default(),
                 readiness: Readiness::default(),
                 generation: tokio::sync::watch::Sender::new(0),
+                subscribing: Mutex::new(()),
             }),
         }
     }
@@ -310,6 +328,8 @@ impl WatchStatus {
 
     /// A change signal starting at the current generation.
     pub fn changes(&self) -> Changes {
+        // Under the lock that `changed` holds: see there.
+        let _subscribing = self.shared.subscribing.lock();
         Changes {
             rx: self.shared.generation.subscribe(),
             debounce: Duration::ZERO,
@@ -333,8 +353,29 @@ impl WatchStatus {
         }
     }
 
+    /// Raises the generation by one and wakes every [`Changes`].
+    ///
+    /// Waking is most of the cost (tokio's channel takes the lock of each of its eight
+    /// notifiers), and with no `Changes` alive there is no one to wake: the generation
+    /// is then raised silently (`send_if_modified` returning `false`, which leaves the
+    /// channel's version, read only by receivers, where it was). `changes` subscribes
+    /// under `subscribing`, which is held here from finding no receiver to the silent
+    /// raise, so a subscription is either counted (and woken, as ever) or made after
+    /// the raise, and starts at the new generation: either way it misses nothing. The
+    /// lock is released before waking anyone.
     fn changed(&self) {
-        self.shared.generation.send_modify(|g| *g += 1);
+        let tx = &self.shared.generation;
+        {
+            let _subscribing = self.shared.subscribing.lock();
+            if tx.receiver_count() == 0 {
+                tx.send_if_modified(|g| {
+                    *g += 1;
+                    false
+                });
+                return;
+            }
+        }
+        tx.send_modify(|g| *g += 1);
     }
 }
 
@@ -410,6 +451,9 @@ pub struct Feeder<E, T: Target<E>> {
     strip: Option<Stripper<E>>,
     buffer: Option<Vec<(E, Vec<String>)>>,
     status: WatchStatus,
+    /// The name of the object an `Apply` is writing, for the log line if the write
+    /// fails: the store takes the object. Reused, so that naming it allocates nothing.
+    applying: String,
 }
 
 impl<E, T: Target<E>> Drop for Feeder<E, T> {
@@ -427,11 +471,24 @@ impl<E, T: Target<E>> fmt::Debug for Feeder<E, T> {
     }
 }
 
+/// `namespace/name`, `name` or `<unnamed>`: how logs name an object.
 fn describe(meta: &kube::core::ObjectMeta) -> String {
+    let mut name = String::new();
+    describe_into(&mut name, meta);
+    name
+}
+
+/// [`describe`] into `out`, which it clears first.
+fn describe_into(out: &mut String, meta: &kube::core::ObjectMeta) {
+    out.clear();
     match (&meta.namespace, &meta.name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (None, Some(n)) => n.clone(),
-        _ => "<unnamed>".to_owned(),
+        (Some(ns), Some(n)) => {
+            out.push_str(ns);
+            out.push('/');
+            out.push_str(n);
+        }
+        (None, Some(n)) => out.push_str(n),
+        _ => out.push_str("<unnamed>"),
     }
 }
 
@@ -459,6 +516,7 @@ where
             strip: options.strip,
             buffer: None,
             status: WatchStatus::new(options.name),
+            applying: String::new(),
         })
     }
 
@@ -472,13 +530,15 @@ where
     /// also removes it from the store, so that nothing stays behind under the keys of
     /// an older version. A relist leaves the live store alone until its `InitDone`,
     /// whose swap drops such an object anyway.
-    fn prepare(&self, mut obj: E, live: bool) -> Option<(E, Vec<String>)> {
+    ///
+    /// Works on the object in place (it is large: moving it in and out costs copies).
+    fn prepare(&self, obj: &mut E, live: bool) -> Option<Vec<String>> {
         obj.meta_mut().managed_fields = None;
         if let Some(strip) = &self.strip {
-            strip(&mut obj);
+            strip(obj);
         }
-        match self.indexer.keys(&obj) {
-            Ok(keys) => Some((obj, keys)),
+        match self.indexer.keys(obj) {
+            Ok(keys) => Some(keys),
             Err(e) => {
                 bump(&self.status.shared.counters.index_errors);
                 tracing::warn!(
@@ -487,7 +547,7 @@ where
                     error = %e,
                     "object skipped: its index keys cannot be extracted"
                 );
-                if live && matches!(self.target.delete(&obj), Ok(true)) {
+                if live && matches!(self.target.delete(obj), Ok(true)) {
                     self.status.changed();
                 }
                 None
@@ -495,34 +555,38 @@ where
         }
     }
 
-    fn store_error(&self, what: &str, meta: &kube::core::ObjectMeta, e: &StoreError) {
+    /// Counts and logs a failed write of the object `object` (as [`describe`] names it).
+    fn store_error(&self, what: &str, object: &str, e: &StoreError) {
         bump(&self.status.shared.counters.store_errors);
         tracing::error!(
             watch = %self.status.shared.name,
-            object = %describe(meta),
+            object = %object,
             error = %e,
             "{what} failed"
         );
     }
 
     /// An `Apply`: upserts `obj` unless its stored resourceVersion is the same.
-    fn apply(&self, obj: E) {
+    fn apply(&mut self, mut obj: E) {
         let counters = &self.status.shared.counters;
-        let Some((obj, keys)) = self.prepare(obj, true) else {
+        let Some(keys) = self.prepare(&mut obj, true) else {
             return;
         };
-        let rv = obj.meta().resource_version.clone();
-        if rv.is_some() && self.target.stored_version(&obj, &keys) == rv {
+        let rv = obj.meta().resource_version.as_deref();
+        if rv.is_some() && self.target.stored_version(&obj, &keys).as_deref() == rv {
             bump(&counters.unchanged);
             return;
         }
-        let meta = obj.meta().clone();
+        // The store takes `obj`: its name is kept for the log line of a failed write.
+        // Only the name: cloning the whole metadata (labels and annotations included)
+        // for it was most of the feeder's own cost per event.
+        describe_into(&mut self.applying, obj.meta());
         match self.target.apply(obj, &keys) {
             Ok(()) => {
                 bump(&counters.applied);
                 self.status.changed();
             }
-            Err(e) => self.store_error("apply", &meta, &e),
+            Err(e) => self.store_error("apply", &self.applying, &e),
         }
     }
 
@@ -539,17 +603,17 @@ where
             // A repeated `Init` restarts the relist (kube's watcher does so when a list
             // fails midway): what was buffered is dropped.
             Event::Init => self.buffer = Some(Vec::new()),
-            Event::InitApply(obj) => {
+            Event::InitApply(mut obj) => {
                 if self.buffer.is_none() {
                     // No relist to buffer it for: never start one here (a stray
                     // `InitDone` would then swap in this object alone). Upserting it
                     // loses nothing and removes nothing.
                     bump(&counters.stray_relist_events);
                     self.apply(obj);
-                } else if let Some(item) = self.prepare(obj, false)
+                } else if let Some(keys) = self.prepare(&mut obj, false)
                     && let Some(buffer) = &mut self.buffer
                 {
-                    buffer.push(item);
+                    buffer.push((obj, keys));
                 }
             }
             Event::InitDone => {
@@ -584,7 +648,7 @@ where
                         self.status.changed();
                     }
                 }
-                Err(e) => self.store_error("delete", obj.meta(), &e),
+                Err(e) => self.store_error("delete", &describe(obj.meta()), &e),
             },
         }
     }
@@ -771,4 +835,242 @@ where
     PartialObjectMeta<K>: Resource + Serialize + Clone + DeserializeOwned + fmt::Debug,
 {
     spawn(api, config, store, indexer, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    fn cm(ns: &str, name: &str, uid: &str, rv: &str, team: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.name = Some(name.into());
+        cm.metadata.uid = Some(uid.into());
+        cm.metadata.resource_version = Some(rv.into());
+        cm.metadata.labels = Some([("team".to_owned(), team.to_owned())].into());
+        cm
+    }
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn stored_version_is_that_of_the_same_identity_alone_or_among_others() {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let (a, b, c) = (
+            cm("ns", "a", "ua", "1", "x"),
+            cm("ns", "b", "ub", "2", "x"),
+            cm("ns", "c", "uc", "3", "y"),
+        );
+        for o in [&a, &b] {
+            store.add(Arc::new(o.clone()), &["ns", "x"]).unwrap();
+        }
+        store.add(Arc::new(c.clone()), &["ns", "y"]).unwrap();
+        let version = |o: &ConfigMap, k: &[&str]| store.stored_version(o, &keys(k));
+        // Several objects under the key, and one alone.
+        assert_eq!(version(&a, &["ns", "x"]).as_deref(), Some("1"));
+        assert_eq!(version(&b, &["ns", "x"]).as_deref(), Some("2"));
+        assert_eq!(version(&c, &["ns", "y"]).as_deref(), Some("3"));
+        // Another identity under the key (a recreated object), or none there.
+        let recreated = cm("ns", "c", "uc2", "3", "y");
+        assert_eq!(version(&recreated, &["ns", "y"]), None);
+        assert_eq!(version(&c, &["ns", "x"]), None);
+        assert_eq!(version(&c, &["ns", "z"]), None);
+        // Not a whole key: a prefix is looked up as `get` does; too many components is
+        // no version.
+        assert_eq!(version(&c, &["ns"]).as_deref(), Some("3"));
+        assert_eq!(version(&c, &["ns", "y", "extra"]), None);
+    }
+
+    #[test]
+    fn unchanged_versions_are_skipped_under_shared_keys_too() {
+        let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
+        let indexer = Indexer::new(["metadata.namespace", "metadata.labels.team"]).unwrap();
+        let mut feeder = Feeder::new(Arc::clone(&store), indexer, FeedOptions::new("t")).unwrap();
+        let status = feeder.status();
+        let (a, b) = (cm("ns", "a", "ua", "1", "x"), cm("ns", "b", "ub", "1", "x"));
+        feeder.handle(Event::Apply(a.clone()));
+        feeder.handle(Event::Apply(b.clone()));
+        feeder.handle(Event::Apply(a.clone()));
+        feeder.handle(Event::Apply(b));
+        assert_eq!((status.stats().applied, status.stats().unchanged), (2, 2));
+        let mut a2 = a;
+        a2.metadata.resource_version = Some("2".into());
+        feeder.handle(Event::Apply(a2));
+        assert_eq!((status.stats().applied, status.stats().unchanged), (3, 2));
+        assert_eq!(store.get(&["ns", "x"]).unwrap().len(), 2);
+        assert_eq!(status.generation(), 3);
+    }
+
+    /// A store that refuses every write.
+    struct Refusing;
+
+    fn refused(keys: &[String]) -> StoreError {
+        StoreError::new(
+            crate::error::Operation::Update,
+            keys,
+            ErrorKind::InvalidSetting("refused".into()),
+        )
+    }
+
+    impl Target<ConfigMap> for Refusing {
+        fn num_keys(&self) -> usize {
+            2
+        }
+        fn mark_ready(&self) {}
+        fn stored_version(&self, _: &ConfigMap, _: &[String]) -> Option<String> {
+            None
+        }
+        fn apply(&self, _: ConfigMap, keys: &[String]) -> Result<(), StoreError> {
+            Err(refused(keys))
+        }
+        fn delete(&self, _: &ConfigMap) -> Result<bool, StoreError> {
+            Err(refused(&[]))
+        }
+        fn relist(&self, _: Vec<(ConfigMap, Vec<String>)>) -> Result<(), StoreError> {
+            Err(refused(&[]))
+        }
+    }
+
+    /// Every event logged, as its fields' `name=value` pairs.
+    #[derive(Default)]
+    struct Logged(std::sync::Mutex<Vec<String>>);
+
+    impl tracing::Subscriber for Logged {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Fields(Vec<String>);
+            impl tracing::field::Visit for Fields {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn fmt::Debug) {
+                    self.0.push(format!("{}={v:?}", f.name()));
+                }
+            }
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0.join(" "));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn failed_writes_are_counted_logged_with_the_object_and_change_nothing() {
+        let logged = Arc::new(Logged::default());
+        let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
+        let mut feeder = Feeder::new(Refusing, indexer, FeedOptions::new("t")).unwrap();
+        let status = feeder.status();
+        let mut unnamed = cm("ns", "", "uc", "1", "x");
+        unnamed.metadata.name = None;
+        tracing::subscriber::with_default(Arc::clone(&logged), || {
+            feeder.handle(Event::Apply(cm("ns", "a-longer-name", "ua", "1", "x")));
+            feeder.handle(Event::Apply(cm("ns", "b", "ub", "1", "x")));
+            feeder.handle(Event::Apply(unnamed));
+            feeder.handle(Event::Delete(cm("ns", "a", "ua", "1", "x")));
+        });
+        let stats = status.stats();
+        assert_eq!(
+            (stats.store_errors, stats.applied, stats.deleted),
+            (4, 0, 0)
+        );
+        assert_eq!(status.generation(), 0);
+        let error = |keys: &str| format!("error=update [{keys}]: invalid setting: refused");
+        assert_eq!(
+            *logged.0.lock().unwrap(),
+            [
+                format!(
+                    "message=apply failed watch=t object=ns/a-longer-name {}",
+                    error(r#""ns", "a-longer-name""#)
+                ),
+                format!(
+                    "message=apply failed watch=t object=ns/b {}",
+                    error(r#""ns", "b""#)
+                ),
+                format!(
+                    "message=apply failed watch=t object=<unnamed> {}",
+                    error(r#""ns", """#)
+                ),
+                format!("message=delete failed watch=t object=ns/a {}", error("")),
+            ]
+        );
+    }
+
+    #[test]
+    fn objects_are_described_as_namespace_slash_name() {
+        let mut meta = kube::core::ObjectMeta::default();
+        assert_eq!(describe(&meta), "<unnamed>");
+        meta.namespace = Some("ns".into());
+        assert_eq!(describe(&meta), "<unnamed>");
+        meta.name = Some("a".into());
+        assert_eq!(describe(&meta), "ns/a");
+        meta.namespace = None;
+        assert_eq!(describe(&meta), "a");
+        let mut reused = "ns/a-much-longer-name".to_owned();
+        describe_into(&mut reused, &meta);
+        assert_eq!(reused, "a", "cleared first");
+    }
+
+    #[test]
+    fn a_change_signal_taken_after_unwatched_changes_starts_there_and_sees_the_next() {
+        let status = WatchStatus::new("t");
+        status.changed();
+        status.changed();
+        assert_eq!(status.generation(), 2, "counted with no one watching");
+        let mut changes = status.changes();
+        assert_eq!(changes.changed().now_or_never(), None, "nothing new yet");
+        status.changed();
+        assert_eq!(changes.changed().now_or_never(), Some(Some(3)));
+        drop(changes);
+        status.changed();
+        let mut changes = status.changes();
+        assert_eq!(changes.changed().now_or_never(), None);
+        status.changed();
+        assert_eq!(changes.changed().now_or_never(), Some(Some(5)));
+    }
+
+    /// The race `subscribing` closes: with `changes` subscribing outside the lock, this
+    /// fails within a second (a subscription counted too late for a silent raise that
+    /// it started before).
+    #[test]
+    fn no_change_signal_misses_a_change_made_while_it_subscribes() {
+        let status = WatchStatus::new("t");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..2_000_000 {
+                    status.changed();
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                // Subscribed with no other receiver alive: the writer is raising the
+                // generation silently or about to.
+                let changes = status.changes();
+                let start = *changes.rx.borrow();
+                while status.generation() == start
+                    && !done.load(std::sync::atomic::Ordering::Acquire)
+                {
+                    std::hint::spin_loop();
+                }
+                if status.generation() > start {
+                    assert_eq!(
+                        changes.rx.has_changed().ok(),
+                        Some(true),
+                        "a change after generation {start} was not signalled"
+                    );
+                }
+            }
+        });
+        assert_eq!(status.generation(), 2_000_000);
+    }
 }

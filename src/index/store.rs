@@ -217,6 +217,19 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         self.index.readiness.set_ready();
     }
 
+    /// `f` applied to the one object under exactly `keys` while its shard's read lock is
+    /// held; `None` unless `keys` has `num_keys` components and holds exactly one object
+    /// (no object, or several: ask [`get`](Self::get)). For the watch feed's
+    /// resourceVersion check, which so builds no `Vec` and takes no reference count.
+    /// `f` must not call back into this store.
+    pub(crate) fn with_exact_one<S: AsRef<str>, R>(
+        &self,
+        keys: &[S],
+        f: impl FnOnce(&K) -> R,
+    ) -> Option<R> {
+        self.index.with_exact_one(keys, |obj| f(obj))
+    }
+
     /// Inserts `obj` under `keys`, or replaces the object of the same identity
     /// (moving it if its keys changed).
     ///

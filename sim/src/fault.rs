@@ -95,7 +95,7 @@ impl Route {
 /// - When it fires, all its effects apply: the latency is slept before anything else, then
 ///   the status (if any) is answered as a `Status` body instead of doing the request.
 /// - [`Fault::gone`] applies only to watches and to lists carrying a `continue` token;
-///   [`Fault::drop_watch_after`] only to watches; [`Fault::substitute`] only to gets; the
+///   [`Fault::drop_watch_after`] and [`Fault::delay_watch_events`] only to watches; [`Fault::substitute`] only to gets; the
 ///   others to every matching request.
 /// - [`Fault::times`] limits how many times it fires; then it is removed.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +106,7 @@ pub struct Fault {
     fraction: f64,
     times: Option<u64>,
     drop_watch_after: Option<u64>,
+    delay_watch_events: Option<Duration>,
     gone: bool,
     substitute: Option<(Option<String>, String)>,
 }
@@ -119,6 +120,7 @@ impl Fault {
             fraction: 1.0,
             times: None,
             drop_watch_after: None,
+            delay_watch_events: None,
             gone: false,
             substitute: None,
         }
@@ -140,6 +142,17 @@ impl Fault {
     pub fn drop_watch_after(events: u64) -> Self {
         Self {
             drop_watch_after: Some(events),
+            ..Self::empty()
+        }
+    }
+
+    /// Holds back every ADDED/MODIFIED/DELETED event of watches started from now on for
+    /// `delay` before sending it (the initial state's synthetic events are not
+    /// delayed): a watch cache that lags behind the writes, as a loaded API server's
+    /// does. Applies to watches only.
+    pub fn delay_watch_events(delay: Duration) -> Self {
+        Self {
+            delay_watch_events: Some(delay),
             ..Self::empty()
         }
     }
@@ -221,6 +234,7 @@ pub(crate) struct Decision {
     pub(crate) fail: Option<ApiError>,
     pub(crate) gone: bool,
     pub(crate) drop_watch_after: Option<u64>,
+    pub(crate) delay_watch_events: Option<Duration>,
     /// The namespace and name to answer a get with instead of the one asked for.
     pub(crate) substitute: Option<(Option<String>, String)>,
 }
@@ -274,7 +288,8 @@ impl FaultTable {
             let applies = f.latency.is_some()
                 || f.status.is_some()
                 || (f.gone && gone_eligible)
-                || (f.drop_watch_after.is_some() && verb == Verb::Watch)
+                || ((f.drop_watch_after.is_some() || f.delay_watch_events.is_some())
+                    && verb == Verb::Watch)
                 || (f.substitute.is_some() && verb == Verb::Get);
             if !applies || f.times == Some(0) {
                 continue;
@@ -307,6 +322,12 @@ impl FaultTable {
                 && let Some(n) = f.drop_watch_after
             {
                 decision.drop_watch_after = Some(decision.drop_watch_after.map_or(n, |d| d.min(n)));
+            }
+            if verb == Verb::Watch
+                && let Some(d) = f.delay_watch_events
+            {
+                decision.delay_watch_events =
+                    Some(decision.delay_watch_events.map_or(d, |e| e.max(d)));
             }
         }
         entries.retain(|e| e.fault.times != Some(0));

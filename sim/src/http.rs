@@ -377,7 +377,13 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response, ApiError> {
         Verb::Get => ctx.get(name.as_deref().unwrap_or_default()),
         Verb::List => ctx.list(decision.gone),
         Verb::Watch => {
-            return ctx.watch(name, decision.gone, decision.drop_watch_after, in_flight);
+            return ctx.watch(
+                name,
+                decision.gone,
+                decision.drop_watch_after,
+                decision.delay_watch_events,
+                in_flight,
+            );
         }
         Verb::Create => ctx.create(read_body(req).await?),
         Verb::Update => ctx.update(name.as_deref().unwrap_or_default(), read_body(req).await?),
@@ -569,6 +575,7 @@ impl Ctx<'_> {
         name: Option<String>,
         forced_gone: bool,
         drop_after: Option<u64>,
+        event_delay: Option<Duration>,
         in_flight: super::counters::InFlight,
     ) -> Result<Response, ApiError> {
         if self.shape == Shape::MetaList {
@@ -636,6 +643,7 @@ impl Ctx<'_> {
             timeout,
             start,
             drop_after,
+            event_delay,
             gone: forced_gone,
         };
         let stream = watchstream::stream(

@@ -63,6 +63,8 @@ pub(crate) struct WatchSpec {
     pub(crate) timeout: Duration,
     pub(crate) start: WatchStart,
     pub(crate) drop_after: Option<u64>,
+    /// How long each fetched batch of log events is held back before it is sent.
+    pub(crate) event_delay: Option<Duration>,
     pub(crate) gone: bool,
 }
 
@@ -338,6 +340,12 @@ impl WatchState {
                 )));
             }
             Fetch::Events { events, scanned_to } => {
+                if let Some(delay) = self.spec.event_delay
+                    && !events.is_empty()
+                {
+                    // Fetched after their commit: each goes out at least `delay` after it.
+                    tokio::time::sleep(delay).await;
+                }
                 for event in &events {
                     if let Some((ty, object)) = self.spec.translate(event)
                         && !self.object_event(ty, object)?

@@ -84,6 +84,7 @@ struct ReadmeDoctests;
 pub mod docs;
 mod error;
 mod feed;
+pub mod freshness;
 mod index;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -96,6 +97,7 @@ mod sync;
 pub use error::{Cause, ErrorKind, FetchError, Operation, StoreError};
 pub use feed::indexer::{Indexer, MissingField};
 pub use feed::{config, stores, watch};
+pub use freshness::{FreshnessStats, WaitError};
 pub use index::batch::{Applied, Batch};
 pub use index::key;
 pub use index::memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder};

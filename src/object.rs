@@ -230,6 +230,8 @@ impl<'a> MetaView<'a> {
 /// free of the `Via` marker.
 pub(crate) struct Accessors<K> {
     pub(crate) meta: for<'a> fn(&'a K) -> MetaView<'a>,
+    /// [`Object::resource_version`].
+    pub(crate) version: for<'a> fn(&'a K) -> Option<&'a str>,
     /// [`Object::check_metadata`].
     pub(crate) check: fn(&K) -> Result<(), ErrorKind>,
 }
@@ -258,6 +260,7 @@ impl<K> Accessors<K> {
                 name: k.name(),
                 uid: k.uid(),
             },
+            version: |k| k.resource_version(),
             check: K::check_metadata,
         }
     }

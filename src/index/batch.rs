@@ -65,6 +65,13 @@ impl<K> std::fmt::Debug for Batch<K> {
 }
 
 impl<K> Batch<K> {
+    /// The objects of every change, upserted and removed, in order.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &Arc<K>> {
+        self.changes.iter().map(|c| match c {
+            Change::Upsert(obj, _) | Change::Remove(obj) => obj,
+        })
+    }
+
     /// An empty batch.
     pub fn new() -> Self {
         Self {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashTable;
 
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::key::{self, KeyHasher};
@@ -28,6 +29,8 @@ pub(crate) struct Index<K> {
     writer: Mutex<Writer<K>>,
     /// Set by the writer after a complete list, and when it is dropped.
     pub(crate) readiness: Readiness,
+    /// The versions applied, and the readers waiting for one.
+    pub(crate) freshness: Freshness,
 }
 
 impl<K> Drop for Index<K> {
@@ -237,6 +240,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
                 state,
             }),
             readiness: Readiness::default(),
+            freshness: Freshness::default(),
         })
     }
 }
@@ -1191,5 +1195,66 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
         }
         Ok(())
+    }
+}
+
+/// Freshness: the versions writes applied, and waits for them (see
+/// [`freshness`](crate::freshness)).
+impl<K: Send + Sync + 'static> Index<K> {
+    /// `obj`'s (namespace, name, uid).
+    pub(crate) fn view_of<'a>(&self, obj: &'a K) -> MetaView<'a> {
+        (self.acc.meta)(obj)
+    }
+
+    /// `obj`'s resourceVersion.
+    pub(crate) fn version_of<'a>(&self, obj: &'a K) -> Option<&'a str> {
+        (self.acc.version)(obj)
+    }
+
+    /// Whether the object ordered as `view` is stored at `want` or past it: `None` when
+    /// no object of that (namespace, name, uid) is stored. Reads the published state,
+    /// taking no lock.
+    fn stored_reached(&self, view: MetaView<'_>, want: Version<'_>) -> Option<bool> {
+        let acc = self.acc;
+        self.published.with(|st| {
+            st.all.get(&by_order(acc, view)).map(|stored| {
+                (acc.version)(stored.as_ref()).is_some_and(|rv| Version::of(rv).reached(want))
+            })
+        })
+    }
+
+    /// Waits until the object ordered as `view`, written at `rv`, is stored at `rv` or
+    /// past it, or is gone from a store that has applied `rv`.
+    pub(crate) async fn wait_for_object(
+        &self,
+        view: MetaView<'_>,
+        rv: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<(), WaitError> {
+        let rv = rv.unwrap_or("");
+        let want = Version::wanted(rv)?;
+        self.freshness
+            .wait(rv, want, timeout, |applied| {
+                self.stored_reached(view, want)
+                    .unwrap_or_else(|| applied.reached(want))
+            })
+            .await
+    }
+
+    /// Waits until the store has applied `rv`.
+    pub(crate) async fn wait_for_version(
+        &self,
+        rv: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), WaitError> {
+        let want = Version::wanted(rv)?;
+        self.freshness
+            .wait(rv, want, timeout, |applied| applied.reached(want))
+            .await
+    }
+
+    /// Records a published write's versions (gathered by the caller from its objects).
+    pub(crate) fn applied(&self, versions: Versions) {
+        self.freshness.applied(versions);
     }
 }

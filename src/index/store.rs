@@ -7,7 +7,10 @@
 //! to write (a feed compares resourceVersions), and a reader exists only once a store
 //! does, so there is no store without a writer to be ready.
 
+use std::time::Duration;
+
 use crate::error::StoreError;
+use crate::freshness::{FreshnessStats, Versions, WaitError};
 use crate::index::batch::{Applied, Batch};
 use crate::index::memory::{Index, MemoryStoreBuilder};
 use crate::index::snapshot::Snapshot;
@@ -90,6 +93,58 @@ macro_rules! reads {
             self.index.is_empty()
         }
 
+        /// Waits until the store has applied every write up to resourceVersion `version`
+        /// (the version the API server returned for the controller's write), for at
+        /// most `timeout`: afterwards, reads show that write or a newer state. Resolves
+        /// at once if the store has applied it already; a zero timeout answers at once.
+        /// Must run on a tokio runtime with its timer (as kube's client does).
+        ///
+        /// Versions compare as integers; a non-numeric version resolves only while the
+        /// newest version applied is exactly it (see [`freshness`](crate::freshness)).
+        ///
+        /// # Errors
+        /// [`WaitError::Timeout`]; [`WaitError::WriterDropped`] at once when the writer
+        /// (the watch) is gone; [`WaitError::InvalidVersion`] for a version no write
+        /// returns (`""`, `"0"`, whitespace, ...).
+        ///
+        /// # Cancel safety
+        /// Cancel safe.
+        pub async fn wait_for_version(
+            &self,
+            version: &str,
+            timeout: Duration,
+        ) -> Result<(), WaitError> {
+            self.index.wait_for_version(version, timeout).await
+        }
+
+        /// Waits until `written` (the object as the API server returned it from the
+        /// controller's write) is in the store at its resourceVersion or a newer one, or
+        /// is gone from a store that has applied its version (deleted since), for at
+        /// most `timeout`. The object is found by (namespace, name, uid): a recreated
+        /// object is another one. A zero timeout answers at once.
+        ///
+        /// # Errors
+        /// As [`wait_for_version`](Self::wait_for_version); an object without a
+        /// resourceVersion is [`WaitError::InvalidVersion`].
+        ///
+        /// # Cancel safety
+        /// Cancel safe.
+        pub async fn wait_for_object(
+            &self,
+            written: &K,
+            timeout: Duration,
+        ) -> Result<(), WaitError> {
+            let view = self.index.view_of(written);
+            let rv = self.index.version_of(written);
+            self.index.wait_for_object(view, rv, timeout).await
+        }
+
+        /// How fresh the store is: the newest version applied, the newest one waited for,
+        /// the distance between them and the time since the last write.
+        pub fn freshness(&self) -> FreshnessStats {
+            self.index.freshness.stats()
+        }
+
         /// Checks every internal invariant and describes the first one broken: the trees
         /// are valid, every object is in exactly one bucket, in the identity table and in
         /// one group per prefix depth, and the published state matches the buckets.
@@ -157,6 +212,7 @@ impl<K: Send + Sync + 'static> std::fmt::Debug for MemoryStore<K> {
 
 impl<K: Send + Sync + 'static> Drop for MemoryStore<K> {
     fn drop(&mut self) {
+        self.index.freshness.stop(self.index.readiness.is_ready());
         self.index.readiness.writer_dropped();
     }
 }
@@ -238,7 +294,10 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (see
     /// [`Object::check_metadata`]). Nothing is changed.
     pub fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        self.index.add(obj, keys)
+        let versions = self.versions_of(std::slice::from_ref(&obj));
+        self.index.add(obj, keys)?;
+        self.index.applied(versions);
+        Ok(())
     }
 
     /// The same as [`add`](Self::add): both are upserts by identity.
@@ -246,7 +305,10 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// # Errors
     /// As [`add`](Self::add); nothing is changed.
     pub fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        self.index.update(obj, keys)
+        let versions = self.versions_of(std::slice::from_ref(&obj));
+        self.index.update(obj, keys)?;
+        self.index.applied(versions);
+        Ok(())
     }
 
     /// Removes every object under exactly `keys` and returns how many there were.
@@ -254,7 +316,10 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// # Errors
     /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`.
     pub fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
-        self.index.delete(keys)
+        let n = self.index.delete(keys)?;
+        // No version: what it removed carried old ones. Object waiters look again.
+        self.index.applied(Versions::default());
+        Ok(n)
     }
 
     /// Removes the one object with `obj`'s identity (its siblings under the same key
@@ -264,12 +329,18 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// [`ErrorKind::InvalidMetadata`] for identity fields of the wrong type (no such
     /// object can be stored); nothing is changed.
     pub fn remove(&self, obj: &K) -> Result<bool, StoreError> {
-        self.index.remove(obj)
+        let removed = self.index.remove(obj)?;
+        // A watch's delete event carries the version of the deletion.
+        let mut versions = Versions::default();
+        versions.add(self.index.version_of(obj));
+        self.index.applied(versions);
+        Ok(removed)
     }
 
     /// Removes every object at once.
     pub fn clear(&self) {
-        self.index.clear()
+        self.index.clear();
+        self.index.applied(Versions::default());
     }
 
     /// Applies every change of `batch` as one write: the new state is prepared once and
@@ -289,7 +360,10 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// type, with [`Operation::Apply`](crate::Operation::Apply) naming the first such
     /// change; nothing of the batch is then applied.
     pub fn apply(&self, batch: Batch<K>) -> Result<Applied, StoreError> {
-        self.index.apply(batch)
+        let versions = self.versions_of(batch.objects());
+        let applied = self.index.apply(batch)?;
+        self.index.applied(versions);
+        Ok(applied)
     }
 
     /// Replaces the whole content with `items` in one step, as a watch relist does:
@@ -306,7 +380,24 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
         S: AsRef<str>,
     {
-        self.index.replace(items)
+        let mut versions = Versions::default();
+        let index = &self.index;
+        self.index.replace(
+            items
+                .into_iter()
+                .inspect(|(obj, _)| versions.add(index.version_of(obj))),
+        )?;
+        self.index.applied(versions);
+        Ok(())
+    }
+
+    /// The versions of `objects` (gathered before the write takes them).
+    fn versions_of<'a>(&self, objects: impl IntoIterator<Item = &'a Arc<K>>) -> Versions {
+        let mut versions = Versions::default();
+        for obj in objects {
+            versions.add(self.index.version_of(obj));
+        }
+        versions
     }
 }
 

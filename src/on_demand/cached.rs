@@ -10,6 +10,7 @@ use kube::Resource;
 
 use crate::error::FetchError;
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::freshness::Versions;
 use crate::index::memory::Index;
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
@@ -64,6 +65,11 @@ where
     /// The store's readiness (its index's).
     pub(crate) fn readiness(&self) -> &crate::readiness::Readiness {
         &self.index.readiness
+    }
+
+    /// The store's index (of references).
+    pub(crate) fn index(&self) -> &Index<Reference> {
+        &self.index
     }
 
     fn key_hash(&self, namespace: &str, name: &str) -> u64 {
@@ -165,7 +171,19 @@ where
             _ => self.index.add(Arc::clone(&r), keys)?,
         }
         self.invalidate(Self::key_of(&r));
+        // After the invalidation: a waiter woken now must not read the old body.
+        self.applied([r.resource_version()]);
         Ok(())
+    }
+
+    /// Records a write's versions once its references are in and its stale bodies out
+    /// (see [`freshness`](crate::freshness)).
+    fn applied<'v>(&self, versions: impl IntoIterator<Item = Option<&'v str>>) {
+        let mut v = Versions::default();
+        for rv in versions {
+            v.add(rv);
+        }
+        self.index.applied(v);
     }
 
     /// See [`CachedStore::remove`].
@@ -173,6 +191,7 @@ where
         let r = Reference::of(obj);
         let removed = self.index.remove(&r)?;
         self.invalidate(self.key(&r.namespace, &r.name));
+        self.applied([r.resource_version()]);
         Ok(removed)
     }
 
@@ -193,6 +212,7 @@ where
         for r in refs {
             self.invalidate(Self::key_of(&r));
         }
+        self.applied([]);
         Ok(n)
     }
 
@@ -238,10 +258,15 @@ where
                 .map(|(r, _)| Arc::clone(r)),
         );
         drop((current, old_refs));
+        let mut versions = Versions::default();
+        for (r, _) in &refs {
+            versions.add(r.resource_version());
+        }
         self.index.replace(refs)?;
         for r in stale {
             self.invalidate(Self::key_of(&r));
         }
+        self.index.applied(versions);
         Ok(())
     }
 
@@ -251,6 +276,7 @@ where
         // Fetches in flight read the server before the clear: keep their bodies out.
         self.flights.invalidate_all();
         self.cache.drain(|old| self.dropped(&old));
+        self.applied([]);
     }
 
     /// See [`CachedStore::len`].

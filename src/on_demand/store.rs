@@ -4,10 +4,12 @@
 //! [`memory_store`](crate::MemoryStore) for why the store is the writer.
 
 use std::future::Future;
+use std::time::Duration;
 
 use kube::Resource;
 
 use crate::error::StoreError;
+use crate::freshness::{FreshnessStats, WaitError};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::on_demand::cached::{CacheStats, OnDemand, Reference};
@@ -135,6 +137,56 @@ macro_rules! reads {
         pub fn stats(&self) -> CacheStats {
             self.core.stats()
         }
+
+        /// Waits until the store has applied every write up to resourceVersion `version`,
+        /// as [`MemoryReader::wait_for_version`](crate::MemoryReader::wait_for_version)
+        /// does: afterwards, reads reference (and fetch) that write's objects or newer,
+        /// never a body cached before it.
+        ///
+        /// # Errors
+        /// [`WaitError::Timeout`], [`WaitError::WriterDropped`],
+        /// [`WaitError::InvalidVersion`].
+        ///
+        /// # Cancel safety
+        /// Cancel safe.
+        pub async fn wait_for_version(
+            &self,
+            version: &str,
+            timeout: Duration,
+        ) -> Result<(), WaitError> {
+            self.core.index().wait_for_version(version, timeout).await
+        }
+
+        /// Waits until the reference of `written` (the object the API server returned
+        /// from the controller's write) is at its resourceVersion or newer, or gone from
+        /// a store that has applied its version, as
+        /// [`MemoryReader::wait_for_object`](crate::MemoryReader::wait_for_object) does.
+        ///
+        /// # Errors
+        /// As [`wait_for_version`](Self::wait_for_version).
+        ///
+        /// # Cancel safety
+        /// Cancel safe.
+        pub async fn wait_for_object<M>(
+            &self,
+            written: &impl Object<M>,
+            timeout: Duration,
+        ) -> Result<(), WaitError> {
+            let view = crate::object::MetaView {
+                namespace: written.namespace(),
+                name: written.name(),
+                uid: written.uid(),
+            };
+            self.core
+                .index()
+                .wait_for_object(view, written.resource_version(), timeout)
+                .await
+        }
+
+        /// How fresh the store is (see [`FreshnessStats`]).
+        pub fn freshness(&self) -> FreshnessStats {
+            self.core.index().freshness.stats()
+        }
     };
 }
 
@@ -190,6 +242,8 @@ impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> std::fmt::Debug for Cache
 
 impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> Drop for CachedStore<K, F> {
     fn drop(&mut self) {
+        let was_ready = self.core.readiness().is_ready();
+        self.core.index().freshness.stop(was_ready);
         self.core.readiness().writer_dropped();
     }
 }

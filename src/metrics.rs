@@ -32,6 +32,9 @@
 //! | metric | type | from |
 //! |---|---|---|
 //! | `k8s_store_objects` | gauge | objects (full tier) or references (on-demand tier) held |
+//! | `k8s_store_seconds_since_last_write` | gauge | [`FreshnessStats`] `since_last_write` (absent before the first write) |
+//! | `k8s_store_versions_behind`, `k8s_store_waiting` | gauge | `behind`, `waiting` |
+//! | `k8s_store_waits_total`, `_wait_timeouts_total` | counter | `waits`, `timeouts` |
 //! | `k8s_store_cache_hits_total`, `_misses_total`, `_coalesced_waits_total` | counter | [`CacheStats`] `hits`, `misses`, `coalesced` |
 //! | `k8s_store_cache_fetches_total`, `_fetch_errors_total`, `_not_found_total` | counter | `fetches`, `fetch_errors`, `not_found` |
 //! | `k8s_store_cache_evictions_total`, `_expirations_total` | counter | `evictions`, `expirations` |
@@ -52,6 +55,7 @@ use prometheus_client::registry::Registry;
 
 use crate::feed::stores::{AnyStore, Stores};
 use crate::feed::watch::{WatchStats, WatchStatus};
+use crate::freshness::FreshnessStats;
 use crate::index::store::MemoryReader;
 use crate::on_demand::cached::{CacheStats, FETCH_LATENCY_BUCKETS};
 use crate::on_demand::fetch::Fetch;
@@ -78,8 +82,8 @@ type Read<T> = Box<dyn Fn() -> T + Send + Sync>;
 type CounterOf<S> = (&'static str, &'static str, fn(&S) -> u64);
 
 enum Tier {
-    Full(Read<usize>),
-    OnDemand(Read<(usize, CacheStats)>),
+    Full(Read<(usize, FreshnessStats)>),
+    OnDemand(Read<(usize, CacheStats, FreshnessStats)>),
 }
 
 /// The metrics of a set of stores and watches, collected at scrape time (see the
@@ -132,7 +136,10 @@ impl StoreMetrics {
         reader: &MemoryReader<K>,
     ) -> Result<&mut Self, MetricsError> {
         let reader = reader.clone();
-        self.add_store(name, Tier::Full(Box::new(move || reader.len())))
+        self.add_store(
+            name,
+            Tier::Full(Box::new(move || (reader.len(), reader.freshness()))),
+        )
     }
 
     /// Adds an on-demand store, read through `reader`.
@@ -151,7 +158,9 @@ impl StoreMetrics {
         let reader = reader.clone();
         self.add_store(
             name,
-            Tier::OnDemand(Box::new(move || (reader.len(), reader.stats()))),
+            Tier::OnDemand(Box::new(move || {
+                (reader.len(), reader.stats(), reader.freshness())
+            })),
         )
     }
 
@@ -231,13 +240,19 @@ impl Collector for StoreMetrics {
         // reading per store.
         let mut objects: Vec<(String, usize)> = Vec::with_capacity(self.stores.len());
         let mut cached: Vec<(String, CacheStats)> = Vec::new();
+        let mut fresh: Vec<(String, FreshnessStats)> = Vec::with_capacity(self.stores.len());
         for (name, tier) in &self.stores {
             match tier {
-                Tier::Full(len) => objects.push((name.clone(), len())),
+                Tier::Full(read) => {
+                    let (len, freshness) = read();
+                    objects.push((name.clone(), len));
+                    fresh.push((name.clone(), freshness));
+                }
                 Tier::OnDemand(read) => {
-                    let (len, stats) = read();
+                    let (len, stats, freshness) = read();
                     objects.push((name.clone(), len));
                     cached.push((name.clone(), stats));
+                    fresh.push((name.clone(), freshness));
                 }
             }
         }
@@ -256,6 +271,56 @@ impl Collector for StoreMetrics {
             objects.into_iter(),
             |m, v| gauge(m, gauge_i(v)),
         )?;
+        family(
+            &mut encoder,
+            "k8s_store_seconds_since_last_write",
+            "Time since the store applied its last write (absent before the first).",
+            MetricType::Gauge,
+            fresh
+                .iter()
+                .filter_map(|(n, f)| Some((n.clone(), f.since_last_write?.as_secs_f64()))),
+            |m, v| ConstGauge::new(v).encode(m),
+        )?;
+        family(
+            &mut encoder,
+            "k8s_store_versions_behind",
+            "How far the newest resourceVersion applied is behind the newest one waited for.",
+            MetricType::Gauge,
+            fresh
+                .iter()
+                .map(|(n, f)| (n.clone(), i64::try_from(f.behind).unwrap_or(i64::MAX))),
+            gauge,
+        )?;
+        family(
+            &mut encoder,
+            "k8s_store_waiting",
+            "Waits for a resourceVersion pending now.",
+            MetricType::Gauge,
+            fresh.iter().map(|(n, f)| (n.clone(), f.waiting)),
+            |m, v| gauge(m, gauge_i(v)),
+        )?;
+        let wait_counters: [CounterOf<FreshnessStats>; 2] = [
+            (
+                "k8s_store_waits",
+                "Waits for a resourceVersion started.",
+                |f| f.waits,
+            ),
+            (
+                "k8s_store_wait_timeouts",
+                "Waits for a resourceVersion that timed out.",
+                |f| f.timeouts,
+            ),
+        ];
+        for (name, help, get) in wait_counters {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                fresh.iter().map(|(n, f)| (n.clone(), get(f))),
+                counter,
+            )?;
+        }
         let cache_counters: [CounterOf<CacheStats>; 8] = [
             (
                 "k8s_store_cache_hits",

@@ -154,6 +154,31 @@ async fn a_scrape_shows_what_stats_show() {
         );
     }
     assert_eq!(at(r#"k8s_store_watch_ready{store="configmaps"}"#), 1.0);
+    // Freshness: a wait for a version the store has not applied yet, timed out.
+    let f = configmaps.freshness();
+    let applied: u64 = f.applied.as_deref().unwrap().parse().unwrap();
+    let ahead = (applied + 5).to_string();
+    assert!(
+        configmaps
+            .wait_for_version(&ahead, Duration::ZERO)
+            .await
+            .is_err()
+    );
+    let got = scrape(&registry);
+    let at = |series: &str| -> f64 {
+        *got.get(series)
+            .unwrap_or_else(|| panic!("{series} not in the scrape: {got:#?}"))
+    };
+    assert_eq!(at(r#"k8s_store_versions_behind{store="configmaps"}"#), 5.0);
+    assert_eq!(at(r#"k8s_store_waits_total{store="configmaps"}"#), 1.0);
+    assert_eq!(
+        at(r#"k8s_store_wait_timeouts_total{store="configmaps"}"#),
+        1.0
+    );
+    assert_eq!(at(r#"k8s_store_waiting{store="configmaps"}"#), 0.0);
+    let since = at(r#"k8s_store_seconds_since_last_write{store="configmaps"}"#);
+    assert!((0.0..60.0).contains(&since), "{since}");
+    assert_eq!(at(r#"k8s_store_versions_behind{store="secrets"}"#), 0.0);
     // Full stores have no cache series.
     assert!(
         !got.keys()

@@ -650,6 +650,18 @@ fn keys_sharing_long_prefixes_are_found_ordered_moved_and_removed() {
     assert_eq!(s.get(&[ns(1).as_str()]).unwrap().len(), 96);
     assert!(s.get(&[ns(1), name(5)]).unwrap().is_empty());
     assert_eq!(s.len(), 480 - 24);
+    // A relist of them all, in an order unlike the sorted one: sorted by the first 32
+    // bytes alone, every one of them would tie.
+    let items: Vec<_> = (0..120)
+        .rev()
+        .flat_map(|j| [3, 0, 2, 1].map(|i| (cm(&ns(i), &name(j), None), vec![ns(i), name(j)])))
+        .collect();
+    s.replace(items).unwrap();
+    s.validate().unwrap();
+    assert_eq!(
+        names(&s.list().iter().cloned().collect::<Vec<_>>()),
+        expected
+    );
 }
 
 #[test]

@@ -245,8 +245,9 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     }
 }
 
-/// An item of a replacement: the object, its keys and their hash.
-type Entry<K, S> = (Arc<K>, Vec<S>, u64);
+/// An item of a replacement: the object, its keys, their hash and the object's [`Sep`]
+/// (read while the object is at hand, for the sort).
+type Entry<K, S> = (Arc<K>, Vec<S>, u64, Sep);
 
 /// Where a write puts an object, computed before any lock is taken.
 struct Placement<'k, S> {
@@ -489,9 +490,11 @@ impl<K: Send + Sync + 'static> Index<K> {
         S: AsRef<str>,
     {
         // 1. Validate and deduplicate by identity (the last one wins).
-        let mut entries: Vec<Option<Entry<K, S>>> = Vec::new();
-        let mut ids: HashTable<Located<K>> = HashTable::new();
-        let mut slot_of: HashTable<(u64, usize)> = HashTable::new();
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        let mut entries: Vec<Option<Entry<K, S>>> = Vec::with_capacity(expected);
+        let mut ids: HashTable<Located<K>> = HashTable::with_capacity(expected);
+        let mut slot_of: HashTable<(u64, usize)> = HashTable::with_capacity(expected);
         for (obj, keys) in items {
             self.check_count(Operation::Replace, &keys)?;
             (self.acc.check)(&obj)
@@ -505,7 +508,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 *h == id_hash
                     && entries[*i]
                         .as_ref()
-                        .is_some_and(|(o, _, _)| (acc.meta)(o).identity() == view.identity())
+                        .is_some_and(|(o, ..)| (acc.meta)(o).identity() == view.identity())
             }) {
                 Some(slot) => {
                     entries[slot.1] = None;
@@ -515,11 +518,20 @@ impl<K: Send + Sync + 'static> Index<K> {
                     slot_of.insert_unique(id_hash, (id_hash, idx), |(h, _)| *h);
                 }
             }
-            entries.push(Some((obj, keys, hash)));
+            let sep = bucket::meta_sep(&view);
+            entries.push(Some((obj, keys, hash, sep)));
         }
         drop(slot_of);
         let mut entries: Vec<Entry<K, S>> = entries.into_iter().flatten().collect();
-        entries.sort_by(|a, b| (self.acc.meta)(&a.0).order(&(self.acc.meta)(&b.0)));
+        // By `Sep` first, the full order only where two are equal: a sort that read
+        // both objects' namespace and name at every comparison spent most of a
+        // relist's build in cache misses on objects spread over the heap. Unstable is
+        // exact: distinct identities never compare equal.
+        let acc = self.acc;
+        entries.sort_unstable_by(|a, b| {
+            a.3.cmp(&b.3)
+                .then_with(|| (acc.meta)(&a.0).order(&(acc.meta)(&b.0)))
+        });
 
         // 2. Build the exact-key tables, the identity table and the published state.
         let mut tables: Vec<Table<Bucket<K>>> =
@@ -527,7 +539,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut all = Vec::with_capacity(entries.len());
-        for (obj, keys, hash) in &entries {
+        for (obj, keys, hash, _) in &entries {
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
             // identity table in the step that publishes this state (`retire`'s
             // invariant). An error returns before anything is built.
@@ -557,8 +569,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                 let encoded = key::encode(keys);
                 for (d, g) in groups.iter_mut().enumerate() {
                     let p = &encoded[..bucket::prefix_len(&encoded, d + 1)];
-                    // Entries are in order, so each group's members are too.
-                    g.entry(p.to_vec()).or_default().push(unowned.clone());
+                    // Entries are in order, so each group's members are too. The
+                    // prefix is copied only for a new group.
+                    match g.get_mut(p) {
+                        Some(members) => members.push(unowned.clone()),
+                        None => {
+                            g.insert(p.to_vec(), vec![unowned.clone()]);
+                        }
+                    }
                 }
             }
             all.push(unowned);

@@ -66,6 +66,16 @@
 //! hash, which makes moves and single-object removal O(1) without a second copy of any
 //! string (objects are hashed and compared through their own metadata).
 //!
+//! # Freshness: a lock shared by writes and waits
+//!
+//! Each store records, after every write is published, the newest resourceVersion it
+//! applied (see [`freshness`](crate::freshness)). Waiters check their condition and
+//! register their waker under one small mutex, which the writer takes once per write
+//! to record and take the waiters: uncontended with no one waiting (one lock and
+//! unlock per write), and no wake-up can fall between a waiter's check and its
+//! registration. A tokio channel per store would have cost the writer a lock per
+//! notifier per write, as the watch feed's change signal does when it has receivers.
+//!
 //! # The on-demand tier: the cache owns, the reference points
 //!
 //! The on-demand index stores `Arc<Reference>`s (namespace, name, uid,

@@ -127,7 +127,15 @@
 //!   uncounted objects (a held snapshot keeps what later writes replace; checked to
 //!   fail with the generations unlinked or a version not retired); the singleflight (a
 //!   leader that succeeds, fails, is cancelled), invalidation racing a fetch, and an
-//!   eviction racing a hit through a reference's hint; and the downstream model above.
+//!   eviction racing a hit through a reference's hint; a wait for a resourceVersion
+//!   racing the update, removal, batch or relist that brings it, and a dropped writer
+//!   (no lost wake-up; twins seed a registration after the check and a wake before the
+//!   record, and must fail); and the downstream model above.
+//! - `tests/freshness.rs`: every outcome of a wait on both tiers (already satisfied,
+//!   satisfied later, timeout, zero timeout, writer dropped, relist in between,
+//!   deletion, non-numeric and invalid versions, cancellation), and against the
+//!   in-process API server with watch events held back, reads after a write stale
+//!   without the wait and never after it.
 //! - Miri, run by hand over the crate's one `unsafe` part (the trees' uncounted
 //!   object pointers, `index::retire`):
 //!   `cargo +nightly miri test --lib` and `cargo +nightly miri test --test contract`

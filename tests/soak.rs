@@ -21,14 +21,14 @@
 //!
 //! # One malloc arena
 //!
-//! glibc's malloc gives threads arenas of their own (up to 8 per core). A watch task
-//! that runs on one tokio worker during one relist and on another during the next
-//! fills a second arena with its next copy of the objects, and the memory freed in
-//! the first stays resident there. So under glibc's default the resident memory
-//! climbs in steps at relists for a while, with the live heap flat: in one run of a
-//! million writes, +15.6% after warm-up (148 to 171 MiB), while the bytes allocated
-//! and not freed (counted by this test's global allocator) stayed between 52 and 56
-//! MiB at every quiet point. With one arena the same run stayed within +5.1%. The test
+//! glibc's malloc gives threads arenas of their own (up to 8 per core). Under its
+//! default the resident memory climbs in steps at relists for a while with the live
+//! heap flat: in one run of a million writes, +15.6% after warm-up (148 to 171 MiB),
+//! while the bytes allocated and not freed (counted by this test's global allocator)
+//! stayed between 51 and 57 MiB at the sampled points. Most likely a relist's copy of
+//! a store, deserialised on whichever tokio worker runs the watch task then, lands in
+//! another arena than the last one, and what the last one freed stays resident there.
+//! With one arena the same run stayed within +5.1%. The test
 //! measures leaks of the stores, not glibc's arena policy, so unless `MALLOC_ARENA_MAX`
 //! is set it runs itself again with `MALLOC_ARENA_MAX=1`; set it (for example to 16,
 //! glibc's default limit on 2 cores) to see the default's figures. It also checks the

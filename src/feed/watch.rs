@@ -26,10 +26,14 @@
 //! kube-runtime's watcher (the spawn helpers apply `default_backoff`); the feeder counts
 //! them and the store stays readable throughout.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
+use hashbrown::HashTable;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -37,9 +41,11 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ErrorKind, StoreError};
+use crate::error::{ErrorKind, Operation, StoreError};
 use crate::feed::indexer::Indexer;
+use crate::index::batch::{Applied, Batch};
 use crate::index::store::MemoryStore;
+use crate::object::{Object, via};
 use crate::on_demand::fetch::Fetch;
 use crate::on_demand::store::CachedStore;
 use crate::readiness::{Readiness, WriterDropped};
@@ -70,6 +76,81 @@ pub trait Target<E>: Send + Sync + 'static {
     /// # Errors
     /// The store's error; nothing changes.
     fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError>;
+    /// Applies `changes` in order as one write (readers see all of them or none), as
+    /// [`apply`](Self::apply) and [`delete`](Self::delete) one by one would, and says how
+    /// many objects were upserted and how many stored ones removed.
+    ///
+    /// The default has no batch write: it writes nothing and hands every batch back
+    /// ([`Refused`] with no error), and the feeder then applies the changes one by one
+    /// through `apply` and `delete`. [`MemoryStore`] (and an `Arc` of a target that has
+    /// one) writes a batch with one [`MemoryStore::apply`]; [`CachedStore`] keeps the
+    /// default (its reference writes are cheap one by one, and its cache entries are
+    /// invalidated per object anyway).
+    ///
+    /// # Errors
+    /// [`Refused`], with every change handed back and nothing applied: the feeder then
+    /// applies them one by one, so that a change the store refuses costs only itself
+    /// (it is counted and logged as a failed write).
+    fn apply_batch(&self, changes: Vec<Write<E>>) -> Result<Applied, Refused<E>> {
+        Err(Refused {
+            error: None,
+            changes,
+        })
+    }
+}
+
+/// One change of a batch a [`Feeder`] writes with [`Target::apply_batch`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Write<E> {
+    /// Upsert `obj` (stripped) under `keys`, as [`Target::apply`].
+    Upsert {
+        /// The object.
+        obj: E,
+        /// Its keys, from the feeder's indexer.
+        keys: Vec<String>,
+    },
+    /// Remove the object of `obj`'s identity, as [`Target::delete`].
+    Remove(E),
+}
+
+impl<E: Resource> Write<E> {
+    fn meta(&self) -> &kube::core::ObjectMeta {
+        match self {
+            Write::Upsert { obj, .. } | Write::Remove(obj) => obj.meta(),
+        }
+    }
+}
+
+/// A batch a [`Target`] did not write: nothing of it was applied, and its changes are
+/// handed back, in order, for the feeder to apply one by one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Refused<E> {
+    /// Why the store refused it (the first change it refused); `None` when the target
+    /// has no batch write.
+    pub error: Option<StoreError>,
+    /// Every change of the batch, in order.
+    pub changes: Vec<Write<E>>,
+}
+
+impl<E> Refused<E> {
+    /// A refusal of `changes` for `error` (`None`: the target has no batch write).
+    pub fn new(error: Option<StoreError>, changes: Vec<Write<E>>) -> Self {
+        Self { error, changes }
+    }
+}
+
+/// Whether `a` and `b` have the same namespace and name (absent as empty, as the
+/// store's identity takes them).
+fn same_name(a: &kube::core::ObjectMeta, b: &kube::core::ObjectMeta) -> bool {
+    a.namespace.as_deref().unwrap_or("") == b.namespace.as_deref().unwrap_or("")
+        && a.name.as_deref().unwrap_or("") == b.name.as_deref().unwrap_or("")
+}
+
+/// The uid, `""` when absent.
+fn uid_of(m: &kube::core::ObjectMeta) -> &str {
+    m.uid.as_deref().unwrap_or("")
 }
 
 fn same_identity(a: &kube::core::ObjectMeta, b: &kube::core::ObjectMeta) -> bool {
@@ -98,6 +179,9 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     }
     fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError> {
         (**self).relist(items)
+    }
+    fn apply_batch(&self, changes: Vec<Write<E>>) -> Result<Applied, Refused<E>> {
+        (**self).apply_batch(changes)
     }
 }
 
@@ -139,6 +223,48 @@ where
     }
     fn relist(&self, items: Vec<(K, Vec<String>)>) -> Result<(), StoreError> {
         self.replace(items.into_iter().map(|(o, k)| (Arc::new(o), k)))
+    }
+    /// One [`MemoryStore::apply`]. What it would refuse (a wrong key count; identity
+    /// fields of the wrong type cannot occur in a `Resource`) is checked first, while
+    /// the changes can still be handed back whole: the store takes a batch by value.
+    fn apply_batch(&self, changes: Vec<Write<K>>) -> Result<Applied, Refused<K>> {
+        let num_keys = MemoryStore::num_keys(self);
+        let bad = changes.iter().enumerate().find_map(|(item, c)| match c {
+            Write::Upsert { obj, keys } => {
+                let kind = if keys.len() == num_keys {
+                    <K as Object<via::Resource>>::check_metadata(obj).err()?
+                } else {
+                    ErrorKind::KeyCount {
+                        expected: num_keys,
+                        given: keys.len(),
+                    }
+                };
+                Some(StoreError::new(batch_item(item), keys, kind))
+            }
+            Write::Remove(obj) => {
+                let kind = <K as Object<via::Resource>>::check_metadata(obj).err()?;
+                Some(StoreError::new::<&str>(batch_item(item), &[], kind))
+            }
+        });
+        if let Some(error) = bad {
+            return Err(Refused::new(Some(error), changes));
+        }
+        let mut batch = Batch::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                Write::Upsert { obj, keys } => batch.upsert_owned(Arc::new(obj), keys),
+                Write::Remove(obj) => batch.remove(Arc::new(obj)),
+            };
+        }
+        // Checked above: the store refuses nothing else.
+        self.apply(batch)
+            .map_err(|e| Refused::new(Some(e), Vec::new()))
+    }
+}
+
+fn batch_item(item: usize) -> Operation {
+    Operation::Apply {
+        item: u32::try_from(item).unwrap_or(u32::MAX),
     }
 }
 
@@ -321,7 +447,9 @@ impl WatchStatus {
         self.shared.readiness.wait().await
     }
 
-    /// The change generation: increases with every write to the store.
+    /// The change generation: increases with every write to the store, by one per
+    /// write (a batch of changes that [`Feeder::run`] or [`reflect`] writes at once is
+    /// one write), so it orders changes but does not count them.
     pub fn generation(&self) -> u64 {
         *self.shared.generation.borrow()
     }
@@ -410,10 +538,15 @@ impl Changes {
     }
 }
 
+/// How many ready events a feeder gathers into one batch by default: see
+/// [`FeedOptions::max_batch`].
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
 /// How a [`Feeder`] treats objects.
 pub struct FeedOptions<E> {
     name: String,
     strip: Option<Stripper<E>>,
+    max_batch: usize,
 }
 
 impl<E> fmt::Debug for FeedOptions<E> {
@@ -421,6 +554,7 @@ impl<E> fmt::Debug for FeedOptions<E> {
         f.debug_struct("FeedOptions")
             .field("name", &self.name)
             .field("strip", &self.strip.is_some())
+            .field("max_batch", &self.max_batch)
             .finish()
     }
 }
@@ -431,6 +565,7 @@ impl<E> FeedOptions<E> {
         Self {
             name: name.into(),
             strip: None,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 
@@ -439,6 +574,20 @@ impl<E> FeedOptions<E> {
     #[must_use]
     pub fn strip(mut self, strip: Stripper<E>) -> Self {
         self.strip = Some(strip);
+        self
+    }
+
+    /// The most events [`Feeder::run`] and [`reflect`] take from the stream into one
+    /// batch: of the events already ready (never waiting for more), at most this many
+    /// are applied as one write before the next are taken. `1` applies every event on
+    /// its own. Defaults to: [`DEFAULT_MAX_BATCH`] (1,024), enough to fold a burst into
+    /// a handful of publications while bounding what one write holds (the batch's
+    /// events, and the time exact readers of its shards wait for its commit).
+    ///
+    /// `0` is refused by [`Feeder::new`] ([`ErrorKind::InvalidSetting`]).
+    #[must_use]
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
         self
     }
 }
@@ -454,6 +603,26 @@ pub struct Feeder<E, T: Target<E>> {
     /// The name of the object an `Apply` is writing, for the log line if the write
     /// fails: the store takes the object. Reused, so that naming it allocates nothing.
     applying: String,
+    /// The batch being gathered (see [`Feeder::run`]): changes not written yet, in
+    /// order.
+    pending: Vec<Write<E>>,
+    /// For each identity `pending` changes, the index of its latest change there;
+    /// hashed by namespace and name.
+    pending_ids: HashTable<usize>,
+    hasher: foldhash::fast::RandomState,
+    max_batch: usize,
+}
+
+/// Where the batch being gathered has left an object's identity.
+enum InBatch {
+    /// Not changed by the batch: the store answers.
+    Untouched,
+    /// Its latest change is `pending[i]`.
+    At(usize),
+    /// The batch changed an object of the same namespace and name with a uid where
+    /// this one has none, or the other way round: the store, which tells such objects
+    /// apart, answers after the batch is written.
+    Mixed,
 }
 
 impl<E, T: Target<E>> Drop for Feeder<E, T> {
@@ -467,6 +636,8 @@ impl<E, T: Target<E>> fmt::Debug for Feeder<E, T> {
         f.debug_struct("Feeder")
             .field("status", &self.status)
             .field("relisting", &self.buffer.is_some())
+            .field("pending", &self.pending.len())
+            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
@@ -501,7 +672,8 @@ where
     /// keep readers of the store before handing it over) with keys from `indexer`.
     ///
     /// # Errors
-    /// [`ErrorKind::KeyCount`] if the indexer's key count differs from the store's.
+    /// [`ErrorKind::KeyCount`] if the indexer's key count differs from the store's;
+    /// [`ErrorKind::InvalidSetting`] for [`FeedOptions::max_batch`] `0`.
     pub fn new(target: T, indexer: Indexer, options: FeedOptions<E>) -> Result<Self, StoreError> {
         let num_keys = target.num_keys();
         if indexer.len() != num_keys {
@@ -510,6 +682,12 @@ where
                 given: indexer.len(),
             }));
         }
+        if options.max_batch == 0 {
+            return Err(StoreError::build(ErrorKind::InvalidSetting(
+                "max_batch = 0: a batch takes at least one event (1 applies each on its own)"
+                    .into(),
+            )));
+        }
         Ok(Self {
             target,
             indexer,
@@ -517,12 +695,24 @@ where
             buffer: None,
             status: WatchStatus::new(options.name),
             applying: String::new(),
+            pending: Vec::new(),
+            pending_ids: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            max_batch: options.max_batch,
         })
     }
 
     /// The watch's status handle.
     pub fn status(&self) -> WatchStatus {
         self.status.clone()
+    }
+
+    /// Drops `obj`'s managed fields and whatever the stripper removes.
+    fn strip(&self, obj: &mut E) {
+        obj.meta_mut().managed_fields = None;
+        if let Some(strip) = &self.strip {
+            strip(obj);
+        }
     }
 
     /// Strips `obj` and extracts its keys. An object whose keys cannot be extracted is
@@ -533,25 +723,28 @@ where
     ///
     /// Works on the object in place (it is large: moving it in and out costs copies).
     fn prepare(&self, obj: &mut E, live: bool) -> Option<Vec<String>> {
-        obj.meta_mut().managed_fields = None;
-        if let Some(strip) = &self.strip {
-            strip(obj);
-        }
+        self.strip(obj);
         match self.indexer.keys(obj) {
             Ok(keys) => Some(keys),
             Err(e) => {
-                bump(&self.status.shared.counters.index_errors);
-                tracing::warn!(
-                    watch = %self.status.shared.name,
-                    object = %describe(obj.meta()),
-                    error = %e,
-                    "object skipped: its index keys cannot be extracted"
-                );
-                if live && matches!(self.target.delete(obj), Ok(true)) {
-                    self.status.changed();
-                }
+                self.unindexable(obj, &e, live);
                 None
             }
+        }
+    }
+
+    /// Counts and logs an object whose keys cannot be extracted (`e`), and removes it
+    /// from the store if `live` (see [`prepare`](Self::prepare)).
+    fn unindexable(&self, obj: &E, e: &StoreError, live: bool) {
+        bump(&self.status.shared.counters.index_errors);
+        tracing::warn!(
+            watch = %self.status.shared.name,
+            object = %describe(obj.meta()),
+            error = %e,
+            "object skipped: its index keys cannot be extracted"
+        );
+        if live && matches!(self.target.delete(obj), Ok(true)) {
+            self.status.changed();
         }
     }
 
@@ -568,25 +761,219 @@ where
 
     /// An `Apply`: upserts `obj` unless its stored resourceVersion is the same.
     fn apply(&mut self, mut obj: E) {
-        let counters = &self.status.shared.counters;
         let Some(keys) = self.prepare(&mut obj, true) else {
             return;
         };
         let rv = obj.meta().resource_version.as_deref();
         if rv.is_some() && self.target.stored_version(&obj, &keys).as_deref() == rv {
-            bump(&counters.unchanged);
+            bump(&self.status.shared.counters.unchanged);
             return;
         }
+        self.write_one(obj, keys);
+    }
+
+    /// Upserts the prepared `obj` under `keys` on its own; counts it, or logs and
+    /// counts the failure.
+    fn write_one(&mut self, obj: E, keys: Vec<String>) {
         // The store takes `obj`: its name is kept for the log line of a failed write.
         // Only the name: cloning the whole metadata (labels and annotations included)
         // for it was most of the feeder's own cost per event.
         describe_into(&mut self.applying, obj.meta());
         match self.target.apply(obj, &keys) {
             Ok(()) => {
-                bump(&counters.applied);
+                bump(&self.status.shared.counters.applied);
                 self.status.changed();
             }
             Err(e) => self.store_error("apply", &self.applying, &e),
+        }
+    }
+
+    /// A `Delete` on its own: removes `obj` by identity.
+    fn delete_one(&self, obj: &E) {
+        match self.target.delete(obj) {
+            Ok(removed) => {
+                if removed {
+                    bump(&self.status.shared.counters.deleted);
+                    self.status.changed();
+                }
+            }
+            Err(e) => self.store_error("delete", &describe(obj.meta()), &e),
+        }
+    }
+
+    /// Takes one item of a stream into the batch being gathered (see [`run`](Self::run)):
+    /// an `Apply` (or a stray `InitApply`) and a `Delete` join it, checked as
+    /// [`handle`](Self::handle) checks them one by one; anything else (relist events,
+    /// stream errors) first writes the batch, then is handled on its own, so that the
+    /// order of events is kept exactly.
+    fn take(&mut self, item: Result<Event<E>, watcher::Error>) {
+        match item {
+            Ok(Event::Apply(obj)) => {
+                bump(&self.status.shared.counters.events);
+                self.stage_apply(obj);
+            }
+            Ok(Event::InitApply(obj)) if self.buffer.is_none() => {
+                bump(&self.status.shared.counters.events);
+                bump(&self.status.shared.counters.stray_relist_events);
+                self.stage_apply(obj);
+            }
+            Ok(Event::Delete(obj)) => {
+                bump(&self.status.shared.counters.events);
+                self.push(Write::Remove(obj));
+            }
+            Ok(event) => {
+                self.flush();
+                self.handle(event);
+            }
+            Err(e) => {
+                self.flush();
+                self.watch_error(&e);
+            }
+        }
+    }
+
+    /// [`apply`](Self::apply) into the batch being gathered. The unchanged-version check
+    /// compares with the latest change of the batch to the object's identity if there
+    /// is one (the store does not have it yet), else with the store. An object whose
+    /// keys cannot be extracted ends the batch: its removal from the store follows the
+    /// batch's earlier changes, as one by one.
+    fn stage_apply(&mut self, mut obj: E) {
+        self.strip(&mut obj);
+        let keys = match self.indexer.keys(&obj) {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.flush();
+                self.unindexable(&obj, &e, true);
+                return;
+            }
+        };
+        if let Some(rv) = obj.meta().resource_version.as_deref() {
+            let stored_is =
+                |feeder: &Self| feeder.target.stored_version(&obj, &keys).as_deref() == Some(rv);
+            let unchanged = match self.in_batch(obj.meta()) {
+                InBatch::At(i) => matches!(
+                    &self.pending[i],
+                    Write::Upsert { obj: earlier, keys: at }
+                        if *at == keys && earlier.meta().resource_version.as_deref() == Some(rv)
+                ),
+                InBatch::Untouched => stored_is(self),
+                InBatch::Mixed => {
+                    self.flush();
+                    stored_is(self)
+                }
+            };
+            if unchanged {
+                bump(&self.status.shared.counters.unchanged);
+                return;
+            }
+        }
+        self.push(Write::Upsert { obj, keys });
+    }
+
+    fn name_hash(&self, meta: &kube::core::ObjectMeta) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((
+            meta.namespace.as_deref().unwrap_or(""),
+            meta.name.as_deref().unwrap_or(""),
+        ))
+    }
+
+    /// Where the batch being gathered has left the identity of `meta`.
+    fn in_batch(&self, meta: &kube::core::ObjectMeta) -> InBatch {
+        if self.pending.is_empty() {
+            return InBatch::Untouched;
+        }
+        let mut found = InBatch::Untouched;
+        for &i in self.pending_ids.iter_hash(self.name_hash(meta)) {
+            let other = self.pending[i].meta();
+            if !same_name(other, meta) {
+                continue;
+            }
+            match (uid_of(other), uid_of(meta)) {
+                (a, b) if a == b => found = InBatch::At(i),
+                ("", _) | (_, "") => return InBatch::Mixed,
+                // Another object of that name (deleted and created again).
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Adds `change` to the batch being gathered.
+    fn push(&mut self, change: Write<E>) {
+        let i = self.pending.len();
+        let hash = self.name_hash(change.meta());
+        let Self {
+            pending,
+            pending_ids,
+            hasher,
+            ..
+        } = self;
+        let meta = change.meta();
+        let same = |&j: &usize| {
+            let other = pending[j].meta();
+            same_name(other, meta) && uid_of(other) == uid_of(meta)
+        };
+        match pending_ids.find_mut(hash, same) {
+            Some(latest) => *latest = i,
+            None => {
+                pending_ids.insert_unique(hash, i, |&j| {
+                    use std::hash::BuildHasher;
+                    let m = pending[j].meta();
+                    hasher.hash_one((
+                        m.namespace.as_deref().unwrap_or(""),
+                        m.name.as_deref().unwrap_or(""),
+                    ))
+                });
+            }
+        }
+        pending.push(change);
+    }
+
+    /// Writes the batch being gathered: one change on its own, several with one
+    /// [`Target::apply_batch`], counted as one by one would count them; the change
+    /// generation is raised once for the batch (if it changed anything). A batch the
+    /// target refuses is applied one change at a time, so that only the change the
+    /// store refuses is lost (counted and logged as a failed write).
+    fn flush(&mut self) {
+        // Clearing resets every bucket, however few are used: not per event when
+        // nothing is pending.
+        if !self.pending_ids.is_empty() {
+            self.pending_ids.clear();
+        }
+        if self.pending.len() <= 1 {
+            match self.pending.pop() {
+                Some(Write::Upsert { obj, keys }) => self.write_one(obj, keys),
+                Some(Write::Remove(obj)) => self.delete_one(&obj),
+                None => {}
+            }
+            return;
+        }
+        let changes = std::mem::take(&mut self.pending);
+        match self.target.apply_batch(changes) {
+            Ok(applied) => {
+                let counters = &self.status.shared.counters;
+                counters.applied.add(applied.upserted as u64);
+                counters.deleted.add(applied.removed as u64);
+                if applied.upserted + applied.removed > 0 {
+                    self.status.changed();
+                }
+            }
+            Err(refused) => {
+                if let Some(e) = &refused.error {
+                    tracing::debug!(
+                        watch = %self.status.shared.name,
+                        error = %e,
+                        "batch refused; applying its changes one by one"
+                    );
+                }
+                for change in refused.changes {
+                    match change {
+                        Write::Upsert { obj, keys } => self.write_one(obj, keys),
+                        Write::Remove(obj) => self.delete_one(&obj),
+                    }
+                }
+            }
         }
     }
 
@@ -597,6 +984,9 @@ where
     /// with no `Init` before it (or a second one after a relist) changes nothing, and
     /// an `InitApply` with no `Init` before it is applied as an `Apply`.
     pub fn handle(&mut self, event: Event<E>) {
+        // Nothing is pending outside `run` and `reflect`, which write every batch before
+        // they return: a no-op, kept so that events never overtake one another.
+        self.flush();
         let counters = &self.status.shared.counters;
         bump(&counters.events);
         match event {
@@ -641,27 +1031,40 @@ where
                 }
             }
             Event::Apply(obj) => self.apply(obj),
-            Event::Delete(obj) => match self.target.delete(&obj) {
-                Ok(removed) => {
-                    if removed {
-                        bump(&counters.deleted);
-                        self.status.changed();
-                    }
-                }
-                Err(e) => self.store_error("delete", &describe(obj.meta()), &e),
-            },
+            Event::Delete(obj) => self.delete_one(&obj),
         }
     }
 
-    /// What the pass-through adapter does with each item: applies an event (a clone of
-    /// it: the item itself goes on unchanged), counts and logs an error.
+    /// Applies `events` in order as [`run`](Self::run) applies events that are ready
+    /// together: in batches of up to [`FeedOptions::max_batch`], with everything
+    /// [`handle`](Self::handle) does per event (see `run` for the rules and the two
+    /// differences). For a feeder driven by hand with a burst at a time.
+    pub fn handle_batch(&mut self, events: impl IntoIterator<Item = Event<E>>) {
+        let mut taken = 0;
+        for event in events {
+            self.take(Ok(event));
+            taken += 1;
+            if taken == self.max_batch {
+                self.flush();
+                taken = 0;
+            }
+        }
+        self.flush();
+    }
+
+    /// What the pass-through adapter does with each item: takes a clone of an event
+    /// into the batch being gathered (the item itself goes on unchanged); an error
+    /// ends the batch and is counted and logged.
     fn observe(&mut self, item: &Result<Event<E>, watcher::Error>)
     where
         E: Clone,
     {
         match item {
-            Ok(event) => self.handle(event.clone()),
-            Err(e) => self.watch_error(e),
+            Ok(event) => self.take(Ok(event.clone())),
+            Err(e) => {
+                self.flush();
+                self.watch_error(e);
+            }
         }
     }
 
@@ -676,15 +1079,56 @@ where
     /// (apply kube-runtime's `default_backoff`, as [`spawn_full`] and
     /// [`spawn_on_demand`] do). The feeder, and with it the store's writer, is dropped
     /// when the stream ends: readiness then reports [`WriterDropped`].
+    ///
+    /// # Bursts
+    /// After each event it awaits, `run` takes the events that are already ready on the
+    /// stream (polled once each, never waiting: a lone event is applied at once), up to
+    /// [`FeedOptions::max_batch`] in all, and writes their `Apply`s and `Delete`s as
+    /// one batch ([`Target::apply_batch`]: for a [`MemoryStore`], one preparation and
+    /// one publication for the whole burst). Everything [`handle`](Self::handle) does
+    /// per event holds inside a batch, with the same counters ([`WatchStats`]):
+    /// managed fields are stripped; an unchanged resourceVersion is skipped, compared
+    /// with the batch's own earlier change of that object if it has one; deletes are by
+    /// identity; an object whose index field is missing, relist events (`Init`,
+    /// `InitApply`, `InitDone`) and stream errors first write what the batch holds, then
+    /// are handled on their own, so the store sees the events in their exact order. A
+    /// batch the store refuses is applied one change at a time, so only the bad change
+    /// is lost (counted in [`WatchStats::store_errors`] and logged, as one by one).
+    ///
+    /// Two differences from one by one: readers see a batch's changes together (never
+    /// some of them), and the change generation ([`WatchStatus::generation`]) rises by
+    /// one per batch that changed something, not by one per change. (One case is
+    /// compared differently: a store that already holds an object without a uid and
+    /// another of the same namespace and name with one, which no API server
+    /// produces; within a batch, objects of one name with and without a uid end it.)
+    ///
+    /// # Cancel safety
+    /// Dropping the future (aborting the task) between events loses nothing the store
+    /// was given: a batch is gathered and written within one poll.
     pub async fn run<S>(mut self, stream: S)
     where
         S: Stream<Item = Result<Event<E>, watcher::Error>> + Send,
     {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
-            match item {
-                Ok(event) => self.handle(event),
-                Err(e) => self.watch_error(&e),
+            self.take(item);
+            let mut ended = false;
+            for _ in 1..self.max_batch {
+                // Polled with a no-op waker: a stream that is not ready registers it and
+                // is polled again with the task's own by the `await` above, so no wake-up
+                // is lost (a stream keeps only the waker of its latest poll).
+                match stream.next().now_or_never() {
+                    Some(Some(item)) => self.take(item),
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            self.flush();
+            if ended {
+                break;
             }
         }
     }
@@ -696,14 +1140,27 @@ where
 /// `Controller`, through `.applied_objects()` and `Controller::for_stream` or
 /// `watches_stream`).
 ///
-/// Events are applied exactly as [`Feeder::handle`] applies them (relists buffered and
+/// Events are applied exactly as [`Feeder::run`] applies them (relists buffered and
 /// swapped in at `InitDone`, unchanged versions skipped, fields stripped, objects
-/// missing an index field skipped); errors are counted and passed on. The store's
-/// readers become ready after the first complete list, and see [`WriterDropped`] once
-/// the returned stream (which owns the feeder and the writer) is dropped.
+/// missing an index field skipped, bursts of ready events written as one batch);
+/// errors are counted and passed on. The store's readers become ready after the first
+/// complete list, and see [`WriterDropped`] once the returned stream (which owns the
+/// feeder and the writer) is dropped.
 ///
 /// Each applied event is cloned once (the store keeps its own, stripped copy), as
 /// kube-runtime's reflector does.
+///
+/// # Bursts
+/// When polled with nothing queued, the adapter takes the item the inner stream has
+/// ready and every further item already ready (up to [`FeedOptions::max_batch`], never
+/// waiting), applies them as [`Feeder::run`] does (one batch), and then passes them on
+/// one by one, in their order, from a queue: each item has been applied before it is
+/// passed on, and items later in its batch may already be applied too. The returned
+/// stream is `Unpin` (the inner stream is boxed once).
+///
+/// # Cancel safety
+/// Dropping the stream drops the items of the last batch not passed on yet (they are
+/// applied to the store already). A poll never leaves a batch half written.
 ///
 /// # Examples
 /// ```no_run
@@ -723,22 +1180,101 @@ where
 ///     .applied_objects(); // e.g. for Controller::for_stream
 /// # let _ = (reader, objects); Ok(()) }
 /// ```
-pub fn reflect<E, T, S>(mut feeder: Feeder<E, T>, stream: S) -> impl Stream<Item = S::Item>
+pub fn reflect<E, T, S>(feeder: Feeder<E, T>, stream: S) -> Reflect<E, T, S>
 where
     E: Resource + Clone + Serialize + Send + Sync + 'static,
     T: Target<E>,
     S: Stream<Item = Result<Event<E>, watcher::Error>>,
 {
-    stream.map(move |item| {
-        feeder.observe(&item);
-        item
-    })
+    Reflect {
+        feeder,
+        stream: Box::pin(stream),
+        queue: VecDeque::new(),
+        ended: false,
+    }
+}
+
+/// The stream [`reflect`] returns: `stream`'s items, each applied to the feeder's
+/// store before it is passed on.
+#[must_use = "streams do nothing unless polled"]
+pub struct Reflect<E, T: Target<E>, S: Stream> {
+    feeder: Feeder<E, T>,
+    stream: Pin<Box<S>>,
+    /// Items applied and not passed on yet, in order.
+    queue: VecDeque<S::Item>,
+    /// Whether `stream` has ended (it is not polled again).
+    ended: bool,
+}
+
+// No field is pinned: the inner stream is behind its own `Pin<Box<_>>`.
+impl<E, T: Target<E>, S: Stream> Unpin for Reflect<E, T, S> {}
+
+impl<E, T: Target<E>, S: Stream> fmt::Debug for Reflect<E, T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reflect")
+            .field("feeder", &self.feeder)
+            .field("queued", &self.queue.len())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E, T, S> Stream for Reflect<E, T, S>
+where
+    E: Resource + Clone + Serialize + Send + Sync + 'static,
+    T: Target<E>,
+    S: Stream<Item = Result<Event<E>, watcher::Error>>,
+{
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.get_mut();
+        if let Some(item) = this.queue.pop_front() {
+            return Poll::Ready(Some(item));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        // The task's own waker throughout: a stream that is not ready after the first
+        // item wakes the task later, which then finds it ready or pending again.
+        while this.queue.len() < this.feeder.max_batch {
+            match this.stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    this.feeder.observe(&item);
+                    this.queue.push_back(item);
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        this.feeder.flush();
+        match this.queue.pop_front() {
+            Some(item) => Poll::Ready(Some(item)),
+            None if this.ended => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let queued = self.queue.len();
+        if self.ended {
+            return (queued, Some(queued));
+        }
+        let (low, high) = self.stream.size_hint();
+        (
+            low.saturating_add(queued),
+            high.and_then(|h| h.checked_add(queued)),
+        )
+    }
 }
 
 /// [`reflect`] as a method of watch streams: `watcher(api, cfg).default_backoff().feed(feeder)`.
 pub trait FeedStreamExt<E>: Stream<Item = Result<Event<E>, watcher::Error>> + Sized {
     /// See [`reflect`].
-    fn feed<T>(self, feeder: Feeder<E, T>) -> impl Stream<Item = Self::Item>
+    fn feed<T>(self, feeder: Feeder<E, T>) -> Reflect<E, T, Self>
     where
         E: Resource + Clone + Serialize + Send + Sync + 'static,
         T: Target<E>,
@@ -839,7 +1375,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use futures::FutureExt;
     use k8s_openapi::api::core::v1::ConfigMap;
 
     use super::*;
@@ -1072,5 +1607,383 @@ mod tests {
             }
         });
         assert_eq!(status.generation(), 2_000_000);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Batches: `run` and `reflect` against `handle` one by one.
+
+    type Item = Result<Event<ConfigMap>, watcher::Error>;
+
+    /// A store keyed by (namespace, labels.team), its reader and a feeder.
+    fn team_feeder(
+        max_batch: usize,
+    ) -> (
+        MemoryReader<ConfigMap>,
+        Feeder<ConfigMap, MemoryStore<ConfigMap>>,
+    ) {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let reader = store.reader();
+        let indexer = Indexer::new(["metadata.namespace", "metadata.labels.team"]).unwrap();
+        let options = FeedOptions::new("t").max_batch(max_batch);
+        (reader, Feeder::new(store, indexer, options).unwrap())
+    }
+
+    use crate::MemoryReader;
+
+    /// What a store holds: (namespace, name, uid, resourceVersion, team) in list order.
+    fn contents(r: &MemoryReader<ConfigMap>) -> Vec<[String; 5]> {
+        r.validate().unwrap();
+        r.list()
+            .iter()
+            .map(|o| {
+                let m = &o.metadata;
+                let team = m.labels.as_ref().and_then(|l| l.get("team")).cloned();
+                [
+                    m.namespace.clone().unwrap_or_default(),
+                    m.name.clone().unwrap_or_default(),
+                    m.uid.clone().unwrap_or_default(),
+                    m.resource_version.clone().unwrap_or_default(),
+                    team.unwrap_or_default(),
+                ]
+            })
+            .collect()
+    }
+
+    /// `items` fed one by one with `handle`: the reference.
+    fn one_by_one(items: &[Item]) -> (Vec<[String; 5]>, WatchStats) {
+        let (reader, mut feeder) = team_feeder(1);
+        for item in items {
+            match item {
+                Ok(e) => feeder.handle(e.clone()),
+                Err(e) => feeder.watch_error(e),
+            }
+        }
+        (contents(&reader), feeder.status().stats())
+    }
+
+    fn clone_item(item: &Item) -> Item {
+        match item {
+            Ok(e) => Ok(e.clone()),
+            Err(_) => Err(watcher::Error::NoResourceVersion),
+        }
+    }
+
+    /// `items` as a stream that is ready throughout.
+    fn ready(items: &[Item]) -> impl Stream<Item = Item> + Send + use<> {
+        futures::stream::iter(items.iter().map(clone_item).collect::<Vec<_>>())
+    }
+
+    /// `items` through `run` (every item ready: batches of up to `max_batch`).
+    fn batched(items: &[Item], max_batch: usize) -> (Vec<[String; 5]>, WatchStats) {
+        let (reader, feeder) = team_feeder(max_batch);
+        let status = feeder.status();
+        feeder
+            .run(ready(items))
+            .now_or_never()
+            .expect("a ready stream is fed in one poll");
+        (contents(&reader), status.stats())
+    }
+
+    /// `items` through `reflect`: what it passed on, what the store holds, the stats.
+    /// Checks that every `Apply` passed on is in the store by then.
+    fn reflected(items: &[Item], max_batch: usize) -> (Vec<String>, Vec<[String; 5]>, WatchStats) {
+        let (reader, feeder) = team_feeder(max_batch);
+        let status = feeder.status();
+        let mut stream = reflect(feeder, ready(items));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().now_or_never().expect("ready") {
+            // Every item up to this one has been handled by the time it is passed on.
+            let s = status.stats();
+            assert!(
+                s.events + s.watch_errors > out.len() as u64,
+                "item {} passed on before it was applied: {s:?}",
+                out.len()
+            );
+            out.push(format!("{item:?}"));
+        }
+        (out, contents(&reader), status.stats())
+    }
+
+    /// One event of a random mix: `kind` picks Apply (most), Delete, InitApply, Init,
+    /// InitDone or a watch error; objects are few (2 namespaces × 3 names, some
+    /// recreated with a second uid; name `n2` never has a uid), versions repeat (so
+    /// unchanged versions are skipped) and some lack the index field.
+    fn event_of((kind, ns, name, uid, rv, team): (u8, u8, u8, u8, u8, u8)) -> Item {
+        let ns = format!("ns{ns}");
+        let name = format!("n{name}");
+        let team = match team {
+            0 => "a",
+            1 => "b",
+            _ => "",
+        };
+        let mut obj = cm(&ns, &name, "", &rv.to_string(), team);
+        obj.metadata.uid = match (name.as_str(), uid) {
+            ("n2", _) => None,
+            (_, 0) => Some(format!("{ns}/{name}")),
+            _ => Some(format!("{ns}/{name}/2")),
+        };
+        if team.is_empty() {
+            obj.metadata.labels = None;
+        }
+        if kind % 3 == 0 {
+            obj.metadata.managed_fields = Some(vec![Default::default()]);
+        }
+        Ok(match kind {
+            0..=7 => Event::Apply(obj),
+            8 | 9 => Event::Delete(obj),
+            10 => Event::InitApply(obj),
+            11 => Event::Init,
+            12 => Event::InitDone,
+            _ => return Err(watcher::Error::NoResourceVersion),
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// `run` and `reflect`, batching whatever is ready, leave the same store and the
+        /// same counters as `handle` one by one; `reflect` passes every item on
+        /// unchanged and in order.
+        #[test]
+        fn batches_equal_one_by_one(
+            raw in proptest::collection::vec((0u8..14, 0u8..2, 0u8..3, 0u8..2, 1u8..4, 0u8..3), 0..80),
+            max_batch in proptest::prop_oneof![1usize..6, proptest::strategy::Just(1024)],
+        ) {
+            let items: Vec<Item> = raw.into_iter().map(event_of).collect();
+            let (want, want_stats) = one_by_one(&items);
+            let (got, got_stats) = batched(&items, max_batch);
+            proptest::prop_assert_eq!(&got, &want);
+            proptest::prop_assert_eq!(got_stats, want_stats);
+            let (passed, got, got_stats) = reflected(&items, max_batch);
+            proptest::prop_assert_eq!(&got, &want);
+            proptest::prop_assert_eq!(got_stats, want_stats);
+            let sent: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+            proptest::prop_assert_eq!(passed, sent);
+        }
+    }
+
+    #[test]
+    fn a_burst_is_one_write_with_exact_counters() {
+        let (reader, feeder) = team_feeder(DEFAULT_MAX_BATCH);
+        let status = feeder.status();
+        let a = |rv: &str| cm("ns", "a", "ua", rv, "x");
+        let items: Vec<Item> = vec![
+            Ok(Event::Apply(a("1"))),
+            Ok(Event::Apply(cm("ns", "b", "ub", "1", "x"))),
+            // The same version as the batch's own earlier change: skipped.
+            Ok(Event::Apply(a("1"))),
+            Ok(Event::Apply(a("2"))),
+            Ok(Event::Delete(cm("ns", "b", "ub", "1", "x"))),
+            // Not stored (any more): no removal.
+            Ok(Event::Delete(cm("ns", "b", "ub", "1", "x"))),
+            Ok(Event::Delete(cm("ns", "c", "uc", "1", "x"))),
+        ];
+        feeder.run(ready(&items)).now_or_never().unwrap();
+        let s = status.stats();
+        assert_eq!((s.events, s.applied, s.unchanged, s.deleted), (7, 3, 1, 1));
+        assert_eq!(status.generation(), 1, "one write for the burst");
+        assert_eq!(
+            contents(&reader),
+            [["ns", "a", "ua", "2", "x"].map(String::from)]
+        );
+    }
+
+    #[test]
+    fn handle_batch_writes_a_burst_in_batches_of_max_batch() {
+        let (reader, mut feeder) = team_feeder(3);
+        let events =
+            (0..7).map(|i| Event::Apply(cm("ns", &format!("o{i}"), &format!("u{i}"), "1", "x")));
+        feeder.handle_batch(events);
+        assert_eq!(reader.len(), 7);
+        assert_eq!(feeder.status().stats().applied, 7);
+        assert_eq!(feeder.status().generation(), 3, "batches of 3, 3 and 1");
+    }
+
+    #[test]
+    fn a_lone_event_is_applied_without_waiting_for_more() {
+        let (reader, feeder) = team_feeder(DEFAULT_MAX_BATCH);
+        let stream = futures::stream::iter([Ok(Event::Apply(cm("ns", "a", "ua", "1", "x")))])
+            .chain(futures::stream::pending());
+        let mut run = Box::pin(feeder.run(stream));
+        assert!(
+            run.as_mut().now_or_never().is_none(),
+            "the stream stays open"
+        );
+        assert_eq!(reader.len(), 1, "applied while the stream is pending");
+
+        // The adapter too: the item is passed on (and applied) with nothing after it.
+        let (reader, feeder) = team_feeder(DEFAULT_MAX_BATCH);
+        let stream = futures::stream::iter([Ok(Event::Apply(cm("ns", "a", "ua", "1", "x")))])
+            .chain(futures::stream::pending());
+        let mut stream = reflect(feeder, stream);
+        assert!(matches!(
+            stream.next().now_or_never(),
+            Some(Some(Ok(Event::Apply(_))))
+        ));
+        assert_eq!(reader.len(), 1);
+        assert!(stream.next().now_or_never().is_none(), "then pending");
+    }
+
+    #[test]
+    fn relist_events_inside_a_burst_keep_their_order() {
+        let (reader, feeder) = team_feeder(DEFAULT_MAX_BATCH);
+        let status = feeder.status();
+        let items: Vec<Item> = vec![
+            Ok(Event::Apply(cm("ns", "a", "ua", "1", "x"))),
+            Ok(Event::Apply(cm("ns", "b", "ub", "1", "x"))),
+            Ok(Event::Init),
+            Ok(Event::InitApply(cm("ns", "b", "ub", "2", "x"))),
+            Ok(Event::InitApply(cm("ns", "c", "uc", "1", "y"))),
+            Ok(Event::InitDone),
+            // After the swap: compared with the relisted version.
+            Ok(Event::Apply(cm("ns", "c", "uc", "1", "y"))),
+            Ok(Event::Apply(cm("ns", "d", "ud", "1", "y"))),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Delete(cm("ns", "b", "ub", "2", "x"))),
+        ];
+        let (want, want_stats) = one_by_one(&items);
+        feeder.run(ready(&items)).now_or_never().unwrap();
+        assert_eq!(contents(&reader), want);
+        assert_eq!(status.stats(), want_stats);
+        let s = want_stats;
+        assert_eq!(
+            (s.applied, s.unchanged, s.deleted, s.relists, s.watch_errors),
+            (3, 1, 1, 1, 1)
+        );
+        let names: Vec<_> = want.iter().map(|o| o[1].as_str()).collect();
+        assert_eq!(
+            names,
+            ["c", "d"],
+            "a is gone with the relist, b deleted after it"
+        );
+    }
+
+    #[test]
+    fn objects_of_one_name_with_and_without_a_uid_are_compared_by_the_store() {
+        let mut no_uid = cm("ns", "a", "", "1", "x");
+        no_uid.metadata.uid = None;
+        let items: Vec<Item> = vec![
+            Ok(Event::Apply(no_uid.clone())),
+            // Another identity for the store, but the unchanged check (as one by one)
+            // finds the uid-less object of that name under the key: skipped.
+            Ok(Event::Apply(cm("ns", "a", "ua", "1", "x"))),
+            Ok(Event::Apply(cm("ns", "a", "ua", "2", "x"))),
+            Ok(Event::Apply(no_uid)),
+        ];
+        let (want, want_stats) = one_by_one(&items);
+        let (got, got_stats) = batched(&items, DEFAULT_MAX_BATCH);
+        assert_eq!((got, got_stats), (want, want_stats));
+        assert_eq!(want_stats.unchanged, 2);
+    }
+
+    #[test]
+    fn a_missing_index_field_in_a_burst_removes_the_object_after_the_earlier_changes() {
+        let mut gone = cm("ns", "a", "ua", "3", "x");
+        gone.metadata.labels = None;
+        let items: Vec<Item> = vec![
+            Ok(Event::Apply(cm("ns", "a", "ua", "1", "x"))),
+            Ok(Event::Apply(cm("ns", "b", "ub", "1", "x"))),
+            Ok(Event::Apply(gone)),
+            Ok(Event::Apply(cm("ns", "c", "uc", "1", "x"))),
+        ];
+        let (want, want_stats) = one_by_one(&items);
+        let (got, got_stats) = batched(&items, DEFAULT_MAX_BATCH);
+        assert_eq!((&got, got_stats), (&want, want_stats));
+        assert_eq!(want_stats.index_errors, 1);
+        let names: Vec<_> = got.iter().map(|o| o[1].as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    /// A store whose batches are refused when they hold an object named `bad`, and
+    /// whose single writes refuse that object alone.
+    struct Picky(MemoryStore<ConfigMap>);
+
+    fn is_bad(obj: &ConfigMap) -> bool {
+        obj.metadata.name.as_deref() == Some("bad")
+    }
+
+    impl Target<ConfigMap> for Picky {
+        fn num_keys(&self) -> usize {
+            2
+        }
+        fn mark_ready(&self) {}
+        fn stored_version(&self, obj: &ConfigMap, keys: &[String]) -> Option<String> {
+            self.0.stored_version(obj, keys)
+        }
+        fn apply(&self, obj: ConfigMap, keys: &[String]) -> Result<(), StoreError> {
+            if is_bad(&obj) {
+                return Err(refused(keys));
+            }
+            Target::apply(&self.0, obj, keys)
+        }
+        fn delete(&self, obj: &ConfigMap) -> Result<bool, StoreError> {
+            Target::delete(&self.0, obj)
+        }
+        fn relist(&self, items: Vec<(ConfigMap, Vec<String>)>) -> Result<(), StoreError> {
+            self.0.relist(items)
+        }
+        fn apply_batch(
+            &self,
+            changes: Vec<Write<ConfigMap>>,
+        ) -> Result<Applied, Refused<ConfigMap>> {
+            if changes
+                .iter()
+                .any(|c| matches!(c, Write::Upsert { obj, .. } if is_bad(obj)))
+            {
+                return Err(Refused::new(Some(refused(&[])), changes));
+            }
+            self.0.apply_batch(changes)
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_is_applied_one_by_one_and_loses_only_the_bad_change() {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let reader = store.reader();
+        let indexer = Indexer::new(["metadata.namespace", "metadata.labels.team"]).unwrap();
+        let feeder = Feeder::new(Picky(store), indexer, FeedOptions::new("t")).unwrap();
+        let status = feeder.status();
+        let items: Vec<Item> = vec![
+            Ok(Event::Apply(cm("ns", "a", "ua", "1", "x"))),
+            Ok(Event::Apply(cm("ns", "bad", "ub", "1", "x"))),
+            Ok(Event::Apply(cm("ns", "c", "uc", "1", "x"))),
+            Ok(Event::Delete(cm("ns", "a", "ua", "1", "x"))),
+        ];
+        feeder.run(ready(&items)).now_or_never().unwrap();
+        let s = status.stats();
+        assert_eq!((s.applied, s.deleted, s.store_errors), (2, 1, 1));
+        let names: Vec<_> = contents(&reader)
+            .into_iter()
+            .map(|o| o[1].clone())
+            .collect();
+        assert_eq!(names, ["c"]);
+    }
+
+    #[test]
+    fn the_memory_store_refuses_a_batch_with_a_wrong_key_count_whole_and_hands_it_back() {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let changes = vec![
+            Write::Upsert {
+                obj: cm("ns", "a", "ua", "1", "x"),
+                keys: keys(&["ns", "x"]),
+            },
+            Write::Upsert {
+                obj: cm("ns", "b", "ub", "1", "x"),
+                keys: keys(&["ns"]),
+            },
+        ];
+        let refused = store.apply_batch(changes).unwrap_err();
+        assert_eq!(refused.changes.len(), 2, "handed back whole");
+        let error = refused.error.unwrap().to_string();
+        assert!(error.contains("change 1 of the batch"), "{error}");
+        assert!(store.is_empty(), "nothing applied");
+    }
+
+    #[test]
+    fn a_batch_bound_of_zero_is_refused() {
+        let store = MemoryStore::<ConfigMap>::new(2).unwrap();
+        let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
+        let options = FeedOptions::new("t").max_batch(0);
+        let e = Feeder::new(store, indexer, options).unwrap_err();
+        assert!(e.to_string().contains("max_batch"), "{e}");
     }
 }

@@ -679,14 +679,20 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
-                    self.state_move(
-                        &mut state,
-                        old.as_ref().zip(old_view),
-                        same_order,
-                        unowned,
-                        view,
-                        &encoded,
-                    );
+                    match &old {
+                        // The common update: a new version under the same key.
+                        Some(o) if same_order && o.encoded == encoded => {
+                            self.state_replace(&mut state, &o.obj, unowned, view, &encoded);
+                        }
+                        _ => self.state_move(
+                            &mut state,
+                            old.as_ref().zip(old_view),
+                            same_order,
+                            unowned,
+                            view,
+                            &encoded,
+                        ),
+                    }
                     if let Some(o) = &old {
                         // The same bucket and the same order: the insert replaces it.
                         if !(same_order && o.hash == hash && o.encoded == encoded) {
@@ -1033,6 +1039,41 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
             self.group_add(tree, prefix, &obj, view);
+        }
+    }
+
+    /// [`state_move`](Self::state_move) for `obj` (ordered as `view`) replacing `old`,
+    /// which orders the same and is under the same key `encoded`: each tree finds `old`
+    /// in its leaf by pointer ([`PTree::replace_where`]), reading no other object.
+    fn state_replace(
+        &self,
+        state: &mut State<K>,
+        old: &Arc<K>,
+        obj: Unowned<K>,
+        view: MetaView<'_>,
+        encoded: &[u8],
+    ) {
+        let acc = self.acc;
+        let is_old = |e: &Unowned<K>| Arc::ptr_eq(e, old);
+        let target = by_order(acc, view);
+        if !state.all.replace_where(obj.clone(), &target, is_old) {
+            // The old version is in every tree (`validate` checks it).
+            debug_assert!(false, "replaced object missing from the list");
+            state.all.insert(obj.clone(), &target, sep_of(acc));
+        }
+        for d in 1..self.num_keys {
+            let prefix = &encoded[..bucket::prefix_len(encoded, d)];
+            let tree = &mut state.prefixes[d - 1];
+            let found = tree.update(&by_prefix(prefix), |g| {
+                if !g.members.replace_where(obj.clone(), &target, is_old) {
+                    debug_assert!(false, "replaced object missing from its group");
+                    g.members.insert(obj.clone(), &target, sep_of(acc));
+                }
+            });
+            if !found {
+                debug_assert!(false, "replaced object's group missing");
+                self.group_add(tree, prefix, &obj, view);
+            }
         }
     }
 

@@ -365,6 +365,44 @@ impl<T: Clone> PTree<T> {
         old
     }
 
+    /// Replaces the element for which `is_old` holds by `item`, where both order equal
+    /// to the target `t`; returns whether one was found (if not, nothing is replaced,
+    /// though the nodes on the path may have been copied).
+    ///
+    /// Unlike [`insert`](Self::insert), the leaf is searched with `is_old` alone (for
+    /// objects, a pointer comparison on the leaf's own memory) instead of a binary
+    /// search that reads the elements it compares (for objects, a cold pointer chase
+    /// to their names for each of about five comparisons). Inner nodes route by
+    /// separators as ever. The separators on the path stay valid: `item` orders where
+    /// the element it replaces did.
+    pub(crate) fn replace_where<F: Fn(&T) -> Ordering>(
+        &mut self,
+        item: T,
+        t: &Target<F>,
+        is_old: impl Fn(&T) -> bool,
+    ) -> bool {
+        let Some(mut node) = self.root.as_mut() else {
+            return false;
+        };
+        loop {
+            match Arc::make_mut(node) {
+                Node::Leaf(v) => {
+                    return match v.iter_mut().find(|e| is_old(e)) {
+                        Some(slot) => {
+                            *slot = item;
+                            true
+                        }
+                        None => false,
+                    };
+                }
+                Node::Inner(children) => {
+                    let i = route(children, t);
+                    node = &mut children[i].node;
+                }
+            }
+        }
+    }
+
     /// Applies `f` to the element equal to the target, in place (copying only the
     /// nodes on its path). `f` must not change how the element orders. Returns whether
     /// the element was found.
@@ -736,6 +774,23 @@ mod tests {
         assert_eq!(t.get(&cmp_to(5)), Some(&(5, 1)));
         snap.validate(order, sep_of).unwrap();
         t.validate(order, sep_of).unwrap();
+    }
+
+    #[test]
+    fn replace_where_finds_the_element_by_identity_and_leaves_old_clones_alone() {
+        let mut t = PTree::from_sorted((0..1000u32).map(|i| (i, 0)).collect(), sep_of);
+        let snap = t.clone();
+        for i in (0..1000u32).step_by(7) {
+            assert!(t.replace_where((i, 1), &cmp_to(i), |e| *e == (i, 0)));
+        }
+        assert!(
+            !t.replace_where((5, 9), &cmp_to(5), |e| e.1 == 9),
+            "no such element"
+        );
+        t.validate(order, sep_of).unwrap();
+        assert!(t.iter().all(|e| e.1 == u32::from(e.0 % 7 == 0)));
+        assert!(snap.iter().all(|e| e.1 == 0));
+        assert_eq!(t.len(), 1000);
     }
 
     #[test]

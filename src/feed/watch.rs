@@ -75,7 +75,22 @@ pub trait Target<E>: Send + Sync + 'static {
     ///
     /// # Errors
     /// The store's error; nothing changes.
-    fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError>;
+    fn relist(&self, items: Vec<(Arc<E>, Vec<String>)>) -> Result<(), StoreError>;
+    /// The stored object of `obj`'s identity under exactly `keys`, if it is at `obj`'s
+    /// resourceVersion: a relist then buffers the stored one and drops its listed copy
+    /// at once, so that a relist of a mostly unchanged store does not hold two copies
+    /// of every object until it is swapped in.
+    ///
+    /// Defaults to: `None` (the listed copy is kept). [`MemoryStore`] looks it up; the
+    /// on-demand tier keeps no bodies to share.
+    fn stored(&self, obj: &E, keys: &[String]) -> Option<Arc<E>> {
+        let _ = (obj, keys);
+        None
+    }
+    /// Whether the store holds no object (a first list then skips [`stored`](Self::stored)).
+    fn is_empty(&self) -> bool {
+        false
+    }
     /// Applies `changes` in order as one write (readers see all of them or none), as
     /// [`apply`](Self::apply) and [`delete`](Self::delete) one by one would, and says how
     /// many objects were upserted and how many stored ones removed.
@@ -177,8 +192,14 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     fn delete(&self, obj: &E) -> Result<bool, StoreError> {
         (**self).delete(obj)
     }
-    fn relist(&self, items: Vec<(E, Vec<String>)>) -> Result<(), StoreError> {
+    fn relist(&self, items: Vec<(Arc<E>, Vec<String>)>) -> Result<(), StoreError> {
         (**self).relist(items)
+    }
+    fn stored(&self, obj: &E, keys: &[String]) -> Option<Arc<E>> {
+        (**self).stored(obj, keys)
+    }
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
     }
     fn apply_batch(&self, changes: Vec<Write<E>>) -> Result<Applied, Refused<E>> {
         (**self).apply_batch(changes)
@@ -221,8 +242,24 @@ where
     fn delete(&self, obj: &K) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(&self, items: Vec<(K, Vec<String>)>) -> Result<(), StoreError> {
-        self.replace(items.into_iter().map(|(o, k)| (Arc::new(o), k)))
+    fn relist(&self, items: Vec<(Arc<K>, Vec<String>)>) -> Result<(), StoreError> {
+        self.replace(items)
+    }
+    fn stored(&self, obj: &K, keys: &[String]) -> Option<Arc<K>> {
+        let rv = obj.meta().resource_version.as_deref()?;
+        // Under a key of its own (the common case), or among others.
+        let found = match self.get_one(keys) {
+            Ok(one) => one.filter(|s| same_identity(s.meta(), obj.meta())),
+            Err(_) => self
+                .get(keys)
+                .ok()?
+                .into_iter()
+                .find(|s| same_identity(s.meta(), obj.meta())),
+        }?;
+        (found.meta().resource_version.as_deref() == Some(rv)).then_some(found)
+    }
+    fn is_empty(&self) -> bool {
+        MemoryStore::is_empty(self)
     }
     /// One [`MemoryStore::apply`]. What it would refuse (a wrong key count; identity
     /// fields of the wrong type cannot occur in a `Resource`) is checked first, while
@@ -307,8 +344,13 @@ where
     fn delete(&self, obj: &K) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(&self, items: Vec<(K, Vec<String>)>) -> Result<(), StoreError> {
-        self.replace(items)
+    fn relist(&self, items: Vec<(Arc<K>, Vec<String>)>) -> Result<(), StoreError> {
+        // Only the reference is kept.
+        self.replace(
+            items
+                .into_iter()
+                .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
+        )
     }
 }
 
@@ -333,8 +375,15 @@ where
     fn delete(&self, obj: &PartialObjectMeta<K>) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(&self, items: Vec<(PartialObjectMeta<K>, Vec<String>)>) -> Result<(), StoreError> {
-        self.replace(items)
+    fn relist(
+        &self,
+        items: Vec<(Arc<PartialObjectMeta<K>>, Vec<String>)>,
+    ) -> Result<(), StoreError> {
+        self.replace(
+            items
+                .into_iter()
+                .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
+        )
     }
 }
 
@@ -598,7 +647,7 @@ pub struct Feeder<E, T: Target<E>> {
     target: T,
     indexer: Indexer,
     strip: Option<Stripper<E>>,
-    buffer: Option<Vec<(E, Vec<String>)>>,
+    buffer: Option<Vec<(Arc<E>, Vec<String>)>>,
     status: WatchStatus,
     /// The name of the object an `Apply` is writing, for the log line if the write
     /// fails: the store takes the object. Reused, so that naming it allocates nothing.
@@ -1000,10 +1049,19 @@ where
                     // loses nothing and removes nothing.
                     bump(&counters.stray_relist_events);
                     self.apply(obj);
-                } else if let Some(keys) = self.prepare(&mut obj, false)
-                    && let Some(buffer) = &mut self.buffer
-                {
-                    buffer.push((obj, keys));
+                } else if let Some(keys) = self.prepare(&mut obj, false) {
+                    // The very version the store holds: keep that one and drop the
+                    // listed copy now (a first list has nothing to look up).
+                    let obj = match obj.meta().resource_version {
+                        Some(_) if !self.target.is_empty() => self
+                            .target
+                            .stored(&obj, &keys)
+                            .unwrap_or_else(|| Arc::new(obj)),
+                        _ => Arc::new(obj),
+                    };
+                    if let Some(buffer) = &mut self.buffer {
+                        buffer.push((obj, keys));
+                    }
                 }
             }
             Event::InitDone => {
@@ -1422,6 +1480,46 @@ mod tests {
     }
 
     #[test]
+    fn a_relist_keeps_the_stored_copy_of_every_unchanged_object() {
+        let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
+        let indexer = Indexer::new(["metadata.namespace", "metadata.labels.team"]).unwrap();
+        let mut feeder = Feeder::new(Arc::clone(&store), indexer, FeedOptions::new("t")).unwrap();
+        let list = |feeder: &mut Feeder<ConfigMap, _>, objs: &[ConfigMap]| {
+            feeder.handle(Event::Init);
+            for o in objs {
+                feeder.handle(Event::InitApply(o.clone()));
+            }
+            feeder.handle(Event::InitDone);
+        };
+        // Two under one key, one alone.
+        let (a, b, c) = (
+            cm("ns", "a", "ua", "1", "x"),
+            cm("ns", "b", "ub", "1", "x"),
+            cm("ns", "c", "uc", "1", "y"),
+        );
+        list(&mut feeder, &[a.clone(), b.clone(), c.clone()]);
+        let before = store.list().to_vec();
+        let mut c2 = c.clone();
+        c2.metadata.resource_version = Some("2".into());
+        let recreated = cm("ns", "b", "ub-2", "1", "x");
+        list(&mut feeder, &[a, recreated, c2]);
+        let after = store.list().to_vec();
+        assert_eq!(after.len(), 3);
+        assert!(
+            Arc::ptr_eq(&before[0], &after[0]),
+            "a: unchanged, the stored copy"
+        );
+        assert_eq!(
+            after[1].metadata.uid.as_deref(),
+            Some("ub-2"),
+            "another object"
+        );
+        assert!(!Arc::ptr_eq(&before[2], &after[2]), "c: a new version");
+        assert_eq!(after[2].metadata.resource_version.as_deref(), Some("2"));
+        store.validate().unwrap();
+    }
+
+    #[test]
     fn unchanged_versions_are_skipped_under_shared_keys_too() {
         let store = Arc::new(MemoryStore::<ConfigMap>::new(2).unwrap());
         let indexer = Indexer::new(["metadata.namespace", "metadata.labels.team"]).unwrap();
@@ -1466,7 +1564,7 @@ mod tests {
         fn delete(&self, _: &ConfigMap) -> Result<bool, StoreError> {
             Err(refused(&[]))
         }
-        fn relist(&self, _: Vec<(ConfigMap, Vec<String>)>) -> Result<(), StoreError> {
+        fn relist(&self, _: Vec<(Arc<ConfigMap>, Vec<String>)>) -> Result<(), StoreError> {
             Err(refused(&[]))
         }
     }
@@ -1918,7 +2016,7 @@ mod tests {
         fn delete(&self, obj: &ConfigMap) -> Result<bool, StoreError> {
             Target::delete(&self.0, obj)
         }
-        fn relist(&self, items: Vec<(ConfigMap, Vec<String>)>) -> Result<(), StoreError> {
+        fn relist(&self, items: Vec<(Arc<ConfigMap>, Vec<String>)>) -> Result<(), StoreError> {
             self.0.relist(items)
         }
         fn apply_batch(

@@ -206,6 +206,20 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     }
 }
 
+/// The stored object of `obj`'s identity under `keys` (exactly, or a prefix as `get`
+/// takes it): the one object under its own key (the common case), or found among
+/// several.
+fn stored_of<K>(store: &MemoryStore<K>, obj: &K, keys: &[String]) -> Option<Arc<K>>
+where
+    K: Resource + Send + Sync + 'static,
+{
+    let same = |s: &Arc<K>| same_identity(s.meta(), obj.meta());
+    match store.get_one(keys) {
+        Ok(one) => one.filter(same),
+        Err(_) => store.get(keys).ok()?.into_iter().find(same),
+    }
+}
+
 impl<K> Target<K> for MemoryStore<K>
 where
     K: Resource + Serialize + Send + Sync + 'static,
@@ -230,11 +244,7 @@ where
             return found;
         }
         // No object, several, or not a whole key.
-        let stored = self.get(keys).ok()?;
-        stored
-            .iter()
-            .find(|s| same_identity(s.meta(), obj.meta()))
-            .and_then(|s| s.meta().resource_version.clone())
+        stored_of(self, obj, keys)?.meta().resource_version.clone()
     }
     fn apply(&self, obj: K, keys: &[String]) -> Result<(), StoreError> {
         self.update(Arc::new(obj), keys)
@@ -247,15 +257,7 @@ where
     }
     fn stored(&self, obj: &K, keys: &[String]) -> Option<Arc<K>> {
         let rv = obj.meta().resource_version.as_deref()?;
-        // Under a key of its own (the common case), or among others.
-        let found = match self.get_one(keys) {
-            Ok(one) => one.filter(|s| same_identity(s.meta(), obj.meta())),
-            Err(_) => self
-                .get(keys)
-                .ok()?
-                .into_iter()
-                .find(|s| same_identity(s.meta(), obj.meta())),
-        }?;
+        let found = stored_of(self, obj, keys)?;
         (found.meta().resource_version.as_deref() == Some(rv)).then_some(found)
     }
     fn is_empty(&self) -> bool {

@@ -211,9 +211,19 @@ async fn readers_never_see_a_half_filled_store_during_a_relist() {
     server
         .set_fault(Route::watch("configmaps"), Fault::gone().times(3))
         .unwrap();
-    for _ in 0..3 {
-        server.drop_watches();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A drop while the watcher is between watches (still relisting) finds nothing to
+    // drop: drop again until each relist has happened.
+    let first = status.stats().relists;
+    for k in 1..=3 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while status.stats().relists < first + k {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "relist {k} never came"
+            );
+            server.drop_watches();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let min = reader.await.unwrap();
     assert_eq!(min, 2000, "a reader saw a partial state");

@@ -679,20 +679,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
-                    match &old {
-                        // The common update: a new version under the same key.
-                        Some(o) if same_order && o.encoded == encoded => {
-                            self.state_replace(&mut state, &o.obj, unowned, view, &encoded);
-                        }
-                        _ => self.state_move(
-                            &mut state,
-                            old.as_ref().zip(old_view),
-                            same_order,
-                            unowned,
-                            view,
-                            &encoded,
-                        ),
-                    }
+                    self.state_upsert(&mut state, old.as_ref(), old_view, unowned, view, &encoded);
                     if let Some(o) = &old {
                         // The same bucket and the same order: the insert replaces it.
                         if !(same_order && o.hash == hash && o.encoded == encoded) {
@@ -877,10 +864,10 @@ impl<K: Send + Sync + 'static> Index<K> {
         // anything is built.
         #[allow(unsafe_code)]
         let unowned = unsafe { Unowned::new(&obj) };
-        self.state_move(
+        self.state_upsert(
             &mut state,
-            old.as_ref().zip(old_view),
-            same_order,
+            old.as_ref(),
+            old_view,
             unowned,
             view,
             &new.encoded,
@@ -1006,6 +993,29 @@ impl<K: Send + Sync + 'static> Index<K> {
                 let b = Bucket::new(Arc::clone(obj), keys, self.acc);
                 table.insert_unique(hash, ((), b), |(_, b)| self.rehash(b));
             }
+        }
+    }
+
+    /// Updates `state` for `obj` (ordered as `view`, under the key `encoded`), which
+    /// replaces `old` (seen as `old_view`) if there is one. The common update, a new
+    /// version under the same key, finds the old version by pointer
+    /// ([`state_replace`](Self::state_replace)); anything else moves it
+    /// ([`state_move`](Self::state_move)).
+    fn state_upsert(
+        &self,
+        state: &mut State<K>,
+        old: Option<&Old<K>>,
+        old_view: Option<MetaView<'_>>,
+        obj: Unowned<K>,
+        view: MetaView<'_>,
+        encoded: &[u8],
+    ) {
+        let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
+        match old {
+            Some(o) if same_order && o.encoded == encoded => {
+                self.state_replace(state, &o.obj, obj, view, encoded);
+            }
+            _ => self.state_move(state, old.zip(old_view), same_order, obj, view, encoded),
         }
     }
 

@@ -650,6 +650,9 @@ pub struct Feeder<E, T: Target<E>> {
     indexer: Indexer,
     strip: Option<Stripper<E>>,
     buffer: Option<Vec<(Arc<E>, Vec<String>)>>,
+    /// How many objects the last relist buffered: the next one is sized for as many,
+    /// instead of growing (and copying) its buffer a dozen times.
+    last_list: usize,
     status: WatchStatus,
     /// The name of the object an `Apply` is writing, for the log line if the write
     /// fails: the store takes the object. Reused, so that naming it allocates nothing.
@@ -744,6 +747,7 @@ where
             indexer,
             strip: options.strip,
             buffer: None,
+            last_list: 0,
             status: WatchStatus::new(options.name),
             applying: String::new(),
             pending: Vec::new(),
@@ -1043,7 +1047,7 @@ where
         match event {
             // A repeated `Init` restarts the relist (kube's watcher does so when a list
             // fails midway): what was buffered is dropped.
-            Event::Init => self.buffer = Some(Vec::new()),
+            Event::Init => self.buffer = Some(Vec::with_capacity(self.last_list)),
             Event::InitApply(mut obj) => {
                 if self.buffer.is_none() {
                     // No relist to buffer it for: never start one here (a stray
@@ -1077,6 +1081,7 @@ where
                     );
                     return;
                 };
+                self.last_list = items.len();
                 match self.target.relist(items) {
                     Ok(()) => {
                         bump(&counters.relists);

@@ -534,10 +534,17 @@ impl<K: Send + Sync + 'static> Index<K> {
         });
 
         // 2. Build the exact-key tables, the identity table and the published state.
-        let mut tables: Vec<Table<Bucket<K>>> =
-            (0..self.exact.len()).map(|_| Table::new()).collect();
+        // Sized for an even spread (keys hash uniformly over the shards), so that
+        // filling them rarely rehashes: growing a thousand tables a dozen times each was
+        // a tenth of a relist's build.
+        let per_shard = entries.len().div_ceil(self.exact.len().max(1));
+        let mut tables: Vec<Table<Bucket<K>>> = (0..self.exact.len())
+            .map(|_| Table::with_capacity(per_shard))
+            .collect();
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
+        let mut runs: Vec<Option<(Vec<u8>, Vec<Unowned<K>>)>> =
+            (1..self.num_keys).map(|_| None).collect();
         let mut all = Vec::with_capacity(entries.len());
         for (obj, keys, hash, _) in &entries {
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
@@ -567,14 +574,22 @@ impl<K: Send + Sync + 'static> Index<K> {
             );
             if self.num_keys > 1 {
                 let encoded = key::encode(keys);
-                for (d, g) in groups.iter_mut().enumerate() {
+                for (d, (g, run)) in groups.iter_mut().zip(&mut runs).enumerate() {
                     let p = &encoded[..bucket::prefix_len(&encoded, d + 1)];
-                    // Entries are in order, so each group's members are too. The
-                    // prefix is copied only for a new group.
-                    match g.get_mut(p) {
-                        Some(members) => members.push(unowned.clone()),
-                        None => {
-                            g.insert(p.to_vec(), vec![unowned.clone()]);
+                    // Entries are in order, so each group's members are too. Objects
+                    // of one group usually come one after another (with the namespace
+                    // as the first key, always): they gather in `run`, with no search
+                    // of `g`, which takes the run when the group changes. The prefix
+                    // is copied once per run.
+                    match run {
+                        Some((prefix, members)) if prefix[..] == *p => {
+                            members.push(unowned.clone());
+                        }
+                        _ => {
+                            let next = (p.to_vec(), vec![unowned.clone()]);
+                            if let Some((prefix, members)) = run.replace(next) {
+                                g.entry(prefix).or_default().extend(members);
+                            }
                         }
                     }
                 }
@@ -582,6 +597,11 @@ impl<K: Send + Sync + 'static> Index<K> {
             all.push(unowned);
         }
         drop(entries);
+        for (g, run) in groups.iter_mut().zip(runs) {
+            if let Some((prefix, members)) = run {
+                g.entry(prefix).or_default().extend(members);
+            }
+        }
         let state = State {
             all: PTree::from_sorted(all, sep_of(self.acc)),
             prefixes: groups

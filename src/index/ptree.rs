@@ -93,13 +93,19 @@ impl SepBuilder {
     /// escaped as `00 FF` and every component ends with `00 01`, so a shorter
     /// component sorts before any longer one it begins.
     pub(crate) fn component(mut self, bytes: &[u8]) -> Self {
-        for &b in bytes {
-            if self.len == self.bytes.len() {
-                return self;
-            }
-            self.push(b);
-            if b == 0 {
-                self.push(0xFF);
+        // Runs without NUL (all of a real name) are copied whole; only a NUL is
+        // escaped byte by byte.
+        let mut rest = bytes;
+        while self.len < self.bytes.len() {
+            let run = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            self = self.bytes(&rest[..run]);
+            match rest.get(run..) {
+                Some([0, tail @ ..]) => {
+                    self.push(0);
+                    self.push(0xFF);
+                    rest = tail;
+                }
+                _ => break,
             }
         }
         self.push(0);
@@ -833,6 +839,27 @@ mod tests {
     }
 
     proptest! {
+        /// `component` is the escaping it documents, cut to 32 bytes.
+        #[test]
+        fn component_escapes_nul_and_terminates(
+            parts in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..24), 0..4),
+        ) {
+            let mut reference = Vec::new();
+            let mut sep = SepBuilder::new();
+            for p in &parts {
+                for &b in p {
+                    reference.push(b);
+                    if b == 0 {
+                        reference.push(0xFF);
+                    }
+                }
+                reference.extend([0, 1]);
+                sep = sep.component(p);
+            }
+            reference.resize(32, 0);
+            prop_assert_eq!(SepBuilder::new().bytes(&reference).finish(), sep.finish());
+        }
+
         /// A `Sep` never contradicts the order it summarises: tuples of strings
         /// compared component by component, and plain byte strings.
         #[test]

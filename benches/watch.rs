@@ -33,6 +33,12 @@
 //!   `InitApply`s .. `InitDone` collect the objects (`Arc::new`, no copy) and build a
 //!   new store from them, which replaces the old one, as client-go's `Replace` builds a
 //!   new map and swaps it in. (Its map grows by doubling: client-go pre-sizes it.)
+//! - `imbl`: a persistent map off the shelf, one `imbl::OrdMap` of (namespace, name)
+//!   to the object, each version published through an `ArcSwap` and the previous one
+//!   dropped (see `Persistent`): a store whose `list()` is an O(1) immutable snapshot,
+//!   built the general-purpose way, without the indexes ours keeps beside it. Not a
+//!   floor: its node copies clone every key (two `String`s) and every value (an `Arc`
+//!   increment on a cold object), which ours avoids.
 //!
 //! Every event a store is fed is a clone of a pre-built one, made in criterion's
 //! untimed setup (`iter_batched`), so each store gets a freshly allocated event, as from
@@ -86,7 +92,7 @@
 //!
 //! At the end a markdown table of this run's medians (read from criterion's
 //! `estimates.json`, as `benches/store.rs` does) with the ratios `kube ÷ ours` and
-//! `go ÷ ours`, and the memory table, are printed.
+//! `go ÷ ours` and `imbl ÷ ours`, and the memory table, are printed.
 //!
 //! Run: `cargo bench --bench watch` (about five minutes on two cores, one and a half
 //! of them generating the 1M objects and filling their stores; the process peaks at
@@ -455,6 +461,77 @@ impl Feed for Go {
     }
 }
 
+/// A persistent map off the shelf: one persistent ordered map (imbl's `OrdMap`, a
+/// B-tree whose nodes are copied on write and shared between versions) from
+/// (namespace, name) to the object, each version published whole through an `ArcSwap`
+/// as our state is, the previous one dropped when the next is published (with the
+/// nodes and the object it alone held). No prefix index, no exact-key table, no
+/// identity table, no versions and no batch. A relist collects the objects and builds
+/// a new map, as the Go adapter does.
+struct Persistent {
+    map: imbl::OrdMap<(String, String), Arc<Obj>>,
+    published: arc_swap::ArcSwap<imbl::OrdMap<(String, String), Arc<Obj>>>,
+    relist: Option<Vec<Arc<Obj>>>,
+}
+
+impl Persistent {
+    fn new() -> Self {
+        Self {
+            map: imbl::OrdMap::new(),
+            published: arc_swap::ArcSwap::from_pointee(imbl::OrdMap::new()),
+            relist: None,
+        }
+    }
+    fn publish(&self) {
+        self.published.store(Arc::new(self.map.clone()));
+    }
+}
+
+fn map_key(obj: &Obj) -> (String, String) {
+    let [ns, name] = go_key(obj);
+    (ns.to_owned(), name.to_owned())
+}
+
+impl Feed for Persistent {
+    fn handle(&mut self, event: Ev) -> Option<Ev> {
+        match event {
+            Event::Apply(obj) => {
+                let obj = Arc::new(obj);
+                self.map.insert(map_key(&obj), obj);
+                self.publish();
+            }
+            Event::Delete(obj) => {
+                self.map.remove(&map_key(&obj));
+                self.publish();
+            }
+            Event::Init => self.relist = Some(Vec::new()),
+            Event::InitApply(obj) => match &mut self.relist {
+                Some(items) => items.push(Arc::new(obj)),
+                None => {
+                    let obj = Arc::new(obj);
+                    self.map.insert(map_key(&obj), obj);
+                    self.publish();
+                }
+            },
+            Event::InitDone => {
+                if let Some(items) = self.relist.take() {
+                    self.map = items.into_iter().map(|o| (map_key(&o), o)).collect();
+                    self.publish();
+                }
+            }
+        }
+        None
+    }
+    fn resource_version(&self, [ns, name]: &[String; 2]) -> Option<String> {
+        let map = self.published.load();
+        let obj = map.get(&(ns.clone(), name.clone()))?;
+        obj.metadata.resource_version.clone()
+    }
+    fn len(&self) -> usize {
+        self.published.load().len()
+    }
+}
+
 /// A constructor of an empty store.
 type Make = fn() -> Box<dyn Feed>;
 
@@ -466,6 +543,7 @@ fn stores() -> Vec<(&'static str, Make)> {
         ("ours_batch", || Box::new(OursBatch::new())),
         ("kube", || Box::new(Kube::new())),
         ("go", || Box::new(Go::new())),
+        ("imbl", || Box::new(Persistent::new())),
     ]
 }
 
@@ -939,7 +1017,7 @@ fn main() {
     println!(
         "workload: {n} ConfigMaps as DynamicObjects in {namespaces} namespaces \
          ({} bytes of data each on average, {} bytes inline), {} pre-built applies; \
-         the three stores filled in {:.1?}{}",
+         the stores filled in {:.1?}{}",
         base.mean_data_bytes(),
         std::mem::size_of::<Obj>(),
         2 * SLOTS,

@@ -80,6 +80,10 @@ impl<K> State<K> {
     }
 }
 
+/// Consecutive members of one group gathered during a relist: its encoded prefix and
+/// them, in order.
+type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
+
 struct Group<K> {
     prefix: Arc<[u8]>,
     members: PTree<Unowned<K>>,
@@ -543,8 +547,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             .collect();
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
-        let mut runs: Vec<Option<(Vec<u8>, Vec<Unowned<K>>)>> =
-            (1..self.num_keys).map(|_| None).collect();
+        let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
         let mut all = Vec::with_capacity(entries.len());
         for (obj, keys, hash, _) in &entries {
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's

@@ -40,8 +40,11 @@
 //! against a model of the feeder: a relist is buffered from `Init` and swapped in at
 //! its `InitDone`; a stray `InitDone` changes nothing and a stray `InitApply` is an
 //! upsert, each counted in `stray_relist_events`; readers are ready from the first
-//! completed relist on. The fed store is compared with the model after every event;
-//! it has two shards and is built by an input's first `Watch` operation.
+//! completed relist on. `WatchBurst` operations feed up to 16 events at once through
+//! `Feeder::handle_batch`, which writes the `Apply`s and `Delete`s between relist
+//! events as one batch: the model still takes them one by one. The fed store is
+//! compared with the model after every `Watch` and every burst; it has two shards and
+//! is built by an input's first `Watch` or `WatchBurst` operation.
 
 #![no_main]
 
@@ -207,11 +210,26 @@ impl Feed {
         (name, cm)
     }
 
-    fn handle(&mut self, op: WatchOp, what: &dyn fmt::Display) {
+    /// Feeds `ops`: one alone with `Feeder::handle`, several as one burst with
+    /// `Feeder::handle_batch` (which batches the `Apply`s and `Delete`s between relist
+    /// events); the model takes them one by one either way, and the store must match
+    /// it after.
+    fn handle(&mut self, ops: &[WatchOp], what: &dyn fmt::Display) {
+        let events: Vec<Event<ConfigMap>> = ops.iter().map(|&op| self.event(op)).collect();
+        if let [_] = ops {
+            events.into_iter().for_each(|e| self.feeder.handle(e));
+        } else {
+            self.feeder.handle_batch(events);
+        }
+        self.check(what);
+    }
+
+    /// The event of `op`, with the model updated for it.
+    fn event(&mut self, op: WatchOp) -> Event<ConfigMap> {
         match op {
             WatchOp::Init => {
                 self.relist = Some(BTreeMap::new());
-                self.feeder.handle(Event::Init);
+                Event::Init
             }
             WatchOp::InitApply(i) => {
                 let (name, obj) = self.object(i);
@@ -223,7 +241,7 @@ impl Feed {
                         self.state.insert(name, rv)
                     }
                 };
-                self.feeder.handle(Event::InitApply(obj));
+                Event::InitApply(obj)
             }
             WatchOp::InitDone => {
                 match self.relist.take() {
@@ -233,19 +251,22 @@ impl Feed {
                     }
                     None => self.stray += 1,
                 }
-                self.feeder.handle(Event::InitDone);
+                Event::InitDone
             }
             WatchOp::Apply(i) => {
                 let (name, obj) = self.object(i);
                 self.state.insert(name, self.seq.to_string());
-                self.feeder.handle(Event::Apply(obj));
+                Event::Apply(obj)
             }
             WatchOp::Delete(i) => {
                 let (name, obj) = self.object(i);
                 self.state.remove(&name);
-                self.feeder.handle(Event::Delete(obj));
+                Event::Delete(obj)
             }
         }
+    }
+
+    fn check(&self, what: &dyn fmt::Display) {
         let got: BTreeMap<String, String> = self
             .store
             .list()
@@ -279,8 +300,8 @@ fuzz_target!(|input: Input| {
         .expect("valid settings");
     // Built on the first `Watch` operation only.
     let mut feed: Option<Feed> = None;
-    let mut watch = |event: WatchOp, what: &dyn fmt::Display| {
-        feed.get_or_insert_with(Feed::new).handle(event, what);
+    let mut watch = |events: &[WatchOp], what: &dyn fmt::Display| {
+        feed.get_or_insert_with(Feed::new).handle(events, what);
     };
     common::run(&store, &input, LIMITS, Some(&mut watch));
 });

@@ -94,7 +94,13 @@ pub enum Op {
     },
     /// A watcher event for the feeder's store (`differential` only; ignored elsewhere).
     Watch(WatchOp),
+    /// Watcher events ready together, which the feeder writes as one batch
+    /// (`Feeder::handle_batch`; `differential` only). At most [`MAX_BURST`] are used.
+    WatchBurst(Vec<WatchOp>),
 }
+
+/// The most events of a `WatchBurst` used.
+pub const MAX_BURST: usize = 16;
 
 /// A change of a `Batch`, generated as the single writes are. An index names the
 /// `i`-th object stored at that point of the batch (in model order, after the batch's
@@ -615,8 +621,9 @@ fn check_batch<O: FuzzObject>(
 
 // ---------------------------------------------------------------------------------
 
-/// Where `Watch` operations go: the event, and the operation for messages.
-pub type Watch<'a> = &'a mut dyn FnMut(WatchOp, &dyn fmt::Display);
+/// Where `Watch` and `WatchBurst` operations go: the events (one for `Watch`, fed
+/// alone; several for `WatchBurst`, fed together), and the operation for messages.
+pub type Watch<'a> = &'a mut dyn FnMut(&[WatchOp], &dyn fmt::Display);
 
 /// Runs `input` against `store` (empty, built with `input.num_keys()` keys and
 /// `input.shards()` shards) and a model; `Watch` operations go to `watch`, if given.
@@ -792,7 +799,12 @@ pub fn run<O: FuzzObject>(
             }
             Op::Watch(event) => {
                 if let Some(watch) = watch.as_mut() {
-                    watch(event, &what);
+                    watch(&[event], &what);
+                }
+            }
+            Op::WatchBurst(ref events) => {
+                if let Some(watch) = watch.as_mut() {
+                    watch(&events[..events.len().min(MAX_BURST)], &what);
                 }
             }
         }

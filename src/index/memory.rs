@@ -702,7 +702,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
-                    self.state_upsert(&mut state, old.as_ref(), old_view, unowned, view, &encoded);
+                    self.state_upsert(
+                        &mut state,
+                        old.as_ref().zip(old_view),
+                        same_order,
+                        unowned,
+                        view,
+                        &encoded,
+                    );
                     if let Some(o) = &old {
                         // The same bucket and the same order: the insert replaces it.
                         if !(same_order && o.hash == hash && o.encoded == encoded) {
@@ -889,8 +896,8 @@ impl<K: Send + Sync + 'static> Index<K> {
         let unowned = unsafe { Unowned::new(&obj) };
         self.state_upsert(
             &mut state,
-            old.as_ref(),
-            old_view,
+            old.as_ref().zip(old_view),
+            same_order,
             unowned,
             view,
             &new.encoded,
@@ -1020,25 +1027,24 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// Updates `state` for `obj` (ordered as `view`, under the key `encoded`), which
-    /// replaces `old` (seen as `old_view`) if there is one. The common update, a new
-    /// version under the same key, finds the old version by pointer
-    /// ([`state_replace`](Self::state_replace)); anything else moves it
-    /// ([`state_move`](Self::state_move)).
+    /// replaces `old` (with its view; ordering as `obj` if `same_order`) if there is
+    /// one. The common update, a new version under the same key, finds the old
+    /// version by pointer ([`state_replace`](Self::state_replace)); anything else moves
+    /// it ([`state_move`](Self::state_move)).
     fn state_upsert(
         &self,
         state: &mut State<K>,
-        old: Option<&Old<K>>,
-        old_view: Option<MetaView<'_>>,
+        old: Option<(&Old<K>, MetaView<'_>)>,
+        same_order: bool,
         obj: Unowned<K>,
         view: MetaView<'_>,
         encoded: &[u8],
     ) {
-        let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
         match old {
-            Some(o) if same_order && o.encoded == encoded => {
+            Some((o, _)) if same_order && o.encoded == encoded => {
                 self.state_replace(state, &o.obj, obj, view, encoded);
             }
-            _ => self.state_move(state, old.zip(old_view), same_order, obj, view, encoded),
+            _ => self.state_move(state, old, same_order, obj, view, encoded),
         }
     }
 

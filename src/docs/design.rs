@@ -105,10 +105,12 @@
 //!
 //! # Libraries not used
 //!
-//! `crossbeam-epoch` is not used. Old states are reclaimed by reference counting
-//! (ArcSwap plus `Arc`-linked tree nodes); the objects in the trees are uncounted
-//! pointers, kept alive by the writer's identity table and by a chain of per-state
-//! generations that hold what each write replaced (`index::retire`): a
+//! `crossbeam-epoch` is not used. Old states are reclaimed through ArcSwap and a chain
+//! of per-state generations: the objects and the nodes in the published trees are
+//! uncounted pointers, kept alive by the writer's identity table and current trees and
+//! by the generations, each of which holds what one write replaced until no state
+//! that reaches it can be read (`index::retire`; the buckets' own trees, cloned out by
+//! exact readers, keep `Arc`-linked nodes): a
 //! `crossbeam-epoch` guard pins one thread for a short critical section and is not
 //! `Send`, where a `Snapshot` is held across awaits and threads for as long as its
 //! user likes. And the structure epochs would serve (an ordered `crossbeam-skiplist`

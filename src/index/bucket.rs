@@ -119,7 +119,7 @@ impl<K> Bucket<K> {
             Some(pattern) => Bucket::Elided { obj, pattern },
             None => Bucket::Owned(Box::new(Owned {
                 key: key::encode(keys).into(),
-                members: PTree::single(obj),
+                members: PTree::single(obj, &()),
             })),
         }
     }
@@ -206,7 +206,7 @@ impl<K> Bucket<K> {
                 } else {
                     vec![Arc::clone(cur), obj]
                 };
-                let members = PTree::from_sorted(pair, sep_of(acc));
+                let members = PTree::from_sorted(pair, sep_of(acc), &());
                 *self = Bucket::Owned(Box::new(Owned {
                     key: key::encode(keys).into(),
                     members,
@@ -215,7 +215,7 @@ impl<K> Bucket<K> {
             Bucket::Owned(o) => {
                 let replaced =
                     o.members
-                        .insert(Arc::clone(&obj), &by_order(acc, view), sep_of(acc));
+                        .insert(Arc::clone(&obj), &by_order(acc, view), sep_of(acc), &mut ());
                 drop(replaced);
             }
         }
@@ -232,7 +232,8 @@ impl<K> Bucket<K> {
         match self {
             Bucket::Elided { obj, .. } => (acc.meta)(obj).order(&target) == Ordering::Equal,
             Bucket::Owned(o) => {
-                o.members.remove(&by_order(acc, target), sep_of(acc));
+                o.members
+                    .remove(&by_order(acc, target), sep_of(acc), &mut ());
                 let emptied = o.members.is_empty();
                 if o.members.len() == 1
                     && let Some(last) = o.members.iter().next().cloned()

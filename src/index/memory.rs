@@ -10,7 +10,7 @@ use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::key::{self, KeyHasher};
-use crate::index::ptree::{PTree, Sep, SepBuilder, Target};
+use crate::index::ptree::{Draft, Elem, PTree, Sep, SepBuilder, StateTree, Target};
 use crate::index::retire::{Generation, Unowned};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
@@ -40,6 +40,10 @@ impl<K> Drop for Index<K> {
         let mut w = self.writer.lock();
         let ids = std::mem::take(&mut w.ids);
         w.state.generation.retire(ids.into_iter().map(|l| l.obj));
+        // So do the current state's trees: no later write will replace their nodes.
+        let mut cx = Draft::new(0);
+        w.state.retire_trees(&mut cx);
+        w.state.generation.retire_nodes(cx.finish());
     }
 }
 
@@ -61,10 +65,10 @@ impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
 /// identity table and by `generation` (see [`retire`](crate::index::retire)).
 struct State<K> {
     /// Every object, in (namespace, name, uid) order.
-    all: PTree<Unowned<K>>,
+    all: StateTree<Unowned<K>>,
     /// `prefixes[d - 1]` holds, for depth `d` in `1..num_keys`, the groups of objects
     /// whose first `d` components are equal, ordered by encoded prefix.
-    prefixes: Box<[PTree<Group<K>>]>,
+    prefixes: Box<[StateTree<Group<K>>]>,
     generation: Arc<Generation<K>>,
 }
 
@@ -78,6 +82,15 @@ impl<K> State<K> {
             generation: Generation::new(),
         }
     }
+
+    /// Takes this state's trees out of use whole (a relist replaced them, or the store
+    /// is dropped): `cx` frees them with the generation it is finished into.
+    fn retire_trees(&self, cx: &mut Draft) {
+        cx.retire_tree(&self.all);
+        for t in &self.prefixes {
+            cx.retire_tree(t);
+        }
+    }
 }
 
 /// Consecutive members of one group gathered during a relist: its encoded prefix and
@@ -86,7 +99,19 @@ type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
 
 struct Group<K> {
     prefix: Arc<[u8]>,
-    members: PTree<Unowned<K>>,
+    members: StateTree<Unowned<K>>,
+}
+
+impl<K> Elem for Unowned<K> {}
+
+impl<K> Elem for Group<K> {
+    #[allow(unsafe_code)]
+    unsafe fn free_trees(&mut self) {
+        // SAFETY: the caller's promise: the groups' tree is freed whole, and with it the
+        // members' tree each of its groups owns alone (a group's tree is shared only
+        // with copies of the group in older versions, which are out of use too).
+        unsafe { self.members.free_whole() };
+    }
 }
 
 /// Finds the group of the encoded key prefix `prefix` (groups order by their bytes).
@@ -116,6 +141,16 @@ struct Writer<K> {
     ids: HashTable<Located<K>>,
     /// The state last published.
     state: Arc<State<K>>,
+    /// The stamp of the last write's [`Draft`]: each write takes the next.
+    stamp: u64,
+}
+
+impl<K> Writer<K> {
+    /// The draft of a new write, with a stamp no earlier write used.
+    fn draft(&mut self) -> Draft {
+        self.stamp += 1;
+        Draft::new(self.stamp)
+    }
 }
 
 struct Located<K> {
@@ -229,8 +264,8 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     {
         let shards = check_shape(self.num_keys, self.shards)?;
         let state = Arc::new(State {
-            all: PTree::default(),
-            prefixes: (1..self.num_keys).map(|_| PTree::default()).collect(),
+            all: StateTree::default(),
+            prefixes: (1..self.num_keys).map(|_| StateTree::default()).collect(),
             generation: Generation::new(),
         });
         Ok(Index {
@@ -242,6 +277,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             writer: Mutex::new(Writer {
                 ids: HashTable::new(),
                 state,
+                stamp: 0,
             }),
             readiness: Readiness::default(),
             freshness: Freshness::default(),
@@ -411,8 +447,9 @@ impl<K: Send + Sync + 'static> Index<K> {
         };
         let members = members.into_vec();
         let mut state = w.state.successor();
+        let mut cx = w.draft();
         for obj in &members {
-            self.state_remove(&mut state, (self.acc.meta)(obj), &encoded);
+            self.state_remove(&mut state, (self.acc.meta)(obj), &encoded, &mut cx);
         }
         // Commit.
         let mut table = self.exact.write(shard);
@@ -420,7 +457,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             .find_entry(hash, |(_, b)| b.key_is(keys, self.acc))
             .ok()
             .map(|e| e.remove().0);
-        let prev = self.publish(&mut w, state);
+        let prev = self.publish(&mut w, state, cx);
         drop(table);
         for obj in &members {
             let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
@@ -450,11 +487,12 @@ impl<K: Send + Sync + 'static> Index<K> {
         // Prepare.
         let encoded = self.encoded_key_of(shard, old_hash, old_view);
         let mut state = w.state.successor();
-        self.state_remove(&mut state, old_view, &encoded);
+        let mut cx = w.draft();
+        self.state_remove(&mut state, old_view, &encoded, &mut cx);
         // Commit.
         let mut table = self.exact.write(shard);
         let removed = self.bucket_remove(&mut table, old_hash, old_view);
-        let prev = self.publish(&mut w, state);
+        let prev = self.publish(&mut w, state, cx);
         drop(table);
         if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
             e.remove();
@@ -605,8 +643,10 @@ impl<K: Send + Sync + 'static> Index<K> {
                 g.entry(prefix).or_default().extend(members);
             }
         }
+        // Stamp 0: no write changes these nodes in place (each write's stamp is above).
+        let built = Draft::new(0);
         let state = State {
-            all: PTree::from_sorted(all, sep_of(self.acc)),
+            all: PTree::from_sorted(all, sep_of(self.acc), &built),
             prefixes: groups
                 .into_iter()
                 .map(|g| {
@@ -614,10 +654,11 @@ impl<K: Send + Sync + 'static> Index<K> {
                         g.into_iter()
                             .map(|(p, m)| Group {
                                 prefix: p.into(),
-                                members: PTree::from_sorted(m, sep_of(self.acc)),
+                                members: PTree::from_sorted(m, sep_of(self.acc), &built),
                             })
                             .collect(),
                         group_sep,
+                        &built,
                     )
                 })
                 .collect(),
@@ -631,7 +672,10 @@ impl<K: Send + Sync + 'static> Index<K> {
             std::mem::swap(&mut **g, t);
         }
         let old_ids = std::mem::replace(&mut w.ids, ids);
-        let prev = self.publish(&mut w, state);
+        // The old state's trees share no node with the new one's: they go whole.
+        let mut cx = w.draft();
+        w.state.retire_trees(&mut cx);
+        let prev = self.publish(&mut w, state, cx);
         drop(guards);
         drop(w);
         // The old tables (now in `tables`) and state are dropped here, outside every
@@ -680,6 +724,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut w = self.writer.lock();
         // Prepare.
         let mut state = w.state.successor();
+        let mut cx = w.draft();
         let mut touched: HashTable<Touched<K>> = HashTable::new();
         // The stored versions the batch replaces or removes, for the previous state's
         // generation (versions the batch itself wrote and replaced were never published).
@@ -704,6 +749,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     let unowned = unsafe { Unowned::new(obj) };
                     self.state_upsert(
                         &mut state,
+                        &mut cx,
                         old.as_ref().zip(old_view),
                         same_order,
                         unowned,
@@ -735,7 +781,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     else {
                         continue;
                     };
-                    self.state_remove(&mut state, (self.acc.meta)(&old.obj), &old.encoded);
+                    self.state_remove(&mut state, (self.acc.meta)(&old.obj), &old.encoded, &mut cx);
                     ops.push(BucketOp::Remove {
                         hash: old.hash,
                         obj: Arc::clone(&old.obj),
@@ -770,7 +816,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
         }
-        let prev = self.publish(&mut w, state);
+        let prev = self.publish(&mut w, state, cx);
         drop(guards);
 
         for t in touched {
@@ -889,6 +935,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
         let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
         let mut state = w.state.successor();
+        let mut cx = w.draft();
         // SAFETY: `obj` itself goes into the identity table at the end of this write,
         // before the lock is released (`retire`'s invariant); an error returns before
         // anything is built.
@@ -896,6 +943,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let unowned = unsafe { Unowned::new(&obj) };
         self.state_upsert(
             &mut state,
+            &mut cx,
             old.as_ref().zip(old_view),
             same_order,
             unowned,
@@ -920,7 +968,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 };
                 let removed = self.bucket_remove(old_table, o.hash, ov);
                 self.bucket_insert(new_table, new.keys, new.hash, &obj);
-                (removed, self.publish(&mut w, state))
+                (removed, self.publish(&mut w, state, cx))
             }
             _ => {
                 let mut table = self.exact.write(new_shard);
@@ -933,7 +981,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     }
                 }
                 self.bucket_insert(&mut table, new.keys, new.hash, &obj);
-                (removed, self.publish(&mut w, state))
+                (removed, self.publish(&mut w, state, cx))
             }
         };
 
@@ -1031,9 +1079,11 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// one. The common update, a new version under the same key, finds the old
     /// version by pointer ([`state_replace`](Self::state_replace)); anything else moves
     /// it ([`state_move`](Self::state_move)).
+    #[allow(clippy::too_many_arguments)]
     fn state_upsert(
         &self,
         state: &mut State<K>,
+        cx: &mut Draft,
         old: Option<(&Old<K>, MetaView<'_>)>,
         same_order: bool,
         obj: Unowned<K>,
@@ -1042,18 +1092,20 @@ impl<K: Send + Sync + 'static> Index<K> {
     ) {
         match old {
             Some((o, _)) if same_order && o.encoded == encoded => {
-                self.state_replace(state, &o.obj, obj, view, encoded);
+                self.state_replace(state, cx, &o.obj, obj, view, encoded);
             }
-            _ => self.state_move(state, old, same_order, obj, view, encoded),
+            _ => self.state_move(state, cx, old, same_order, obj, view, encoded),
         }
     }
 
     /// Updates `state` for `obj` (ordered as `view`) now under the key `encoded`, and
     /// no longer where `old` was. An object of the same order under the same prefix is
     /// replaced in place: one path copy per tree instead of two.
+    #[allow(clippy::too_many_arguments)]
     fn state_move(
         &self,
         state: &mut State<K>,
+        cx: &mut Draft,
         old: Option<(&Old<K>, MetaView<'_>)>,
         same_order: bool,
         obj: Unowned<K>,
@@ -1063,21 +1115,23 @@ impl<K: Send + Sync + 'static> Index<K> {
         if let Some((_, ov)) = old
             && !same_order
         {
-            state.all.remove(&by_order(self.acc, ov), sep_of(self.acc));
+            state
+                .all
+                .remove(&by_order(self.acc, ov), sep_of(self.acc), cx);
         }
         state
             .all
-            .insert(obj.clone(), &by_order(self.acc, view), sep_of(self.acc));
+            .insert(obj.clone(), &by_order(self.acc, view), sep_of(self.acc), cx);
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             let tree = &mut state.prefixes[d - 1];
             if let Some((o, ov)) = old {
                 let old_prefix = &o.encoded[..bucket::prefix_len(&o.encoded, d)];
                 if !(same_order && old_prefix == prefix) {
-                    self.group_remove(tree, old_prefix, ov);
+                    self.group_remove(tree, old_prefix, ov, cx);
                 }
             }
-            self.group_add(tree, prefix, &obj, view);
+            self.group_add(tree, prefix, &obj, view, cx);
         }
     }
 
@@ -1087,6 +1141,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     fn state_replace(
         &self,
         state: &mut State<K>,
+        cx: &mut Draft,
         old: &Arc<K>,
         obj: Unowned<K>,
         view: MetaView<'_>,
@@ -1095,69 +1150,85 @@ impl<K: Send + Sync + 'static> Index<K> {
         let acc = self.acc;
         let is_old = |e: &Unowned<K>| Arc::ptr_eq(e, old);
         let target = by_order(acc, view);
-        if !state.all.replace_where(obj.clone(), &target, is_old) {
+        if !state.all.replace_where(obj.clone(), &target, is_old, cx) {
             // The old version is in every tree (`validate` checks it).
             debug_assert!(false, "replaced object missing from the list");
-            state.all.insert(obj.clone(), &target, sep_of(acc));
+            state.all.insert(obj.clone(), &target, sep_of(acc), cx);
         }
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             let tree = &mut state.prefixes[d - 1];
-            let found = tree.update(&by_prefix(prefix), |g| {
-                if !g.members.replace_where(obj.clone(), &target, is_old) {
+            let found = tree.update(&by_prefix(prefix), cx, |g, cx| {
+                if !g.members.replace_where(obj.clone(), &target, is_old, cx) {
                     debug_assert!(false, "replaced object missing from its group");
-                    g.members.insert(obj.clone(), &target, sep_of(acc));
+                    g.members.insert(obj.clone(), &target, sep_of(acc), cx);
                 }
             });
             if !found {
                 debug_assert!(false, "replaced object's group missing");
-                self.group_add(tree, prefix, &obj, view);
+                self.group_add(tree, prefix, &obj, view, cx);
             }
         }
     }
 
-    fn state_remove(&self, state: &mut State<K>, old: MetaView<'_>, encoded: &[u8]) {
-        state.all.remove(&by_order(self.acc, old), sep_of(self.acc));
+    fn state_remove(
+        &self,
+        state: &mut State<K>,
+        old: MetaView<'_>,
+        encoded: &[u8],
+        cx: &mut Draft,
+    ) {
+        state
+            .all
+            .remove(&by_order(self.acc, old), sep_of(self.acc), cx);
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
-            self.group_remove(&mut state.prefixes[d - 1], prefix, old);
+            self.group_remove(&mut state.prefixes[d - 1], prefix, old, cx);
         }
     }
 
     /// Adds (or replaces) `obj` in the group of `prefix`, creating the group if needed.
     fn group_add(
         &self,
-        tree: &mut PTree<Group<K>>,
+        tree: &mut StateTree<Group<K>>,
         prefix: &[u8],
         obj: &Unowned<K>,
         view: MetaView<'_>,
+        cx: &mut Draft,
     ) {
         let target = by_prefix(prefix);
         let acc = self.acc;
-        let found = tree.update(&target, |g| {
+        let found = tree.update(&target, cx, |g, cx| {
             g.members
-                .insert(obj.clone(), &by_order(acc, view), sep_of(acc));
+                .insert(obj.clone(), &by_order(acc, view), sep_of(acc), cx);
         });
         if !found {
             let group = Group {
                 prefix: prefix.into(),
-                members: PTree::single(obj.clone()),
+                members: PTree::single(obj.clone(), cx),
             };
-            tree.insert(group, &target, group_sep);
+            tree.insert(group, &target, group_sep, cx);
         }
     }
 
     /// Removes `old` from the group of `prefix`, and the group if that emptied it.
-    fn group_remove(&self, tree: &mut PTree<Group<K>>, prefix: &[u8], old: MetaView<'_>) {
+    fn group_remove(
+        &self,
+        tree: &mut StateTree<Group<K>>,
+        prefix: &[u8],
+        old: MetaView<'_>,
+        cx: &mut Draft,
+    ) {
         let target = by_prefix(prefix);
         let acc = self.acc;
         let mut emptied = false;
-        tree.update(&target, |g| {
-            g.members.remove(&by_order(acc, old), sep_of(acc));
+        tree.update(&target, cx, |g, cx| {
+            g.members.remove(&by_order(acc, old), sep_of(acc), cx);
             emptied = g.members.is_empty();
         });
         if emptied {
-            tree.remove(&target, group_sep);
+            // Its members' tree is empty: the removal unlinked its last node.
+            tree.remove(&target, group_sep, cx);
         }
     }
 
@@ -1169,8 +1240,10 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// later write retires stays reachable from every older state still read (see
     /// [`retire`](crate::index::retire)); the caller retires what this write took out
     /// into `prev.generation` before dropping it.
-    fn publish(&self, w: &mut Writer<K>, state: State<K>) -> Arc<State<K>> {
+    fn publish(&self, w: &mut Writer<K>, state: State<K>, cx: Draft) -> Arc<State<K>> {
         let state = Arc::new(state);
+        // What the write took out of the trees is freed with the previous generation.
+        w.state.generation.retire_nodes(cx.finish());
         w.state.generation.link(&state.generation, []);
         let prev = self.published.swap(Arc::clone(&state));
         w.state = state;

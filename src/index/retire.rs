@@ -1,4 +1,5 @@
-//! Objects in the published trees without reference counts, and their reclamation.
+//! Objects and tree nodes in the published trees without reference counts, and their
+//! reclamation.
 //!
 //! Every tree of a published state holds its objects as [`Unowned`] copies: bitwise
 //! copies of an `Arc<K>` that own no count. A write copies the leaf it changes in each
@@ -7,6 +8,15 @@
 //! operations per object, each on a cache line of its own that is usually cold (the
 //! objects are spread over the heap), and they were most of a write's time. With
 //! `Unowned` elements a leaf copy copies pointers.
+//!
+//! The trees' nodes are linked the same way ([`Uncounted`](crate::index::ptree::Uncounted)):
+//! a copy of an inner node copies its children's pointers and touches none of them. A
+//! write changes in place the nodes it allocated itself (marked with its stamp), copies
+//! any other node on its path, and *retires* every node it replaced or unlinked
+//! ([`Retired`]) into the generation of the state before it, exactly as it retires
+//! objects; a relist retires the whole trees it replaces. Retired nodes are freed with
+//! their generation, and a freed node frees none of its children (they are shared with
+//! the newer version, which owns them).
 //!
 //! Something must then keep every object a state can reach alive, for as long as that
 //! state can be read. The counts are held in two places:
@@ -17,6 +27,11 @@
 //!   the objects it took out of the identity table since state `N - 1` (replaced,
 //!   removed, cleared) are moved, still counted, into generation `N - 1`'s retired list,
 //!   and generation `N - 1` is linked to generation `N`.
+//!
+//! Nodes follow the same rule with the current state's trees in the identity table's
+//! place: a node is owned by the current state's trees until a write takes it out of
+//! them, then by the generation it is retired into; the argument below holds for them
+//! word for word.
 //!
 //! # Safety argument
 //!
@@ -47,8 +62,8 @@
 //!
 //! # Cost
 //!
-//! Per write: one allocation for the generation, one uncontended lock of the previous
-//! one. A snapshot (or a prefix read in progress) keeps alive every object replaced or
+//! Per write: one allocation for the generation, uncontended locks of the previous
+//! one, and the retired nodes' list. A snapshot (or a prefix read in progress) keeps alive every object replaced or
 //! removed after it was taken, until it is dropped, where counted leaves kept only the
 //! objects the snapshot itself holds: memory that grows with the writes made while an
 //! old snapshot is held, as with any epoch-based reclamation.
@@ -56,8 +71,38 @@
 //! [`Snapshot`]: crate::Snapshot
 
 use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
 use crate::sync::{Arc, Mutex};
+
+/// A tree node (or a whole tree) that a write took out of the published trees, to be
+/// freed with the generation it is retired into (see the module documentation and
+/// [`ptree::Uncounted`](crate::index::ptree::Uncounted)). Type-erased: a pointer and
+/// the function that frees it.
+pub(crate) struct Retired {
+    ptr: NonNull<()>,
+    free: unsafe fn(NonNull<()>),
+}
+
+// SAFETY: a `Retired` is only ever freed (by its generation, on whichever thread drops
+// that), never read; the nodes it frees hold elements that are `Send + Sync` (objects,
+// groups of them), as the trees that held them were.
+#[allow(unsafe_code)]
+unsafe impl Send for Retired {}
+// SAFETY: as for `Send`: no `&Retired` gives access to anything.
+#[allow(unsafe_code)]
+unsafe impl Sync for Retired {}
+
+impl Retired {
+    /// # Safety
+    ///
+    /// `free(ptr)` must be sound once no version of any tree can reach what `ptr`
+    /// points to, and nothing else may free it.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn new(ptr: NonNull<()>, free: unsafe fn(NonNull<()>)) -> Self {
+        Self { ptr, free }
+    }
+}
 
 /// A copy of an `Arc<K>` that owns no reference count: dropping it does nothing, and
 /// cloning it copies a pointer. See the [module documentation](self) for what keeps
@@ -120,6 +165,9 @@ struct Links<K> {
     /// Counted `Arc`s of objects this generation's state (or an older one) may hold
     /// and the next one does not.
     retired: Vec<Arc<K>>,
+    /// Tree nodes likewise: replaced by copies, unlinked, or whole trees a relist
+    /// replaced. Freed when this generation is.
+    nodes: Vec<Retired>,
     next: Option<Arc<Generation<K>>>,
 }
 
@@ -128,6 +176,7 @@ impl<K> Generation<K> {
         Arc::new(Self {
             links: Mutex::new(Links {
                 retired: Vec::new(),
+                nodes: Vec::new(),
                 next: None,
             }),
         })
@@ -137,6 +186,17 @@ impl<K> Generation<K> {
     /// while it still holds this generation's state.
     pub(crate) fn retire(&self, objects: impl IntoIterator<Item = Arc<K>>) {
         self.links.lock().retired.extend(objects);
+    }
+
+    /// Keeps the tree nodes `nodes` until this generation is dropped, then frees them.
+    /// The writer calls it while it still holds this generation's state.
+    pub(crate) fn retire_nodes(&self, nodes: Vec<Retired>) {
+        let mut links = self.links.lock();
+        if links.nodes.is_empty() {
+            links.nodes = nodes;
+        } else {
+            links.nodes.extend(nodes);
+        }
     }
 
     /// Retires `objects` here and links this generation to `next`, the generation of
@@ -158,6 +218,21 @@ impl<K> Generation<K> {
             next = g.links.lock().next.clone();
         }
         n
+    }
+}
+
+impl<K> Drop for Links<K> {
+    fn drop(&mut self) {
+        for r in self.nodes.drain(..) {
+            // SAFETY: a retired node is freed once, here, when its generation is dropped:
+            // no state up to this generation can be read any more, and later states do
+            // not reach it (the writer retires a node only once it is out of the trees
+            // it publishes next; see the module documentation).
+            #[allow(unsafe_code)]
+            unsafe {
+                (r.free)(r.ptr)
+            };
+        }
     }
 }
 

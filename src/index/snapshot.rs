@@ -1,6 +1,6 @@
 //! [`Snapshot`]: an immutable view of a whole store.
 
-use crate::index::ptree::{self, PTree};
+use crate::index::ptree::{self, Draft, PTree, StateTree};
 use crate::index::retire::{Generation, Unowned};
 use crate::sync::Arc;
 
@@ -29,13 +29,13 @@ use crate::sync::Arc;
 /// # Ok::<(), k8s_store::StoreError>(())
 /// ```
 pub struct Snapshot<K> {
-    tree: PTree<Unowned<K>>,
+    tree: StateTree<Unowned<K>>,
     /// Keeps the tree's objects alive (see [`retire`](crate::index::retire)).
     generation: Arc<Generation<K>>,
 }
 
 impl<K> Snapshot<K> {
-    pub(crate) fn new(tree: PTree<Unowned<K>>, generation: Arc<Generation<K>>) -> Self {
+    pub(crate) fn new(tree: StateTree<Unowned<K>>, generation: Arc<Generation<K>>) -> Self {
         Self { tree, generation }
     }
 
@@ -47,8 +47,13 @@ impl<K> Snapshot<K> {
         let unowned = objects.iter().map(|o| unsafe { Unowned::new(o) }).collect();
         let generation = Generation::new();
         generation.retire(objects);
-        // A snapshot is only iterated, never searched: no separators needed.
-        Self::new(PTree::from_sorted(unowned, |_| ptree::NO_SEP), generation)
+        // A snapshot is only iterated, never searched: no separators needed. Its tree
+        // is freed with its generation (stamp 0: nothing ever writes it).
+        let mut cx = Draft::new(0);
+        let tree = PTree::from_sorted(unowned, |_| ptree::NO_SEP, &cx);
+        cx.retire_tree(&tree);
+        generation.retire_nodes(cx.finish());
+        Self::new(tree, generation)
     }
 
     /// The number of objects.
@@ -95,7 +100,7 @@ impl<K> std::fmt::Debug for Snapshot<K> {
 /// Iterator over a [`Snapshot`], in (namespace, name, uid) order.
 #[derive(Debug)]
 pub struct Iter<'a, K> {
-    inner: ptree::Iter<'a, Unowned<K>>,
+    inner: ptree::Iter<'a, Unowned<K>, ptree::Uncounted<Unowned<K>>>,
 }
 
 impl<'a, K> Iterator for Iter<'a, K> {

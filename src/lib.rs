@@ -67,13 +67,14 @@
 //! # Ok::<(), k8s_store::StoreError>(())
 //! ```
 
-// The crate's one use of `unsafe` is the trees' uncounted object pointers:
-// `index::retire` defines them (`Unowned`) and their reclamation, and argues why they
-// are sound; their constructor is `unsafe` and called only where an object enters the
-// published trees (`index::memory`'s writes, `Snapshot::owning`), each call with a
-// `// SAFETY:` comment. loom-tests/tests/reclamation.rs models the reclamation, and
-// Miri runs the library's unit tests and the contract tests over it (see
-// `docs::verifying`). Everything else is denied.
+// The crate's one use of `unsafe` is the published trees' uncounted pointers, to
+// objects and to nodes: `index::retire` defines the objects' (`Unowned`) and the
+// reclamation of both, and argues why they are sound; `index::ptree`'s `Uncounted`
+// link is the nodes' (each `unsafe` block with a `// SAFETY:` comment). Objects enter
+// the published trees only through `Unowned`'s `unsafe` constructor (`index::memory`'s
+// writes, `Snapshot::owning`). loom-tests/tests/reclamation.rs models the
+// reclamation, and Miri runs the library's unit tests and the contract tests over it
+// (see `docs::verifying`). Everything else is denied.
 #![deny(unsafe_code)]
 
 /// The README's examples, compiled and run as doctests.

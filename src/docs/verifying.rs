@@ -137,7 +137,9 @@
 //!   in-process API server with watch events held back, reads after a write stale
 //!   without the wait and never after it.
 //! - Miri, run by hand over the crate's one `unsafe` part (the trees' uncounted
-//!   object pointers, `index::retire`):
+//!   object and node pointers, `index::retire` and `index::ptree`; a unit test drives
+//!   uncounted trees through writes with old versions held and frees every node through
+//!   generations, so that Miri sees a node freed twice, read after its free or leaked):
 //!   `cargo +nightly miri test --lib` and `cargo +nightly miri test --test contract`
 //!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; stores get 2 index shards by default
 //!   under Miri). CI does not run it: it takes many minutes.

@@ -1243,8 +1243,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     fn publish(&self, w: &mut Writer<K>, state: State<K>, cx: Draft) -> Arc<State<K>> {
         let state = Arc::new(state);
         // What the write took out of the trees is freed with the previous generation.
-        w.state.generation.retire_nodes(cx.finish());
-        w.state.generation.link(&state.generation, []);
+        w.state.generation.link(&state.generation, [], cx.finish());
         let prev = self.published.swap(Arc::clone(&state));
         w.state = state;
         prev

@@ -1153,8 +1153,7 @@ mod tests {
                 }
             }
             let next = Generation::new();
-            generation.retire_nodes(cx.finish());
-            generation.link(&next, []);
+            generation.link(&next, [], cx.finish());
             generation = next;
             tree.validate(|a, b| a.0.cmp(&b.0), owned_sep).unwrap();
             assert!(

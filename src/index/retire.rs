@@ -201,9 +201,21 @@ impl<K> Generation<K> {
 
     /// Retires `objects` here and links this generation to `next`, the generation of
     /// the state the writer is about to publish. Called once per generation.
-    pub(crate) fn link(&self, next: &Arc<Self>, objects: impl IntoIterator<Item = Arc<K>>) {
+    /// The nodes the write took out of the trees (`nodes`) are retired here too, under
+    /// the same lock.
+    pub(crate) fn link(
+        &self,
+        next: &Arc<Self>,
+        objects: impl IntoIterator<Item = Arc<K>>,
+        nodes: Vec<Retired>,
+    ) {
         let mut links = self.links.lock();
         links.retired.extend(objects);
+        if links.nodes.is_empty() {
+            links.nodes = nodes;
+        } else {
+            links.nodes.extend(nodes);
+        }
         debug_assert!(links.next.is_none(), "a generation linked twice");
         links.next = Some(Arc::clone(next));
     }
@@ -268,7 +280,7 @@ mod tests {
         let mut last = Arc::clone(&first);
         for o in &objects {
             let next = Generation::new();
-            last.link(&next, [Arc::clone(o)]);
+            last.link(&next, [Arc::clone(o)], Vec::new());
             last = next;
         }
         drop(last);
@@ -284,8 +296,8 @@ mod tests {
         let g0 = Generation::new();
         let g1 = Generation::new();
         let g2 = Generation::new();
-        g0.link(&g1, []);
-        g1.link(&g2, [Arc::clone(&o)]);
+        g0.link(&g1, [], Vec::new());
+        g1.link(&g2, [Arc::clone(&o)], Vec::new());
         drop((g1, g2));
         assert_eq!(Arc::strong_count(&o), 2, "g0 reaches g1's retired object");
         drop(g0);

@@ -191,12 +191,7 @@ impl<K> Generation<K> {
     /// Keeps the tree nodes `nodes` until this generation is dropped, then frees them.
     /// The writer calls it while it still holds this generation's state.
     pub(crate) fn retire_nodes(&self, nodes: Vec<Retired>) {
-        let mut links = self.links.lock();
-        if links.nodes.is_empty() {
-            links.nodes = nodes;
-        } else {
-            links.nodes.extend(nodes);
-        }
+        self.links.lock().add_nodes(nodes);
     }
 
     /// Retires `objects` here and links this generation to `next`, the generation of
@@ -211,11 +206,7 @@ impl<K> Generation<K> {
     ) {
         let mut links = self.links.lock();
         links.retired.extend(objects);
-        if links.nodes.is_empty() {
-            links.nodes = nodes;
-        } else {
-            links.nodes.extend(nodes);
-        }
+        links.add_nodes(nodes);
         debug_assert!(links.next.is_none(), "a generation linked twice");
         links.next = Some(Arc::clone(next));
     }
@@ -230,6 +221,17 @@ impl<K> Generation<K> {
             next = g.links.lock().next.clone();
         }
         n
+    }
+}
+
+impl<K> Links<K> {
+    /// Takes `nodes` over (the write's own list when this one has none yet).
+    fn add_nodes(&mut self, nodes: Vec<Retired>) {
+        if self.nodes.is_empty() {
+            self.nodes = nodes;
+        } else {
+            self.nodes.extend(nodes);
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use crate::error::{ErrorKind, Operation, StoreError};
 use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
+use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
-use crate::index::ptree::{Draft, Elem, PTree, Sep, SepBuilder, StateTree, Target};
+use crate::index::ptree::{Draft, PTree, Sep, StateTree};
 use crate::index::retire::{Generation, Unowned};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
@@ -96,44 +97,6 @@ impl<K> State<K> {
 /// Consecutive members of one group gathered during a relist: its encoded prefix and
 /// them, in order.
 type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
-
-struct Group<K> {
-    prefix: Arc<[u8]>,
-    members: StateTree<Unowned<K>>,
-}
-
-impl<K> Elem for Unowned<K> {}
-
-impl<K> Elem for Group<K> {
-    #[allow(unsafe_code)]
-    unsafe fn free_trees(&mut self) {
-        // SAFETY: the caller's promise: the groups' tree is freed whole, and with it the
-        // members' tree each of its groups owns alone (a group's tree is shared only
-        // with copies of the group in older versions, which are out of use too).
-        unsafe { self.members.free_whole() };
-    }
-}
-
-/// Finds the group of the encoded key prefix `prefix` (groups order by their bytes).
-fn by_prefix<K>(prefix: &[u8]) -> Target<impl Fn(&Group<K>) -> Ordering + '_> {
-    Target {
-        sep: SepBuilder::new().bytes(prefix).finish(),
-        cmp: move |g: &Group<K>| g.prefix[..].cmp(prefix),
-    }
-}
-
-fn group_sep<K>(g: &Group<K>) -> Sep {
-    SepBuilder::new().bytes(&g.prefix).finish()
-}
-
-impl<K> Clone for Group<K> {
-    fn clone(&self) -> Self {
-        Self {
-            prefix: Arc::clone(&self.prefix),
-            members: self.members.clone(),
-        }
-    }
-}
 
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {

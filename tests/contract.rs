@@ -309,6 +309,35 @@ fn results_are_sorted_by_namespace_name_uid() {
     assert_eq!(listed, [None, None, Some("1".into()), Some("2".into())]);
 }
 
+/// A store whose first key component is every object's namespace lists them from its
+/// namespace groups; one object keyed otherwise makes it keep a list of its own, and
+/// the order never depends on which.
+#[test]
+fn list_order_holds_when_a_first_key_other_than_the_namespace_comes_and_goes() {
+    let s = store(2);
+    s.add(cm("b", "x", None), &["b", "x"]).unwrap();
+    s.add(cm("a", "y", None), &["a", "y"]).unwrap();
+    s.validate().unwrap();
+    assert_eq!(names(&s.list().to_vec()), ["a/y", "b/x"]);
+    // Keyed under "z", listed by its namespace "a": the groups' order is not the list's.
+    s.add(cm("a", "z", None), &["z", "z"]).unwrap();
+    s.validate().unwrap();
+    assert_eq!(names(&s.list().to_vec()), ["a/y", "a/z", "b/x"]);
+    let held = s.list();
+    // Moved back under its namespace: the list is the groups again.
+    s.add(cm("a", "z", None), &["a", "z"]).unwrap();
+    s.validate().unwrap();
+    assert_eq!(names(&s.list().to_vec()), ["a/y", "a/z", "b/x"]);
+    s.add(cm("c", "w", None), &["q", "w"]).unwrap();
+    s.remove(&cm("c", "w", None)).unwrap();
+    s.validate().unwrap();
+    assert_eq!(names(&s.list().to_vec()), ["a/y", "a/z", "b/x"]);
+    assert_eq!(s.len(), 3);
+    // A snapshot taken while the list was kept apart is unchanged.
+    assert_eq!(names(&held.to_vec()), ["a/y", "a/z", "b/x"]);
+    assert_eq!(held.len(), 3);
+}
+
 #[test]
 fn add_is_an_upsert_by_identity() {
     let s = store(2);

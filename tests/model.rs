@@ -77,16 +77,52 @@ fn keys(n: usize) -> impl Strategy<Value = Vec<String>> {
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
-        10 => (obj(), keys(n)).prop_map(|(o, k)| Op::Add(o, k)),
+        10 => (obj(), keys(n), any::<bool>()).prop_map(|(o, k, own)| {
+            let k = own_namespace_first(&o, k, own);
+            Op::Add(o, k)
+        }),
         6 => proptest::collection::vec(s(), 0..=n + 1).prop_map(Op::Get),
         2 => keys(n).prop_map(Op::Delete),
         4 => obj().prop_map(Op::Remove),
         2 => Just(Op::List),
-        1 => proptest::collection::vec((obj(), keys(n)), 0..6).prop_map(Op::Replace),
+        1 => proptest::collection::vec((obj(), keys(n), any::<bool>()), 0..6).prop_map(|items| {
+            Op::Replace(
+                items
+                    .into_iter()
+                    .map(|(o, k, own)| {
+                        let k = own_namespace_first(&o, k, own);
+                        (o, k)
+                    })
+                    .collect(),
+            )
+        }),
         1 => Just(Op::Clear),
-        3 => proptest::collection::vec((obj(), prop_oneof![3 => keys(n).prop_map(Some), 1 => Just(None)]), 0..12)
-            .prop_map(Op::Batch),
+        3 => proptest::collection::vec(
+            (obj(), prop_oneof![3 => keys(n).prop_map(Some), 1 => Just(None)], any::<bool>()),
+            0..12,
+        )
+        .prop_map(|items| {
+            Op::Batch(
+                items
+                    .into_iter()
+                    .map(|(o, k, own)| {
+                        let k = k.map(|k| own_namespace_first(&o, k, own));
+                        (o, k)
+                    })
+                    .collect(),
+            )
+        }),
     ]
+}
+
+/// `keys` with its first component replaced by `o`'s namespace when `own` (stores
+/// keyed by namespace first keep no list of their own: both kinds of store, and the
+/// switches between them, are exercised).
+fn own_namespace_first(o: &Obj, mut keys: Vec<String>, own: bool) -> Vec<String> {
+    if own && let Some(first) = keys.first_mut() {
+        first.clone_from(&o.ns);
+    }
+    keys
 }
 
 fn to_value(o: &Obj) -> Arc<Value> {

@@ -65,11 +65,19 @@ impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
 /// The trees hold their objects as [`Unowned`] copies, kept alive by the writer's
 /// identity table and by `generation` (see [`retire`](crate::index::retire)).
 struct State<K> {
-    /// Every object, in (namespace, name, uid) order.
-    all: StateTree<Unowned<K>>,
+    /// Every object, in (namespace, name, uid) order: kept only when the groups of the
+    /// first key component cannot give that order. While every object's first key
+    /// component is its namespace (and there are groups: `num_keys > 1`), the depth-1
+    /// groups are ordered by namespace and the list is those groups one after another,
+    /// so a write changes one tree fewer (`None`). See [`Index::needs_list`].
+    all: Option<StateTree<Unowned<K>>>,
     /// `prefixes[d - 1]` holds, for depth `d` in `1..num_keys`, the groups of objects
     /// whose first `d` components are equal, ordered by encoded prefix.
     prefixes: Box<[StateTree<Group<K>>]>,
+    /// How many objects there are.
+    len: usize,
+    /// How many objects' first key component is not their namespace.
+    foreign: usize,
     generation: Arc<Generation<K>>,
 }
 
@@ -80,6 +88,8 @@ impl<K> State<K> {
         Self {
             all: self.all.clone(),
             prefixes: self.prefixes.clone(),
+            len: self.len,
+            foreign: self.foreign,
             generation: Generation::new(),
         }
     }
@@ -87,9 +97,38 @@ impl<K> State<K> {
     /// Takes this state's trees out of use whole (a relist replaced them, or the store
     /// is dropped): `cx` frees them with the generation it is finished into.
     fn retire_trees(&self, cx: &mut Draft) {
-        cx.retire_tree(&self.all);
+        if let Some(all) = &self.all {
+            cx.retire_tree(all);
+        }
         for t in &self.prefixes {
             cx.retire_tree(t);
+        }
+    }
+
+    /// Every object, in order.
+    fn snapshot(&self) -> Snapshot<K> {
+        let generation = Arc::clone(&self.generation);
+        match (&self.all, self.prefixes.first()) {
+            (Some(all), _) => Snapshot::new(all.clone(), generation),
+            (None, Some(groups)) => Snapshot::of_groups(groups.clone(), self.len, generation),
+            // A store of one key component always keeps its list (`needs_list`).
+            (None, None) => Snapshot::new(StateTree::default(), generation),
+        }
+    }
+
+    /// The stored object ordered as `view`.
+    fn find(&self, acc: Accessors<K>, view: MetaView<'_>) -> Option<&Unowned<K>> {
+        match (&self.all, self.prefixes.first()) {
+            (Some(all), _) => all.get(&by_order(acc, view)),
+            (None, Some(groups)) => {
+                // Without a list every object is in the group of its own namespace.
+                let prefix = key::encode(&[view.namespace]);
+                groups
+                    .get(&by_prefix(&prefix))?
+                    .members
+                    .get(&by_order(acc, view))
+            }
+            (None, None) => None,
         }
     }
 }
@@ -97,6 +136,20 @@ impl<K> State<K> {
 /// Consecutive members of one group gathered during a relist: its encoded prefix and
 /// them, in order.
 type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
+
+/// How two stored objects order, by (namespace, name, uid).
+#[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+fn order_arcs<K>(acc: Accessors<K>, a: &Arc<K>, b: &Arc<K>) -> Ordering {
+    (acc.meta)(a).order(&(acc.meta)(b))
+}
+
+/// Whether the first component of the encoded key `encoded` is `view`'s namespace.
+fn first_is_namespace(encoded: &[u8], view: MetaView<'_>) -> bool {
+    key::encoded_eq(
+        &encoded[..bucket::prefix_len(encoded, 1)],
+        &[view.namespace],
+    )
+}
 
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {
@@ -227,8 +280,10 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     {
         let shards = check_shape(self.num_keys, self.shards)?;
         let state = Arc::new(State {
-            all: StateTree::default(),
+            all: (self.num_keys == 1).then(StateTree::default),
             prefixes: (1..self.num_keys).map(|_| StateTree::default()).collect(),
+            len: 0,
+            foreign: 0,
             generation: Generation::new(),
         });
         Ok(Index {
@@ -468,13 +523,12 @@ impl<K: Send + Sync + 'static> Index<K> {
 
     /// See [`MemoryStore::list`].
     pub(crate) fn list(&self) -> Snapshot<K> {
-        self.published
-            .with(|st| Snapshot::new(st.all.clone(), Arc::clone(&st.generation)))
+        self.published.with(State::snapshot)
     }
 
     /// See [`MemoryStore::len`].
     pub(crate) fn len(&self) -> usize {
-        self.published.with(|st| st.all.len())
+        self.published.with(|st| st.len)
     }
 
     /// See [`MemoryStore::is_empty`].
@@ -549,7 +603,15 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
-        let mut all = Vec::with_capacity(entries.len());
+        let foreign = entries
+            .iter()
+            .filter(|(obj, keys, ..)| {
+                keys.first().map(AsRef::as_ref) != Some((acc.meta)(obj).namespace)
+            })
+            .count();
+        let len = entries.len();
+        let keep_list = self.needs_list(foreign);
+        let mut all = Vec::with_capacity(if keep_list { len } else { 0 });
         for (obj, keys, hash, _) in &entries {
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
             // identity table in the step that publishes this state (`retire`'s
@@ -598,7 +660,9 @@ impl<K: Send + Sync + 'static> Index<K> {
                     }
                 }
             }
-            all.push(unowned);
+            if keep_list {
+                all.push(unowned);
+            }
         }
         drop(entries);
         for (g, run) in groups.iter_mut().zip(runs) {
@@ -609,7 +673,9 @@ impl<K: Send + Sync + 'static> Index<K> {
         // Stamp 0: no write changes these nodes in place (each write's stamp is above).
         let built = Draft::new(0);
         let state = State {
-            all: PTree::from_sorted(all, sep_of(self.acc), &built),
+            all: keep_list.then(|| PTree::from_sorted(all, sep_of(self.acc), &built)),
+            len,
+            foreign,
             prefixes: groups
                 .into_iter()
                 .map(|g| {
@@ -1075,16 +1141,26 @@ impl<K: Send + Sync + 'static> Index<K> {
         view: MetaView<'_>,
         encoded: &[u8],
     ) {
-        if let Some((_, ov)) = old
-            && !same_order
-        {
-            state
-                .all
-                .remove(&by_order(self.acc, ov), sep_of(self.acc), cx);
+        if old.is_some_and(|(o, ov)| !first_is_namespace(&o.encoded, ov)) {
+            state.foreign -= 1;
         }
-        state
-            .all
-            .insert(obj.clone(), &by_order(self.acc, view), sep_of(self.acc), cx);
+        if !first_is_namespace(encoded, view) {
+            state.foreign += 1;
+        }
+        if old.is_none() {
+            state.len += 1;
+        }
+        if self.needs_list(state.foreign) {
+            self.ensure_list(state, cx);
+        }
+        if let Some(all) = &mut state.all {
+            if let Some((_, ov)) = old
+                && !same_order
+            {
+                all.remove(&by_order(self.acc, ov), sep_of(self.acc), cx);
+            }
+            all.insert(obj.clone(), &by_order(self.acc, view), sep_of(self.acc), cx);
+        }
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             let tree = &mut state.prefixes[d - 1];
@@ -1113,10 +1189,14 @@ impl<K: Send + Sync + 'static> Index<K> {
         let acc = self.acc;
         let is_old = |e: &Unowned<K>| Arc::ptr_eq(e, old);
         let target = by_order(acc, view);
-        if !state.all.replace_where(obj.clone(), &target, is_old, cx) {
+        // The same key and the same order: how many objects there are, and which of
+        // them are foreign, stays as it is.
+        if let Some(all) = &mut state.all
+            && !all.replace_where(obj.clone(), &target, is_old, cx)
+        {
             // The old version is in every tree (`validate` checks it).
             debug_assert!(false, "replaced object missing from the list");
-            state.all.insert(obj.clone(), &target, sep_of(acc), cx);
+            all.insert(obj.clone(), &target, sep_of(acc), cx);
         }
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
@@ -1141,9 +1221,13 @@ impl<K: Send + Sync + 'static> Index<K> {
         encoded: &[u8],
         cx: &mut Draft,
     ) {
-        state
-            .all
-            .remove(&by_order(self.acc, old), sep_of(self.acc), cx);
+        state.len -= 1;
+        if !first_is_namespace(encoded, old) {
+            state.foreign -= 1;
+        }
+        if let Some(all) = &mut state.all {
+            all.remove(&by_order(self.acc, old), sep_of(self.acc), cx);
+        }
         for d in 1..self.num_keys {
             let prefix = &encoded[..bucket::prefix_len(encoded, d)];
             self.group_remove(&mut state.prefixes[d - 1], prefix, old, cx);
@@ -1203,13 +1287,47 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// later write retires stays reachable from every older state still read (see
     /// [`retire`](crate::index::retire)); the caller retires what this write took out
     /// into `prev.generation` before dropping it.
-    fn publish(&self, w: &mut Writer<K>, state: State<K>, cx: Draft) -> Arc<State<K>> {
+    fn publish(&self, w: &mut Writer<K>, mut state: State<K>, mut cx: Draft) -> Arc<State<K>> {
+        // The list is no longer needed once no object is foreign (checked once per
+        // write, so that a batch does not drop and rebuild it change by change).
+        if !self.needs_list(state.foreign)
+            && let Some(all) = state.all.take()
+        {
+            cx.retire_tree(&all);
+        }
         let state = Arc::new(state);
         // What the write took out of the trees is freed with the previous generation.
         w.state.generation.link(&state.generation, [], cx.finish());
         let prev = self.published.swap(Arc::clone(&state));
         w.state = state;
         prev
+    }
+
+    /// Whether the published state must keep a list of its own (see [`State::all`]):
+    /// with one key component (no groups), or `foreign` objects whose first key
+    /// component is not their namespace (the groups are then in another order).
+    fn needs_list(&self, foreign: usize) -> bool {
+        self.num_keys == 1 || foreign > 0
+    }
+
+    /// Builds `state`'s list from its depth-1 groups if it has none (the first foreign
+    /// object arrived): O(n), once per switch. The groups are still in namespace order
+    /// here: the change that needs the list is applied to it afterwards.
+    fn ensure_list(&self, state: &mut State<K>, cx: &Draft) {
+        if state.all.is_some() {
+            return;
+        }
+        let items: Vec<Unowned<K>> = state
+            .prefixes
+            .first()
+            .map(|groups| {
+                groups
+                    .iter()
+                    .flat_map(|g| g.members.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        state.all = Some(PTree::from_sorted(items, sep_of(self.acc), cx));
     }
 
     fn hash_keys<S: AsRef<str>>(&self, keys: &[S]) -> u64 {
@@ -1245,8 +1363,36 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Err("published state is not the writer's state".into());
         }
         let order = |a: &Unowned<K>, b: &Unowned<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
-        st.all.validate(order, sep_of(self.acc))?;
+        match &st.all {
+            Some(all) => {
+                all.validate(order, sep_of(self.acc))?;
+                if all.len() != st.len {
+                    return Err(format!(
+                        "{} listed, but the state counts {}",
+                        all.len(),
+                        st.len
+                    ));
+                }
+            }
+            None if self.needs_list(st.foreign) => {
+                return Err(format!("no list with {} foreign objects", st.foreign));
+            }
+            None => {}
+        }
+        // The snapshot is in order, whichever trees it reads.
+        let mut prev: Option<&Arc<K>> = None;
+        let snapshot = st.snapshot();
+        for o in &snapshot {
+            if prev.is_some_and(|p| order_arcs(self.acc, p, o) != Ordering::Less) {
+                return Err("list() out of order".into());
+            }
+            prev = Some(o);
+        }
+        if snapshot.iter().count() != st.len {
+            return Err("list() yields another count than len()".into());
+        }
         let mut in_buckets = 0;
+        let mut foreign = 0;
         for s in 0..self.exact.len() {
             let table = self.exact.read(s);
             for ((), b) in table.iter() {
@@ -1268,11 +1414,10 @@ impl<K: Send + Sync + 'static> Index<K> {
                 b.for_each(|obj| {
                     in_buckets += 1;
                     let view = (self.acc.meta)(obj);
-                    if st
-                        .all
-                        .get(&by_order(self.acc, view))
-                        .is_none_or(|o| !Arc::ptr_eq(o, obj))
-                    {
+                    if !first_is_namespace(&encoded, view) {
+                        foreign += 1;
+                    }
+                    if st.find(self.acc, view).is_none_or(|o| !Arc::ptr_eq(o, obj)) {
                         err = Some(format!(
                             "{} is in a bucket but not in the list",
                             view.display()
@@ -1302,11 +1447,17 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
         }
-        if in_buckets != st.all.len() || w.ids.len() != st.all.len() {
+        if in_buckets != st.len || w.ids.len() != st.len {
             return Err(format!(
                 "{in_buckets} objects in buckets, {} located, {} listed",
                 w.ids.len(),
-                st.all.len()
+                st.len
+            ));
+        }
+        if foreign != st.foreign {
+            return Err(format!(
+                "{foreign} objects whose first key is not their namespace, the state counts {}",
+                st.foreign
             ));
         }
         for (d, tree) in st.prefixes.iter().enumerate() {
@@ -1319,11 +1470,11 @@ impl<K: Send + Sync + 'static> Index<K> {
                 g.members.validate(order, sep_of(self.acc))?;
                 total += g.members.len();
             }
-            if total != st.all.len() {
+            if total != st.len {
                 return Err(format!(
                     "depth-{} groups hold {total} of {} objects",
                     d + 1,
-                    st.all.len()
+                    st.len
                 ));
             }
         }
@@ -1350,7 +1501,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     fn stored_reached(&self, view: MetaView<'_>, want: Version<'_>) -> Option<bool> {
         let acc = self.acc;
         self.published.with(|st| {
-            st.all.get(&by_order(acc, view)).map(|stored| {
+            st.find(acc, view).map(|stored| {
                 (acc.version)(stored.as_ref()).is_some_and(|rv| Version::of(rv).reached(want))
             })
         })

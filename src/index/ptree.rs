@@ -997,6 +997,17 @@ impl<'a, T, L: Link<T>> Iterator for Iter<'a, T, L> {
 
 impl<T, L: Link<T>> ExactSizeIterator for Iter<'_, T, L> {}
 
+impl<T, L> Default for Iter<'_, T, L> {
+    /// An iterator over nothing.
+    fn default() -> Self {
+        Self {
+            stack: Vec::new(),
+            leaf: [].iter(),
+            remaining: 0,
+        }
+    }
+}
+
 impl<T, L> std::fmt::Debug for Iter<'_, T, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Iter")

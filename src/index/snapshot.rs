@@ -1,6 +1,7 @@
 //! [`Snapshot`]: an immutable view of a whole store.
 
-use crate::index::ptree::{self, Draft, PTree, StateTree};
+use crate::index::group::Group;
+use crate::index::ptree::{self, Draft, PTree, StateTree, Uncounted};
 use crate::index::retire::{Generation, Unowned};
 use crate::sync::Arc;
 
@@ -29,14 +30,53 @@ use crate::sync::Arc;
 /// # Ok::<(), k8s_store::StoreError>(())
 /// ```
 pub struct Snapshot<K> {
-    tree: StateTree<Unowned<K>>,
-    /// Keeps the tree's objects alive (see [`retire`](crate::index::retire)).
+    objects: Objects<K>,
+    /// Keeps the trees' nodes and objects alive (see [`retire`](crate::index::retire)).
     generation: Arc<Generation<K>>,
+}
+
+/// Where a snapshot's objects are: one list of them all, or the groups of a prefix
+/// index whose concatenation is that list (a store whose first key component is every
+/// object's namespace keeps no list of its own).
+enum Objects<K> {
+    List(StateTree<Unowned<K>>),
+    Groups {
+        groups: StateTree<Group<K>>,
+        len: usize,
+    },
+}
+
+impl<K> Clone for Objects<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Objects::List(t) => Objects::List(t.clone()),
+            Objects::Groups { groups, len } => Objects::Groups {
+                groups: groups.clone(),
+                len: *len,
+            },
+        }
+    }
 }
 
 impl<K> Snapshot<K> {
     pub(crate) fn new(tree: StateTree<Unowned<K>>, generation: Arc<Generation<K>>) -> Self {
-        Self { tree, generation }
+        Self {
+            objects: Objects::List(tree),
+            generation,
+        }
+    }
+
+    /// A snapshot of the `len` objects of `groups`, taken one group after another: the
+    /// caller knows that this is (namespace, name, uid) order.
+    pub(crate) fn of_groups(
+        groups: StateTree<Group<K>>,
+        len: usize,
+        generation: Arc<Generation<K>>,
+    ) -> Self {
+        Self {
+            objects: Objects::Groups { groups, len },
+            generation,
+        }
     }
 
     /// A snapshot of `objects`, in the order given, that holds them itself.
@@ -58,18 +98,30 @@ impl<K> Snapshot<K> {
 
     /// The number of objects.
     pub fn len(&self) -> usize {
-        self.tree.len()
+        match &self.objects {
+            Objects::List(t) => t.len(),
+            Objects::Groups { len, .. } => *len,
+        }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.tree.len() == 0
+        self.len() == 0
     }
 
     /// The objects in (namespace, name, uid) order.
     pub fn iter(&self) -> Iter<'_, K> {
-        Iter {
-            inner: self.tree.iter(),
+        match &self.objects {
+            Objects::List(t) => Iter {
+                groups: None,
+                members: t.iter(),
+                remaining: t.len(),
+            },
+            Objects::Groups { groups, len } => Iter {
+                groups: Some(groups.iter()),
+                members: ptree::Iter::default(),
+                remaining: *len,
+            },
         }
     }
 
@@ -82,7 +134,7 @@ impl<K> Snapshot<K> {
 impl<K> Clone for Snapshot<K> {
     fn clone(&self) -> Self {
         Self {
-            tree: self.tree.clone(),
+            objects: self.objects.clone(),
             generation: Arc::clone(&self.generation),
         }
     }
@@ -100,18 +152,28 @@ impl<K> std::fmt::Debug for Snapshot<K> {
 /// Iterator over a [`Snapshot`], in (namespace, name, uid) order.
 #[derive(Debug)]
 pub struct Iter<'a, K> {
-    inner: ptree::Iter<'a, Unowned<K>, ptree::Uncounted<Unowned<K>>>,
+    /// The groups still to come, when the snapshot is made of groups.
+    groups: Option<ptree::Iter<'a, Group<K>, Uncounted<Group<K>>>>,
+    /// The objects still to come of the list, or of the current group.
+    members: ptree::Iter<'a, Unowned<K>, Uncounted<Unowned<K>>>,
+    remaining: usize,
 }
 
 impl<'a, K> Iterator for Iter<'a, K> {
     type Item = &'a Arc<K>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(|o| &**o)
+        loop {
+            if let Some(o) = self.members.next() {
+                self.remaining -= 1;
+                return Some(&**o);
+            }
+            self.members = self.groups.as_mut()?.next()?.members.iter();
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        (self.remaining, Some(self.remaining))
     }
 }
 

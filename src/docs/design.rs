@@ -48,6 +48,15 @@
 //! result's size, not the store's. A write copies only the nodes on its path
 //! (O(log n)); unchanged nodes are shared with every older snapshot.
 //!
+//! The list of every object is a tree of its own only when it has to be. When every
+//! object's first key component is its namespace (`index_by: [metadata.namespace,
+//! ...]`, the usual index), the depth-1 groups are ordered by namespace, and those
+//! groups one after another *are* the (namespace, name, uid) list: `list()` then takes
+//! the groups' root, and a write changes one tree fewer (the largest, about half of a
+//! write's tree work). The state counts the objects keyed otherwise; the first one
+//! makes the writer build the list from the groups (O(n), once), and the write that
+//! removes the last one drops it. Stores of one key component always keep the list.
+//!
 //! Inner nodes route by separators: for each child, the first 32 bytes of an
 //! order-preserving encoding of its first element's (namespace, name, uid), inline in
 //! the node. A descent compares bytes it already has and reads an object only where

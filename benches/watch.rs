@@ -33,6 +33,11 @@
 //!   `InitApply`s .. `InitDone` collect the objects (`Arc::new`, no copy) and build a
 //!   new store from them, which replaces the old one, as client-go's `Replace` builds a
 //!   new map and swaps it in. (Its map grows by doubling: client-go pre-sizes it.)
+//! - `floor`: the floor of a write, not a store (see `Floor`): one hashed table of the
+//!   owned objects, no lock, no clone, no key allocated, no snapshot published. An
+//!   `Apply` is a hash, a probe, the object put in place and the one it replaces freed,
+//!   the least any store that replaces an object by key does. A relist builds a new
+//!   table, as the Go adapter does.
 //! - `imbl`: a persistent map off the shelf, one `imbl::OrdMap` of (namespace, name)
 //!   to the object, each version published through an `ArcSwap` and the previous one
 //!   dropped (see `Persistent`): a store whose `list()` is an O(1) immutable snapshot,
@@ -532,6 +537,82 @@ impl Feed for Persistent {
     }
 }
 
+/// The floor of a write: one hashed table of the objects themselves (hashbrown's
+/// `HashTable`, foldhash over namespace and name read from the object, as our identity
+/// table hashes), with no lock, no key allocated, no clone, no version check and no
+/// snapshot. An `Apply` hashes the key, probes, puts the owned object in place and
+/// frees the one it replaces: what every store that replaces a stored object by key
+/// does at the least. Not a usable store (nothing publishes it to readers).
+struct Floor {
+    table: hashbrown::HashTable<Arc<Obj>>,
+    hasher: foldhash::fast::FixedState,
+    relist: Option<Vec<Arc<Obj>>>,
+}
+
+impl Floor {
+    fn new() -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(7),
+            relist: None,
+        }
+    }
+    fn hash(&self, key: [&str; 2]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+    fn insert(&mut self, hash: u64, obj: Arc<Obj>) {
+        use std::hash::BuildHasher;
+        let Self { table, hasher, .. } = self;
+        table.insert_unique(hash, obj, |o| hasher.hash_one(go_key(o)));
+    }
+    fn upsert(&mut self, obj: Obj) {
+        let obj = Arc::new(obj);
+        let hash = self.hash(go_key(&obj));
+        match self.table.find_mut(hash, |o| go_key(o) == go_key(&obj)) {
+            Some(slot) => drop(std::mem::replace(slot, obj)),
+            None => self.insert(hash, obj),
+        }
+    }
+}
+
+impl Feed for Floor {
+    fn handle(&mut self, event: Ev) -> Option<Ev> {
+        match event {
+            Event::Apply(obj) => self.upsert(obj),
+            Event::Delete(obj) => {
+                let key = go_key(&obj);
+                if let Ok(e) = self.table.find_entry(self.hash(key), |o| go_key(o) == key) {
+                    e.remove();
+                }
+            }
+            Event::Init => self.relist = Some(Vec::new()),
+            Event::InitApply(obj) => match &mut self.relist {
+                Some(items) => items.push(Arc::new(obj)),
+                None => self.upsert(obj),
+            },
+            Event::InitDone => {
+                if let Some(items) = self.relist.take() {
+                    self.table = hashbrown::HashTable::with_capacity(items.len());
+                    for obj in items {
+                        let hash = self.hash(go_key(&obj));
+                        self.insert(hash, obj);
+                    }
+                }
+            }
+        }
+        None
+    }
+    fn resource_version(&self, [ns, name]: &[String; 2]) -> Option<String> {
+        let key = [ns.as_str(), name.as_str()];
+        let obj = self.table.find(self.hash(key), |o| go_key(o) == key)?;
+        obj.metadata.resource_version.clone()
+    }
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
 /// A constructor of an empty store.
 type Make = fn() -> Box<dyn Feed>;
 
@@ -544,6 +625,7 @@ fn stores() -> Vec<(&'static str, Make)> {
         ("kube", || Box::new(Kube::new())),
         ("go", || Box::new(Go::new())),
         ("imbl", || Box::new(Persistent::new())),
+        ("floor", || Box::new(Floor::new())),
     ]
 }
 

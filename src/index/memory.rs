@@ -12,7 +12,7 @@ use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
 use crate::index::ptree::{Draft, PTree, Sep, StateTree};
-use crate::index::retire::{Generation, Unowned};
+use crate::index::retire::{Garbage, Generation, Unowned};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
@@ -32,6 +32,9 @@ pub(crate) struct Index<K> {
     pub(crate) readiness: Readiness,
     /// The versions applied, and the readers waiting for one.
     pub(crate) freshness: Freshness,
+    /// The retired nodes of generations dropped by readers, freed by the writer after
+    /// each write (see [`Garbage`]).
+    garbage: Arc<Garbage>,
 }
 
 impl<K> Drop for Index<K> {
@@ -90,7 +93,7 @@ impl<K> State<K> {
             prefixes: self.prefixes.clone(),
             len: self.len,
             foreign: self.foreign,
-            generation: Generation::new(),
+            generation: self.generation.successor(),
         }
     }
 
@@ -279,12 +282,13 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         K: Object<M>,
     {
         let shards = check_shape(self.num_keys, self.shards)?;
+        let garbage = Arc::new(Garbage::default());
         let state = Arc::new(State {
             all: (self.num_keys == 1).then(StateTree::default),
             prefixes: (1..self.num_keys).map(|_| StateTree::default()).collect(),
             len: 0,
             foreign: 0,
-            generation: Generation::new(),
+            generation: Generation::collected_by(&garbage),
         });
         Ok(Index {
             num_keys: self.num_keys,
@@ -299,6 +303,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             }),
             readiness: Readiness::default(),
             freshness: Freshness::default(),
+            garbage,
         })
     }
 }
@@ -487,6 +492,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // The previous state may still be read: its generation keeps them.
         prev.generation.retire(members);
         drop((removed, prev));
+        self.garbage.collect();
         Ok(n)
     }
 
@@ -518,6 +524,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // The previous state may still be read: its generation keeps the object.
         prev.generation.retire([old]);
         drop((removed, prev));
+        self.garbage.collect();
         Ok(true)
     }
 
@@ -691,7 +698,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     )
                 })
                 .collect(),
-            generation: Generation::new(),
+            generation: Generation::collected_by(&self.garbage),
         };
 
         // 3. Swap: every shard's write lock, in index order, while publishing.
@@ -712,6 +719,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // as long as a snapshot of it is read.
         prev.generation.retire(old_ids.into_iter().map(|l| l.obj));
         drop((tables, prev));
+        self.garbage.collect();
         Ok(())
     }
 
@@ -868,6 +876,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // replaced. The rest is dropped here, outside every lock.
         prev.generation.retire(retired);
         drop((emptied, prev, ops, changes));
+        self.garbage.collect();
         Ok(applied)
     }
 
@@ -1020,6 +1029,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             prev.generation.retire([o.obj]);
         }
         drop((removed, prev));
+        self.garbage.collect();
         Ok(())
     }
 

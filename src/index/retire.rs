@@ -159,6 +159,59 @@ impl<K> AsRef<K> for Unowned<K> {
 /// documentation](self).
 pub(crate) struct Generation<K> {
     links: Mutex<Links<K>>,
+    /// Where this generation's nodes go when it is dropped, for the writer to free
+    /// ([`Garbage`]); `None` frees them at once (a snapshot built whole, no writer).
+    garbage: Option<Arc<Garbage>>,
+}
+
+/// Retired nodes of dropped generations, waiting for the writer to free them.
+///
+/// A generation is dropped by whichever thread lets go of it last, and with it every
+/// later generation that no state holds any more: a reader that held an old state
+/// walks the chain the writer has built since. Freeing the nodes on that walk made it
+/// slower than the writer makes generations (each write retires several nodes, and
+/// freeing another thread's allocations is slow), so a reader on a store written flat
+/// out could walk for as long as the writes went on, while everything retired waited
+/// for it: memory grew by a gigabyte in seconds. The walk now only hands each
+/// generation's nodes here (one short lock), and the writer frees them at the end of
+/// its next write ([`Garbage::collect`]), outside every other lock. What is left when
+/// the last generation goes is freed with this.
+#[derive(Default)]
+pub(crate) struct Garbage {
+    nodes: Mutex<Vec<Vec<Retired>>>,
+}
+
+impl Garbage {
+    fn put(&self, nodes: Vec<Retired>) {
+        if !nodes.is_empty() {
+            self.nodes.lock().push(nodes);
+        }
+    }
+
+    /// Frees every node handed here so far. The writer calls it after each write.
+    pub(crate) fn collect(&self) {
+        let lists = std::mem::take(&mut *self.nodes.lock());
+        lists.into_iter().flatten().for_each(free);
+    }
+}
+
+impl Drop for Garbage {
+    fn drop(&mut self) {
+        self.collect();
+    }
+}
+
+/// Frees a retired node (or tree): the one place they are freed.
+fn free(r: Retired) {
+    // SAFETY: a retired node is freed once, here: it reaches this only from a dropped
+    // generation (directly, or through `Garbage`), when no state up to that generation
+    // can be read any more, and later states do not reach it (the writer retires a
+    // node only once it is out of the trees it publishes next; see the module
+    // documentation).
+    #[allow(unsafe_code)]
+    unsafe {
+        (r.free)(r.ptr)
+    };
 }
 
 struct Links<K> {
@@ -172,13 +225,30 @@ struct Links<K> {
 }
 
 impl<K> Generation<K> {
+    /// A generation whose nodes are freed when it is dropped.
     pub(crate) fn new() -> Arc<Self> {
+        Self::with(None)
+    }
+
+    /// A generation whose nodes go to `garbage` when it is dropped, for the writer to
+    /// free.
+    pub(crate) fn collected_by(garbage: &Arc<Garbage>) -> Arc<Self> {
+        Self::with(Some(Arc::clone(garbage)))
+    }
+
+    /// The next generation of the same store: its nodes go where this one's go.
+    pub(crate) fn successor(&self) -> Arc<Self> {
+        Self::with(self.garbage.clone())
+    }
+
+    fn with(garbage: Option<Arc<Garbage>>) -> Arc<Self> {
         Arc::new(Self {
             links: Mutex::new(Links {
                 retired: Vec::new(),
                 nodes: Vec::new(),
                 next: None,
             }),
+            garbage,
         })
     }
 
@@ -235,31 +305,24 @@ impl<K> Links<K> {
     }
 }
 
-impl<K> Drop for Links<K> {
-    fn drop(&mut self) {
-        for r in self.nodes.drain(..) {
-            // SAFETY: a retired node is freed once, here, when its generation is dropped:
-            // no state up to this generation can be read any more, and later states do
-            // not reach it (the writer retires a node only once it is out of the trees
-            // it publishes next; see the module documentation).
-            #[allow(unsafe_code)]
-            unsafe {
-                (r.free)(r.ptr)
-            };
-        }
-    }
-}
-
 impl<K> Drop for Generation<K> {
     fn drop(&mut self) {
         // Unlinks the chain iteratively: a snapshot held across a million writes holds a
         // million generations, which a recursive drop would take a million stack frames
         // to release.
-        let mut next = self.links.lock().next.take();
+        let (nodes, mut next) = {
+            let mut links = self.links.lock();
+            (std::mem::take(&mut links.nodes), links.next.take())
+        };
+        match &self.garbage {
+            Some(garbage) => garbage.put(nodes),
+            None => nodes.into_iter().for_each(free),
+        }
         while let Some(g) = next {
             match Arc::try_unwrap(g) {
                 // The last holder: take its successor before it is dropped (its own
-                // `drop` then finds no `next`), releasing its retired objects here.
+                // `drop` then finds no `next`), releasing its retired objects here and
+                // handing its nodes on.
                 Ok(g) => next = g.links.lock().next.take(),
                 // Someone else still holds it (and so the rest of the chain).
                 Err(_) => break,
@@ -304,6 +367,52 @@ mod tests {
         assert_eq!(Arc::strong_count(&o), 2, "g0 reaches g1's retired object");
         drop(g0);
         assert_eq!(Arc::strong_count(&o), 1);
+    }
+
+    /// A retired node that counts its frees.
+    #[allow(unsafe_code)]
+    unsafe fn count_free(ptr: NonNull<()>) {
+        // SAFETY: made by `Box::into_raw` of a `&'static AtomicUsize` below, freed once.
+        let counter = unsafe {
+            Box::from_raw(
+                ptr.cast::<&'static std::sync::atomic::AtomicUsize>()
+                    .as_ptr(),
+            )
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn counted(counter: &'static std::sync::atomic::AtomicUsize) -> Retired {
+        let ptr = NonNull::from(Box::leak(Box::new(counter))).cast();
+        // SAFETY: `count_free` frees exactly that box, once (by the generation).
+        #[allow(unsafe_code)]
+        unsafe {
+            Retired::new(ptr, count_free)
+        }
+    }
+
+    #[test]
+    fn a_store_generation_hands_its_nodes_to_the_writer_to_free() {
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        static FREED: AtomicUsize = AtomicUsize::new(0);
+        let garbage = Arc::new(Garbage::default());
+        let g0 = Generation::<u8>::collected_by(&garbage);
+        let g1 = g0.successor();
+        g0.link(&g1, [], vec![counted(&FREED), counted(&FREED)]);
+        // A reader lets go of the old generation: nothing is freed on its thread.
+        drop(g0);
+        assert_eq!(FREED.load(Relaxed), 0);
+        // The writer's next write collects.
+        garbage.collect();
+        assert_eq!(FREED.load(Relaxed), 2);
+        // What no write collected is freed with the last generation.
+        let g2 = g1.successor();
+        g1.link(&g2, [], vec![counted(&FREED)]);
+        drop(g1);
+        drop(garbage);
+        assert_eq!(FREED.load(Relaxed), 2);
+        drop(g2);
+        assert_eq!(FREED.load(Relaxed), 3);
     }
 
     #[test]

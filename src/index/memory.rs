@@ -282,7 +282,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         K: Object<M>,
     {
         let shards = check_shape(self.num_keys, self.shards)?;
-        let garbage = Arc::new(Garbage::default());
+        let garbage = Arc::new(Garbage::new());
         let state = Arc::new(State {
             all: (self.num_keys == 1).then(StateTree::default),
             prefixes: (1..self.num_keys).map(|_| StateTree::default()).collect(),

@@ -176,12 +176,17 @@ pub(crate) struct Generation<K> {
 /// generation's nodes here (one short lock), and the writer frees them at the end of
 /// its next write ([`Garbage::collect`]), outside every other lock. What is left when
 /// the last generation goes is freed with this.
-#[derive(Default)]
 pub(crate) struct Garbage {
     nodes: Mutex<Vec<Vec<Retired>>>,
 }
 
 impl Garbage {
+    pub(crate) fn new() -> Self {
+        Self {
+            nodes: Mutex::new(Vec::new()),
+        }
+    }
+
     fn put(&self, nodes: Vec<Retired>) {
         if !nodes.is_empty() {
             self.nodes.lock().push(nodes);
@@ -395,7 +400,7 @@ mod tests {
     fn a_store_generation_hands_its_nodes_to_the_writer_to_free() {
         use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
         static FREED: AtomicUsize = AtomicUsize::new(0);
-        let garbage = Arc::new(Garbage::default());
+        let garbage = Arc::new(Garbage::new());
         let g0 = Generation::<u8>::collected_by(&garbage);
         let g1 = g0.successor();
         g0.link(&g1, [], vec![counted(&FREED), counted(&FREED)]);

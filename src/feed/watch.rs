@@ -876,6 +876,13 @@ where
                 bump(&self.status.shared.counters.events);
                 self.push(Write::Remove(obj));
             }
+            Ok(Event::InitApply(obj)) => {
+                // A relist is in progress (checked above): what `handle` does, without
+                // moving the object through it.
+                self.flush();
+                bump(&self.status.shared.counters.events);
+                self.buffer_listed(Arc::new(obj));
+            }
             Ok(event) => {
                 self.flush();
                 self.handle(event);
@@ -1032,6 +1039,27 @@ where
         }
     }
 
+    /// Adds a listed object to the relist in progress (there is one: the caller
+    /// checked). It comes boxed: a watch object is large, and moved from call to call
+    /// it was copied every time; boxed it is copied once, and stripped in place.
+    fn buffer_listed(&mut self, mut obj: Arc<E>) {
+        // Cannot fail: both callers made this `Arc` from the event's object just before
+        // the call, and nothing else holds it.
+        let unique = Arc::get_mut(&mut obj).expect("a new Arc has no other holder");
+        let Some(keys) = self.prepare(unique, false) else {
+            return;
+        };
+        // The very version the store holds: keep that one and drop the listed copy now
+        // (a first list has nothing to look up).
+        let obj = match obj.meta().resource_version {
+            Some(_) if !self.target.is_empty() => self.target.stored(&obj, &keys).unwrap_or(obj),
+            _ => obj,
+        };
+        if let Some(buffer) = &mut self.buffer {
+            buffer.push((obj, keys));
+        }
+    }
+
     /// Applies one event.
     ///
     /// Relist events out of order are counted in
@@ -1048,26 +1076,15 @@ where
             // A repeated `Init` restarts the relist (kube's watcher does so when a list
             // fails midway): what was buffered is dropped.
             Event::Init => self.buffer = Some(Vec::with_capacity(self.last_list)),
-            Event::InitApply(mut obj) => {
+            Event::InitApply(obj) => {
                 if self.buffer.is_none() {
                     // No relist to buffer it for: never start one here (a stray
                     // `InitDone` would then swap in this object alone). Upserting it
                     // loses nothing and removes nothing.
                     bump(&counters.stray_relist_events);
                     self.apply(obj);
-                } else if let Some(keys) = self.prepare(&mut obj, false) {
-                    // The very version the store holds: keep that one and drop the
-                    // listed copy now (a first list has nothing to look up).
-                    let obj = match obj.meta().resource_version {
-                        Some(_) if !self.target.is_empty() => self
-                            .target
-                            .stored(&obj, &keys)
-                            .unwrap_or_else(|| Arc::new(obj)),
-                        _ => Arc::new(obj),
-                    };
-                    if let Some(buffer) = &mut self.buffer {
-                        buffer.push((obj, keys));
-                    }
+                } else {
+                    self.buffer_listed(Arc::new(obj));
                 }
             }
             Event::InitDone => {

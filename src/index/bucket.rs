@@ -51,7 +51,7 @@ impl<K> Members<K> {
 
 /// The elision pattern of `keys` for the object `view`, if every component is the
 /// object's namespace or name.
-fn elide<S: AsRef<str>>(keys: &[S], view: &MetaView<'_>) -> Option<u32> {
+pub(crate) fn elide<S: AsRef<str>>(keys: &[S], view: &MetaView<'_>) -> Option<u32> {
     if keys.len() > MAX_ELIDED {
         return None;
     }
@@ -105,17 +105,27 @@ pub(crate) fn sep_of<K, E: AsRef<K>>(acc: Accessors<K>) -> impl Fn(&E) -> Sep {
 /// inner tree nodes for routing without reading objects. (Here, not on `MetaView`: the
 /// ground floor of the crate knows nothing of the index's trees.)
 pub(crate) fn meta_sep(view: &MetaView<'_>) -> Sep {
-    SepBuilder::new()
-        .component(view.namespace.as_bytes())
-        .component(view.name.as_bytes())
-        .component(view.uid.as_bytes())
-        .finish()
+    let mut b = SepBuilder::new();
+    b.add_component(view.namespace.as_bytes());
+    b.add_component(view.name.as_bytes());
+    b.add_component(view.uid.as_bytes());
+    b.finish()
 }
 
 impl<K> Bucket<K> {
     /// A bucket holding just `obj` under `keys`.
     pub(crate) fn new<S: AsRef<str>>(obj: Arc<K>, keys: &[S], acc: Accessors<K>) -> Self {
-        match elide(keys, &(acc.meta)(&obj)) {
+        let elision = elide(keys, &(acc.meta)(&obj));
+        Self::with_elision(obj, keys, elision)
+    }
+
+    /// [`new`](Self::new) with `elide(keys, obj)` worked out already.
+    pub(crate) fn with_elision<S: AsRef<str>>(
+        obj: Arc<K>,
+        keys: &[S],
+        elision: Option<u32>,
+    ) -> Self {
+        match elision {
             Some(pattern) => Bucket::Elided { obj, pattern },
             None => Bucket::Owned(Box::new(Owned {
                 key: key::encode(keys).into(),

@@ -310,7 +310,23 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
 
 /// An item of a replacement: the object, its keys, their hash and the object's [`Sep`]
 /// (read while the object is at hand, for the sort).
-type Entry<K, S> = (Arc<K>, Vec<S>, u64, Sep);
+/// An object of a relist and what is worked out about it in the pass over the items in
+/// the order given (the order they were allocated in, so mostly in memory order): the
+/// pass over them in sorted order after it reads no string of the object or its keys
+/// where it can help it (each is a cache miss there).
+struct Entry<K, S> {
+    obj: Arc<K>,
+    keys: Vec<S>,
+    /// The hash of `keys`.
+    hash: u64,
+    sep: Sep,
+    /// The hash of the object's identity.
+    id_hash: u64,
+    /// The bucket's elision pattern (see [`bucket::elide`]).
+    elision: Option<u32>,
+    /// Whether the first key is not the object's namespace.
+    foreign: bool,
+}
 
 /// Where a write puts an object, computed before any lock is taken.
 struct Placement<'k, S> {
@@ -574,7 +590,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 *h == id_hash
                     && entries[*i]
                         .as_ref()
-                        .is_some_and(|(o, ..)| (acc.meta)(o).identity() == view.identity())
+                        .is_some_and(|e| (acc.meta)(&e.obj).identity() == view.identity())
             }) {
                 Some(slot) => {
                     entries[slot.1] = None;
@@ -585,7 +601,17 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
             let sep = bucket::meta_sep(&view);
-            entries.push(Some((obj, keys, hash, sep)));
+            let elision = bucket::elide(&keys, &view);
+            let foreign = keys.first().map(AsRef::as_ref) != Some(view.namespace);
+            entries.push(Some(Entry {
+                obj,
+                keys,
+                hash,
+                sep,
+                id_hash,
+                elision,
+                foreign,
+            }));
         }
         drop(slot_of);
         let mut entries: Vec<Entry<K, S>> = entries.into_iter().flatten().collect();
@@ -595,8 +621,9 @@ impl<K: Send + Sync + 'static> Index<K> {
         // exact: distinct identities never compare equal.
         let acc = self.acc;
         entries.sort_unstable_by(|a, b| {
-            a.3.cmp(&b.3)
-                .then_with(|| (acc.meta)(&a.0).order(&(acc.meta)(&b.0)))
+            a.sep
+                .cmp(&b.sep)
+                .then_with(|| (acc.meta)(&a.obj).order(&(acc.meta)(&b.obj)))
         });
 
         // 2. Build the exact-key tables, the identity table and the published state.
@@ -610,16 +637,19 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
-        let foreign = entries
-            .iter()
-            .filter(|(obj, keys, ..)| {
-                keys.first().map(AsRef::as_ref) != Some((acc.meta)(obj).namespace)
-            })
-            .count();
+        let foreign = entries.iter().filter(|e| e.foreign).count();
         let len = entries.len();
         let keep_list = self.needs_list(foreign);
         let mut all = Vec::with_capacity(if keep_list { len } else { 0 });
-        for (obj, keys, hash, _) in &entries {
+        for Entry {
+            obj,
+            keys,
+            hash,
+            id_hash,
+            elision,
+            ..
+        } in &entries
+        {
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
             // identity table in the step that publishes this state (`retire`'s
             // invariant). An error returns before anything is built.
@@ -629,13 +659,12 @@ impl<K: Send + Sync + 'static> Index<K> {
             match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
                 Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
                 None => {
-                    let b = Bucket::new(Arc::clone(obj), keys, self.acc);
+                    let b = Bucket::with_elision(Arc::clone(obj), keys, *elision);
                     table.insert_unique(*hash, ((), b), |(_, b)| self.rehash(b));
                 }
             }
-            let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
             ids.insert_unique(
-                id_hash,
+                *id_hash,
                 Located {
                     obj: Arc::clone(obj),
                     key_hash: *hash,
@@ -645,24 +674,21 @@ impl<K: Send + Sync + 'static> Index<K> {
                         .hash_identity(&(self.acc.meta)(&l.obj).identity())
                 },
             );
-            if self.num_keys > 1 {
-                let encoded = key::encode(keys);
-                for (d, (g, run)) in groups.iter_mut().zip(&mut runs).enumerate() {
-                    let p = &encoded[..bucket::prefix_len(&encoded, d + 1)];
-                    // Entries are in order, so each group's members are too. Objects
-                    // of one group usually come one after another (with the namespace
-                    // as the first key, always): they gather in `run`, with no search
-                    // of `g`, which takes the run when the group changes. The prefix
-                    // is copied once per run.
-                    match run {
-                        Some((prefix, members)) if prefix[..] == *p => {
-                            members.push(unowned.clone());
-                        }
-                        _ => {
-                            let next = (p.to_vec(), vec![unowned.clone()]);
-                            if let Some((prefix, members)) = run.replace(next) {
-                                g.entry(prefix).or_default().extend(members);
-                            }
+            for (d, (g, run)) in groups.iter_mut().zip(&mut runs).enumerate() {
+                let p = &keys[..=d];
+                // Entries are in order, so each group's members are too. Objects of one
+                // group usually come one after another (with the namespace as the first
+                // key, always): they gather in `run`, with no search of `g`, which takes
+                // the run when the group changes. The prefix is encoded once per run,
+                // and compared in place with the keys of the objects after.
+                match run {
+                    Some((prefix, members)) if key::encoded_eq(prefix, p) => {
+                        members.push(unowned.clone());
+                    }
+                    _ => {
+                        let next = (key::encode(p), vec![unowned.clone()]);
+                        if let Some((prefix, members)) = run.replace(next) {
+                            g.entry(prefix).or_default().extend(members);
                         }
                     }
                 }

@@ -128,7 +128,7 @@
 //! With glibc's `malloc`, most of what a write spends in the allocator is the work
 //! that freeing the replaced object leaves behind (about forty chunks, sorted and
 //! coalesced by the next `malloc` that needs room), and it goes to whichever
-//! allocation comes next. Three experiments in this session measured no gain for that
+//! allocation comes next. Three experiments measured no gain for that
 //! reason: tree nodes copied into buffers of one size per node kind; freed nodes'
 //! buffers kept per thread for the next copies (no `malloc` for a copy at all); and a
 //! feeder that kept its batch buffer across bursts instead of allocating half a

@@ -308,8 +308,6 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     }
 }
 
-/// An item of a replacement: the object, its keys, their hash and the object's [`Sep`]
-/// (read while the object is at hand, for the sort).
 /// An object of a relist and what is worked out about it in the pass over the items in
 /// the order given (the order they were allocated in, so mostly in memory order): the
 /// pass over them in sorted order after it reads no string of the object or its keys

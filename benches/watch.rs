@@ -613,6 +613,171 @@ impl Feed for Floor {
     }
 }
 
+/// The floor of a write to a store that publishes immutable versions (as ours does, so
+/// that `list()` is O(1) and a snapshot never changes): `Floor`'s hashed table, plus the
+/// least such a version costs, one path copy in a persistent array of the objects'
+/// addresses. Each object gets a slot when first stored; an `Apply` replaces it in the
+/// table as `Floor` does and copies the 4 nodes from the root to its slot (a radix tree
+/// of 32-wide nodes, 2^20 slots), each a new 256-byte allocation that replaces and frees
+/// the old one. Lower than any real design: the array is unordered (no comparison on
+/// the way down, no order kept for lists or prefixes), its entries are 8 bytes (ours
+/// carry a 32-byte separator in inner nodes), nothing is published to readers, and each
+/// replaced node is freed at once, as if no reader ever held a version. Not a store.
+struct SnapFloor {
+    table: hashbrown::HashTable<(Arc<Obj>, u32)>,
+    hasher: foldhash::fast::FixedState,
+    root: Option<Box<PNode>>,
+    next: u32,
+    relist: Option<Vec<Arc<Obj>>>,
+}
+
+/// A node of `SnapFloor`'s array: 32 children, or 32 objects' addresses (the table owns
+/// the objects).
+enum PNode {
+    Inner([Option<Box<PNode>>; 32]),
+    Leaf([usize; 32]),
+}
+
+/// Levels of `SnapFloor`'s array: 32^4 = 2^20 slots.
+const SNAP_LEVELS: u32 = 4;
+
+impl PNode {
+    fn empty(level: u32) -> Box<Self> {
+        Box::new(if level == 1 {
+            PNode::Leaf([0; 32])
+        } else {
+            PNode::Inner(std::array::from_fn(|_| None))
+        })
+    }
+
+    /// Sets `slot` to `addr` under `node` (at `level`, 1 being the leaves), copying
+    /// every node on the way into a new allocation that replaces (and frees) it.
+    fn set(node: &mut Box<Self>, level: u32, slot: usize, addr: usize) {
+        let taken = std::mem::replace(&mut **node, PNode::Leaf([0; 32]));
+        let mut copy = std::hint::black_box(Box::new(taken));
+        match &mut *copy {
+            PNode::Leaf(items) => items[slot & 31] = addr,
+            PNode::Inner(children) => {
+                let child = children[(slot >> (5 * (level - 1))) & 31]
+                    .get_or_insert_with(|| Self::empty(level - 1));
+                Self::set(child, level - 1, slot, addr);
+            }
+        }
+        *node = copy;
+    }
+
+    /// Sets `slot` to `addr` in place: how a relist builds the new array whole (nothing
+    /// else can hold it yet).
+    fn put(node: &mut Self, level: u32, slot: usize, addr: usize) {
+        match node {
+            PNode::Leaf(items) => items[slot & 31] = addr,
+            PNode::Inner(children) => {
+                let child = children[(slot >> (5 * (level - 1))) & 31]
+                    .get_or_insert_with(|| Self::empty(level - 1));
+                Self::put(child, level - 1, slot, addr);
+            }
+        }
+    }
+}
+
+impl SnapFloor {
+    fn new() -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(7),
+            root: None,
+            next: 0,
+            relist: None,
+        }
+    }
+    fn hash(&self, key: [&str; 2]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+    fn set(&mut self, slot: u32, obj: &Arc<Obj>) {
+        assert!(
+            slot < 1 << (5 * SNAP_LEVELS),
+            "SnapFloor holds 2^20 objects"
+        );
+        let root = self.root.get_or_insert_with(|| PNode::empty(SNAP_LEVELS));
+        PNode::set(root, SNAP_LEVELS, slot as usize, Arc::as_ptr(obj) as usize);
+    }
+    fn insert(&mut self, hash: u64, obj: Arc<Obj>, in_place: bool) {
+        use std::hash::BuildHasher;
+        let slot = self.next;
+        self.next += 1;
+        if in_place {
+            let root = self.root.get_or_insert_with(|| PNode::empty(SNAP_LEVELS));
+            PNode::put(root, SNAP_LEVELS, slot as usize, Arc::as_ptr(&obj) as usize);
+        } else {
+            self.set(slot, &obj);
+        }
+        let Self { table, hasher, .. } = self;
+        table.insert_unique(hash, (obj, slot), |(o, _)| hasher.hash_one(go_key(o)));
+    }
+    fn upsert(&mut self, obj: Obj) {
+        let obj = Arc::new(obj);
+        let hash = self.hash(go_key(&obj));
+        match self
+            .table
+            .find_mut(hash, |(o, _)| go_key(o) == go_key(&obj))
+        {
+            Some((stored, slot)) => {
+                let slot = *slot;
+                let old = std::mem::replace(stored, Arc::clone(&obj));
+                self.set(slot, &obj);
+                drop(old);
+            }
+            None => self.insert(hash, obj, false),
+        }
+    }
+}
+
+impl Feed for SnapFloor {
+    fn handle(&mut self, event: Ev) -> Option<Ev> {
+        match event {
+            Event::Apply(obj) => self.upsert(obj),
+            Event::Delete(obj) => {
+                let key = go_key(&obj);
+                if let Ok(e) = self
+                    .table
+                    .find_entry(self.hash(key), |(o, _)| go_key(o) == key)
+                {
+                    let ((_, slot), _) = e.remove();
+                    if let Some(root) = &mut self.root {
+                        PNode::set(root, SNAP_LEVELS, slot as usize, 0);
+                    }
+                }
+            }
+            Event::Init => self.relist = Some(Vec::new()),
+            Event::InitApply(obj) => match &mut self.relist {
+                Some(items) => items.push(Arc::new(obj)),
+                None => self.upsert(obj),
+            },
+            Event::InitDone => {
+                if let Some(items) = self.relist.take() {
+                    self.table = hashbrown::HashTable::with_capacity(items.len());
+                    self.root = None;
+                    self.next = 0;
+                    for obj in items {
+                        let hash = self.hash(go_key(&obj));
+                        self.insert(hash, obj, true);
+                    }
+                }
+            }
+        }
+        None
+    }
+    fn resource_version(&self, [ns, name]: &[String; 2]) -> Option<String> {
+        let key = [ns.as_str(), name.as_str()];
+        let (obj, _) = self.table.find(self.hash(key), |(o, _)| go_key(o) == key)?;
+        obj.metadata.resource_version.clone()
+    }
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
 /// A constructor of an empty store.
 type Make = fn() -> Box<dyn Feed>;
 
@@ -626,6 +791,7 @@ fn stores() -> Vec<(&'static str, Make)> {
         ("go", || Box::new(Go::new())),
         ("imbl", || Box::new(Persistent::new())),
         ("floor", || Box::new(Floor::new())),
+        ("floor_snapshot", || Box::new(SnapFloor::new())),
     ]
 }
 

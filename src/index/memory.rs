@@ -1495,7 +1495,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             ));
         }
         for (d, tree) in st.prefixes.iter().enumerate() {
-            tree.validate(|a, b| a.prefix.cmp(&b.prefix), group_sep)?;
+            tree.validate(|a, b| a.prefix[..].cmp(&b.prefix[..]), group_sep)?;
             let mut total = 0;
             for g in tree.iter() {
                 if g.members.is_empty() {

@@ -154,6 +154,10 @@ fn first_is_namespace(encoded: &[u8], view: MetaView<'_>) -> bool {
     )
 }
 
+/// Whether a stored object is an unchanged version of the one being written: `None`
+/// when it is of another identity (see [`Index::update_changed`]).
+pub(crate) type Same<'a, K> = dyn Fn(&K) -> Option<bool> + 'a;
+
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {
     /// identity -> (the stored object, the hash of its composite key).
@@ -364,6 +368,8 @@ struct Old<K> {
     hash: u64,
     shard: usize,
     encoded: Vec<u8>,
+    /// Whether it is the only object under its key.
+    alone: bool,
 }
 
 impl<K: Send + Sync + 'static> Index<K> {
@@ -379,12 +385,25 @@ impl<K: Send + Sync + 'static> Index<K> {
 
     /// See [`MemoryStore::add`].
     pub(crate) fn add<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        self.upsert(Operation::Add, obj, keys)
+        self.upsert(Operation::Add, obj, keys, None).map(drop)
     }
 
     /// See [`MemoryStore::update`].
     pub(crate) fn update<S: AsRef<str>>(&self, obj: Arc<K>, keys: &[S]) -> Result<(), StoreError> {
-        self.upsert(Operation::Update, obj, keys)
+        self.upsert(Operation::Update, obj, keys, None).map(drop)
+    }
+
+    /// [`update`](Self::update), unless the object stored for `keys` is unchanged as
+    /// `same` says (see [`stored_unchanged`](Self::stored_unchanged)); returns whether
+    /// it wrote. The common case (the object's identity stored alone under the same
+    /// key) is answered from the lookup the write makes anyway.
+    pub(crate) fn update_changed<S: AsRef<str>>(
+        &self,
+        obj: Arc<K>,
+        keys: &[S],
+        same: &Same<'_, K>,
+    ) -> Result<bool, StoreError> {
+        self.upsert(Operation::Update, obj, keys, Some(same))
     }
 
     /// See [`MemoryStore::get`].
@@ -523,7 +542,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let old_view = (self.acc.meta)(&old);
         let shard = self.exact.index(old_hash);
         // Prepare.
-        let encoded = self.encoded_key_of(shard, old_hash, old_view);
+        let (encoded, _) = self.encoded_key_of(shard, old_hash, old_view);
         let mut state = w.state.successor();
         let mut cx = w.draft();
         self.state_remove(&mut state, old_view, &encoded, &mut cx);
@@ -922,6 +941,8 @@ impl<K: Send + Sync + 'static> Index<K> {
                 hash: *hash,
                 shard: self.exact.index(*hash),
                 encoded: encoded.clone(),
+                // Only a single write's skip check reads it.
+                alone: false,
             });
         }
         let old = self.locate_stored(w, id_hash, view)?;
@@ -934,12 +955,13 @@ impl<K: Send + Sync + 'static> Index<K> {
     fn locate_stored(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<Old<K>> {
         self.locate(w, id_hash, view).map(|(obj, hash)| {
             let shard = self.exact.index(hash);
-            let encoded = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
+            let (encoded, alone) = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
             Old {
                 obj,
                 hash,
                 shard,
                 encoded,
+                alone,
             }
         })
     }
@@ -974,12 +996,16 @@ impl<K: Send + Sync + 'static> Index<K> {
     ///
     /// Everything replaced (old buckets, the previous state) is dropped after the locks
     /// are released. Readers of those shards wait only for the commit.
+    ///
+    /// With `unchanged` (see [`update_changed`](Self::update_changed)), a write that
+    /// would change nothing is skipped (`Ok(false)`) before anything is built.
     fn upsert<S: AsRef<str>>(
         &self,
         op: Operation,
         obj: Arc<K>,
         keys: &[S],
-    ) -> Result<(), StoreError> {
+        unchanged: Option<&Same<'_, K>>,
+    ) -> Result<bool, StoreError> {
         self.check_count(op, keys)?;
         (self.acc.check)(&obj).map_err(|kind| StoreError::new(op, keys, kind))?;
         let new = Placement {
@@ -994,6 +1020,16 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut w = self.writer.lock();
         // Prepare.
         let old = self.locate_stored(&w, id_hash, view);
+        if let Some(same) = unchanged {
+            let skip = match &old {
+                // Alone under the same key: the object `stored_unchanged` would read.
+                Some(o) if o.alone && o.encoded == new.encoded => same(&o.obj).unwrap_or(false),
+                _ => self.stored_unchanged(keys, same),
+            };
+            if skip {
+                return Ok(false);
+            }
+        }
         let old_view = old.as_ref().map(|o| (self.acc.meta)(&o.obj));
         let same_order = old_view.is_some_and(|ov| ov.order(&view) == Ordering::Equal);
         let mut state = w.state.successor();
@@ -1054,7 +1090,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
         drop((removed, prev));
         self.garbage.collect();
-        Ok(())
+        Ok(true)
     }
 
     /// Records in the identity table (the writer's alone; readers never see it) that
@@ -1086,17 +1122,35 @@ impl<K: Send + Sync + 'static> Index<K> {
             .map(|l| (Arc::clone(&l.obj), l.key_hash))
     }
 
-    /// The encoded key of the bucket (hash `hash`, in `shard`) that holds `obj`.
-    fn encoded_key_of(&self, shard: usize, hash: u64, obj: MetaView<'_>) -> Vec<u8> {
+    /// The encoded key of the bucket (hash `hash`, in `shard`) that holds `obj`, and
+    /// whether `obj` is alone in it.
+    fn encoded_key_of(&self, shard: usize, hash: u64, obj: MetaView<'_>) -> (Vec<u8>, bool) {
         let table = self.exact.read(shard);
         match table.find(hash, |(_, b)| b.contains(obj, self.acc)) {
-            Some((_, b)) => b.encoded_key(self.num_keys, self.acc).into_owned(),
+            Some((_, b)) => (
+                b.encoded_key(self.num_keys, self.acc).into_owned(),
+                b.single().is_ok(),
+            ),
             None => {
                 // The identity table and the buckets change together under the writer
                 // mutex (`validate` checks that they agree), so this cannot happen.
                 debug_assert!(false, "located object missing from its bucket");
-                Vec::new()
+                (Vec::new(), false)
             }
+        }
+    }
+
+    /// Whether `same` says the object stored for `keys` is unchanged: the only object
+    /// under exactly `keys`, or else the first (in order) for which `same` answers.
+    /// `same(stored)` is `None` when `stored` is not of the same identity, else whether
+    /// it is unchanged.
+    fn stored_unchanged<S: AsRef<str>>(&self, keys: &[S], same: &Same<'_, K>) -> bool {
+        match self.get(keys) {
+            Ok(found) => match found.as_slice() {
+                [one] => same(one).unwrap_or(false),
+                several => several.iter().find_map(|s| same(s)).unwrap_or(false),
+            },
+            Err(_) => false,
         }
     }
 

@@ -311,6 +311,26 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         Ok(())
     }
 
+    /// [`update`](Self::update), unless `same` says the object stored for `keys` is
+    /// unchanged: the feeder's skip of an `Apply` whose resourceVersion is already
+    /// stored, answered from the write's own lookup. `same(stored)` is `None` for an
+    /// object of another identity, else whether `stored` is unchanged; it is asked of
+    /// the only object under exactly `keys`, or else the first one of `obj`'s identity.
+    /// Returns whether it wrote.
+    pub(crate) fn update_changed<S: AsRef<str>>(
+        &self,
+        obj: Arc<K>,
+        keys: &[S],
+        same: &crate::index::memory::Same<'_, K>,
+    ) -> Result<bool, StoreError> {
+        let versions = self.versions_of(std::slice::from_ref(&obj));
+        let wrote = self.index.update_changed(obj, keys, same)?;
+        if wrote {
+            self.index.applied(versions);
+        }
+        Ok(wrote)
+    }
+
     /// Removes every object under exactly `keys` and returns how many there were.
     ///
     /// # Errors

@@ -33,17 +33,23 @@
 //!   `InitApply`s .. `InitDone` collect the objects (`Arc::new`, no copy) and build a
 //!   new store from them, which replaces the old one, as client-go's `Replace` builds a
 //!   new map and swaps it in. (Its map grows by doubling: client-go pre-sizes it.)
-//! - `floor`: the floor of a write, not a store (see `Floor`): one hashed table of the
-//!   owned objects, no lock, no clone, no key allocated, no snapshot published. An
-//!   `Apply` is a hash, a probe, the object put in place and the one it replaces freed,
-//!   the least any store that replaces an object by key does. A relist builds a new
-//!   table, as the Go adapter does.
 //! - `imbl`: a persistent map off the shelf, one `imbl::OrdMap` of (namespace, name)
 //!   to the object, each version published through an `ArcSwap` and the previous one
 //!   dropped (see `Persistent`): a store whose `list()` is an O(1) immutable snapshot,
 //!   built the general-purpose way, without the indexes ours keeps beside it. Not a
 //!   floor: its node copies clone every key (two `String`s) and every value (an `Arc`
 //!   increment on a cold object), which ours avoids.
+//! - `floor`: the floor of a write, not a store (see `Floor`): one hashed table of the
+//!   owned objects, no lock, no clone, no key allocated, no snapshot published. An
+//!   `Apply` is a hash, a probe, the object put in place and the one it replaces freed,
+//!   the least any store that replaces an object by key does. A relist builds a new
+//!   table, as the Go adapter does.
+//! - `floor_snapshot`: the floor of a write to a store that publishes immutable
+//!   versions, not a store (see `SnapFloor`): `floor`'s table plus one path copy in a
+//!   persistent array of the objects' addresses (four 256-byte nodes, each copied into
+//!   a new allocation that replaces and frees the old one). Lower than any ordered
+//!   design: no comparisons on the way down, no order for lists or prefixes, nothing
+//!   published to readers, replaced nodes freed at once.
 //!
 //! Every event a store is fed is a clone of a pre-built one, made in criterion's
 //! untimed setup (`iter_batched`), so each store gets a freshly allocated event, as from

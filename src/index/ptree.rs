@@ -52,9 +52,14 @@ pub(crate) struct PTree<T, L = Counted<T>> {
 /// A tree of the published state: uncounted nodes (see [`Link`]).
 pub(crate) type StateTree<T> = PTree<T, Uncounted<T>>;
 
+/// A leaf's elements, kept in the node itself (with room for the one an insert adds
+/// before a split): a leaf is one allocation, so reading or copying one is one miss
+/// and one `malloc`, not two.
+pub(crate) type Items<T> = smallvec::SmallVec<[T; LEAF_MAX + 1]>;
+
 /// A node: the elements themselves (a leaf), or its children (an inner node).
 pub(crate) enum Node<T, L> {
-    Leaf(Vec<T>),
+    Leaf(Items<T>),
     Inner(Vec<Child<T, L>>),
 }
 
@@ -412,7 +417,7 @@ fn clone_with_room<E: Clone>(v: &[E]) -> Vec<E> {
 impl<T: Clone, L: Link<T>> Clone for Node<T, L> {
     fn clone(&self) -> Self {
         match self {
-            Node::Leaf(v) => Node::Leaf(clone_with_room(v)),
+            Node::Leaf(v) => Node::Leaf(v.clone()),
             Node::Inner(c) => Node::Inner(clone_with_room(c)),
         }
     }
@@ -531,7 +536,7 @@ impl<T: Clone, L: Link<T>> PTree<T, L> {
     /// A tree of one element.
     pub(crate) fn single(item: T, cx: &L::Cx) -> Self {
         Self {
-            root: Some(L::new(Node::Leaf(vec![item]), cx)),
+            root: Some(L::new(Node::Leaf(smallvec::smallvec![item]), cx)),
             len: 1,
             elements: PhantomData,
         }
@@ -543,7 +548,7 @@ impl<T: Clone, L: Link<T>> PTree<T, L> {
         let mut level: Vec<Child<T, L>> = Vec::with_capacity(len / fill(LEAF_MAX) + 1);
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            let leaf: Vec<T> = items.by_ref().take(fill(LEAF_MAX)).collect();
+            let leaf: Items<T> = items.by_ref().take(fill(LEAF_MAX)).collect();
             level.extend(Child::of(Node::Leaf(leaf), &sep_of, cx));
         }
         while level.len() > 1 {
@@ -789,8 +794,7 @@ fn insert_rec<T: Clone, L: Link<T>, F: Fn(&T) -> Ordering>(
                 } else {
                     v.len() / 2
                 };
-                let right = v.split_off(at);
-                v.shrink_to_fit();
+                let right: Items<T> = v.drain(at..).collect();
                 (None, Child::of(Node::Leaf(right), sep_of, cx), i == 0)
             }
         },
@@ -891,7 +895,7 @@ fn merge<T: Clone, L: Link<T>>(
     let right = children.remove(i + 1);
     let left = &mut children[i];
     match (left.node.make_mut(cx), right.node.get()) {
-        (Node::Leaf(a), Node::Leaf(b)) => a.extend_from_slice(b),
+        (Node::Leaf(a), Node::Leaf(b)) => a.extend(b.iter().cloned()),
         (Node::Inner(a), Node::Inner(b)) => a.extend_from_slice(b),
         // All leaves are at one depth (checked by `validate`), so siblings are always
         // of one kind.
@@ -904,7 +908,7 @@ fn merge<T: Clone, L: Link<T>>(
         return;
     }
     let split = match left.node.make_mut(cx) {
-        Node::Leaf(a) => Node::Leaf(a.split_off(a.len() / 2)),
+        Node::Leaf(a) => Node::Leaf(a.drain(a.len() / 2..).collect()),
         Node::Inner(a) => Node::Inner(a.split_off(a.len() / 2)),
     };
     let split = Child::of(split, sep_of, cx);

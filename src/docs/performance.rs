@@ -169,7 +169,7 @@
 //!
 //! The bench's `floor_snapshot` row bounds what persistence itself costs: `floor`'s
 //! table plus one path copy (four 256-byte nodes) in a persistent array of the
-//! objects' addresses. It came within 4–15% of kube-runtime's writer in two runs. So a
+//! objects' addresses. It came within 4–19% of kube-runtime's writer in three runs. So a
 //! store that publishes immutable versions is not bound to be much slower than one
 //! that does not.
 //! What ours pays above it is its own structures: an ordered path copy in two trees

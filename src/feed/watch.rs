@@ -859,14 +859,8 @@ where
         };
         // As `write_one`, with the unchanged-version skip left to the store.
         describe_into(&mut self.applying, obj.meta());
-        match self.target.apply_changed(obj, &keys) {
-            Ok(true) => {
-                bump(&self.status.shared.counters.applied);
-                self.status.changed();
-            }
-            Ok(false) => bump(&self.status.shared.counters.unchanged),
-            Err(e) => self.store_error("apply", &self.applying, &e),
-        }
+        let written = self.target.apply_changed(obj, &keys);
+        self.count_write(written);
     }
 
     /// Upserts the prepared `obj` under `keys` on its own; counts it, or logs and
@@ -876,11 +870,19 @@ where
         // Only the name: cloning the whole metadata (labels and annotations included)
         // for it was most of the feeder's own cost per event.
         describe_into(&mut self.applying, obj.meta());
-        match self.target.apply(obj, &keys) {
-            Ok(()) => {
+        let written = self.target.apply(obj, &keys).map(|()| true);
+        self.count_write(written);
+    }
+
+    /// Counts a single upsert of the object named in `self.applying`: written,
+    /// skipped as unchanged (`Ok(false)`), or failed (logged).
+    fn count_write(&self, written: Result<bool, StoreError>) {
+        match written {
+            Ok(true) => {
                 bump(&self.status.shared.counters.applied);
                 self.status.changed();
             }
+            Ok(false) => bump(&self.status.shared.counters.unchanged),
             Err(e) => self.store_error("apply", &self.applying, &e),
         }
     }

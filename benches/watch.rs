@@ -351,14 +351,14 @@ impl Feed for OursBatch {
                 continue;
             };
             obj.metadata.managed_fields = None;
-            let keys = self.indexer.keys(&obj).expect("namespace and name");
+            let keys = self.indexer.key_list(&obj).expect("namespace and name");
             let stored = self
                 .store
-                .get_one(&keys)
+                .get_one(&keys.iter().collect::<Vec<_>>())
                 .expect("two keys")
                 .and_then(|s| s.metadata.resource_version.clone());
             assert_ne!(stored, obj.metadata.resource_version, "an unchanged apply");
-            batch.upsert_owned(Arc::new(obj), keys);
+            batch.upsert_keys(Arc::new(obj), keys);
         }
         self.store.apply(batch).expect("a valid batch");
         Vec::new()

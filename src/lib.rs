@@ -97,6 +97,7 @@ mod sync;
 
 pub use error::{Cause, ErrorKind, FetchError, Operation, StoreError};
 pub use feed::indexer::{Indexer, MissingField};
+pub use feed::keys::{KeyIter, Keys};
 pub use feed::{config, stores, watch};
 pub use freshness::{FreshnessStats, WaitError};
 pub use index::batch::{Applied, Batch};

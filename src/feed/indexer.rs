@@ -20,8 +20,10 @@
 //! to JSON, once per call for all of them.
 
 use serde_json::Value;
+use std::borrow::Cow;
 
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::feed::keys::Keys;
 use crate::object::{MetaView, Object};
 
 /// What to do when an object lacks a field a key is read from: in the configuration,
@@ -158,12 +160,22 @@ impl Indexer {
         self.paths.iter().map(|p| p.text.as_str())
     }
 
-    /// The key components of `obj`.
+    /// The key components of `obj`, as strings (what a store's methods take as a slice).
+    ///
+    /// # Errors
+    /// As [`key_list`](Self::key_list).
+    pub fn keys<K: Object<M>, M>(&self, obj: &K) -> Result<Vec<String>, StoreError> {
+        self.key_list(obj).map(|k| k.to_vec())
+    }
+
+    /// The key components of `obj` in one [`Keys`] buffer: what a watch's feeder
+    /// extracts for every event and hands to its store (no allocation for two components
+    /// of up to 40 bytes together; see [`Keys`]).
     ///
     /// # Errors
     /// [`ErrorKind::MissingField`], [`ErrorKind::NotAScalar`] or
     /// [`ErrorKind::Serialize`], naming the path and the object's `namespace/name`.
-    pub fn keys<K: Object<M>, M>(&self, obj: &K) -> Result<Vec<String>, StoreError> {
+    pub fn key_list<K: Object<M>, M>(&self, obj: &K) -> Result<Keys, StoreError> {
         let who = || {
             MetaView {
                 namespace: obj.namespace(),
@@ -187,20 +199,20 @@ impl Indexer {
         } else {
             None
         };
-        let mut out = Vec::with_capacity(self.paths.len());
+        let mut out = Keys::new();
         for p in &self.paths {
-            let found: Option<String> = match &p.kind {
-                PathKind::Namespace => Some(obj.namespace().to_owned()),
-                PathKind::Name => Some(obj.name().to_owned()),
-                PathKind::Uid => Some(obj.uid().to_owned()),
-                PathKind::ResourceVersion => obj.resource_version().map(str::to_owned),
-                PathKind::Label(k) => obj.label(k).map(str::to_owned),
-                PathKind::Annotation(k) => obj.annotation(k).map(str::to_owned),
+            let found: Option<Cow<'_, str>> = match &p.kind {
+                PathKind::Namespace => Some(obj.namespace().into()),
+                PathKind::Name => Some(obj.name().into()),
+                PathKind::Uid => Some(obj.uid().into()),
+                PathKind::ResourceVersion => obj.resource_version().map(Into::into),
+                PathKind::Label(k) => obj.label(k).map(Into::into),
+                PathKind::Annotation(k) => obj.annotation(k).map(Into::into),
                 PathKind::Json(segs) => match json.as_deref().and_then(|v| walk(v, segs)) {
                     None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Bool(b)) => Some(b.to_string()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(Value::String(s)) => Some(s.as_str().into()),
+                    Some(Value::Bool(b)) => Some(b.to_string().into()),
+                    Some(Value::Number(n)) => Some(n.to_string().into()),
                     Some(Value::Object(_)) => {
                         return Err(fail(ErrorKind::NotAScalar {
                             path: p.text.clone(),
@@ -218,8 +230,8 @@ impl Indexer {
                 },
             };
             match (found, self.missing) {
-                (Some(v), _) => out.push(v),
-                (None, MissingField::Empty) => out.push(String::new()),
+                (Some(v), _) => out.push(&v),
+                (None, MissingField::Empty) => out.push(""),
                 (None, MissingField::Error) => {
                     return Err(fail(ErrorKind::MissingField {
                         path: p.text.clone(),

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub(crate) mod indexer;
+pub(crate) mod keys;
 pub mod stores;
 pub mod watch;

@@ -43,6 +43,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::feed::indexer::Indexer;
+use crate::feed::keys::Keys;
 use crate::index::batch::{Applied, Batch};
 use crate::index::store::MemoryStore;
 use crate::object::{Object, via};
@@ -60,12 +61,12 @@ pub trait Target<E>: Send + Sync + 'static {
     /// Marks the store ready for its readers (after the first complete list).
     fn mark_ready(&self);
     /// The resourceVersion stored for `obj`'s identity under exactly `keys`, if any.
-    fn stored_version(&self, obj: &E, keys: &[String]) -> Option<String>;
+    fn stored_version(&self, obj: &E, keys: &Keys) -> Option<String>;
     /// Upserts `obj` under `keys`.
     ///
     /// # Errors
     /// The store's error (a wrong key count cannot happen with a matching indexer).
-    fn apply(&self, obj: E, keys: &[String]) -> Result<(), StoreError>;
+    fn apply(&self, obj: E, keys: &Keys) -> Result<(), StoreError>;
     /// Upserts `obj` under `keys` unless its resourceVersion is already stored there
     /// ([`stored_version`](Self::stored_version) equals it); returns whether it wrote.
     /// An object without a resourceVersion is always written. The default asks
@@ -73,7 +74,7 @@ pub trait Target<E>: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`apply`](Self::apply).
-    fn apply_changed(&self, obj: E, keys: &[String]) -> Result<bool, StoreError>
+    fn apply_changed(&self, obj: E, keys: &Keys) -> Result<bool, StoreError>
     where
         E: Resource,
     {
@@ -95,7 +96,7 @@ pub trait Target<E>: Send + Sync + 'static {
     ///
     /// # Errors
     /// The store's error; nothing changes.
-    fn relist(&self, items: Vec<(Arc<E>, Vec<String>)>) -> Result<(), StoreError>;
+    fn relist(&self, items: Vec<(Arc<E>, Keys)>) -> Result<(), StoreError>;
     /// The stored object of `obj`'s identity under exactly `keys`, if it is at `obj`'s
     /// resourceVersion: a relist then buffers the stored one and drops its listed copy
     /// at once, so that a relist of a mostly unchanged store does not hold two copies
@@ -103,7 +104,7 @@ pub trait Target<E>: Send + Sync + 'static {
     ///
     /// Defaults to: `None` (the listed copy is kept). [`MemoryStore`] looks it up; the
     /// on-demand tier keeps no bodies to share.
-    fn stored(&self, obj: &E, keys: &[String]) -> Option<Arc<E>> {
+    fn stored(&self, obj: &E, keys: &Keys) -> Option<Arc<E>> {
         let _ = (obj, keys);
         None
     }
@@ -143,7 +144,7 @@ pub enum Write<E> {
         /// The object.
         obj: E,
         /// Its keys, from the feeder's indexer.
-        keys: Vec<String>,
+        keys: Keys,
     },
     /// Remove the object of `obj`'s identity, as [`Target::delete`].
     Remove(E),
@@ -203,13 +204,13 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     fn mark_ready(&self) {
         (**self).mark_ready();
     }
-    fn stored_version(&self, obj: &E, keys: &[String]) -> Option<String> {
+    fn stored_version(&self, obj: &E, keys: &Keys) -> Option<String> {
         (**self).stored_version(obj, keys)
     }
-    fn apply(&self, obj: E, keys: &[String]) -> Result<(), StoreError> {
+    fn apply(&self, obj: E, keys: &Keys) -> Result<(), StoreError> {
         (**self).apply(obj, keys)
     }
-    fn apply_changed(&self, obj: E, keys: &[String]) -> Result<bool, StoreError>
+    fn apply_changed(&self, obj: E, keys: &Keys) -> Result<bool, StoreError>
     where
         E: Resource,
     {
@@ -218,10 +219,10 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     fn delete(&self, obj: &E) -> Result<bool, StoreError> {
         (**self).delete(obj)
     }
-    fn relist(&self, items: Vec<(Arc<E>, Vec<String>)>) -> Result<(), StoreError> {
+    fn relist(&self, items: Vec<(Arc<E>, Keys)>) -> Result<(), StoreError> {
         (**self).relist(items)
     }
-    fn stored(&self, obj: &E, keys: &[String]) -> Option<Arc<E>> {
+    fn stored(&self, obj: &E, keys: &Keys) -> Option<Arc<E>> {
         (**self).stored(obj, keys)
     }
     fn is_empty(&self) -> bool {
@@ -235,11 +236,12 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
 /// The stored object of `obj`'s identity under `keys` (exactly, or a prefix as `get`
 /// takes it): the one object under its own key (the common case), or found among
 /// several.
-fn stored_of<K>(store: &MemoryStore<K>, obj: &K, keys: &[String]) -> Option<Arc<K>>
+fn stored_of<K>(store: &MemoryStore<K>, obj: &K, keys: &Keys) -> Option<Arc<K>>
 where
     K: Resource + Send + Sync + 'static,
 {
     let same = |s: &Arc<K>| same_identity(s.meta(), obj.meta());
+    let keys = &keys.parts()[..];
     match store.get_one(keys) {
         Ok(one) => one.filter(same),
         Err(_) => store.get(keys).ok()?.into_iter().find(same),
@@ -256,7 +258,7 @@ where
     fn mark_ready(&self) {
         MemoryStore::mark_ready(self);
     }
-    fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
+    fn stored_version(&self, obj: &K, keys: &Keys) -> Option<String> {
         let version_of = |s: &K| {
             if same_identity(s.meta(), obj.meta()) {
                 s.meta().resource_version.clone()
@@ -266,34 +268,34 @@ where
         };
         // The common case, one object under the key: read in place under the shard's
         // lock, with no `Vec` and no reference count.
-        if let Some(found) = self.with_exact_one(keys, version_of) {
+        if let Some(found) = self.with_exact_one(&keys.parts(), version_of) {
             return found;
         }
         // No object, several, or not a whole key.
         stored_of(self, obj, keys)?.meta().resource_version.clone()
     }
-    fn apply(&self, obj: K, keys: &[String]) -> Result<(), StoreError> {
-        self.update(Arc::new(obj), keys)
+    fn apply(&self, obj: K, keys: &Keys) -> Result<(), StoreError> {
+        self.update(Arc::new(obj), &keys.parts())
     }
-    fn apply_changed(&self, obj: K, keys: &[String]) -> Result<bool, StoreError> {
+    fn apply_changed(&self, obj: K, keys: &Keys) -> Result<bool, StoreError> {
         let obj = Arc::new(obj);
         let Some(rv) = obj.meta().resource_version.as_deref() else {
-            return self.update(obj, keys).map(|()| true);
+            return self.update(obj, &keys.parts()).map(|()| true);
         };
         // `stored_version`'s rule, asked of the object the write finds.
         let same = |s: &K| {
             same_identity(s.meta(), obj.meta())
                 .then(|| s.meta().resource_version.as_deref() == Some(rv))
         };
-        self.update_changed(Arc::clone(&obj), keys, &same)
+        self.update_changed(Arc::clone(&obj), &keys.parts(), &same)
     }
     fn delete(&self, obj: &K) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(&self, items: Vec<(Arc<K>, Vec<String>)>) -> Result<(), StoreError> {
-        self.replace(items)
+    fn relist(&self, items: Vec<(Arc<K>, Keys)>) -> Result<(), StoreError> {
+        self.replace_with(items)
     }
-    fn stored(&self, obj: &K, keys: &[String]) -> Option<Arc<K>> {
+    fn stored(&self, obj: &K, keys: &Keys) -> Option<Arc<K>> {
         let rv = obj.meta().resource_version.as_deref()?;
         let found = stored_of(self, obj, keys)?;
         (found.meta().resource_version.as_deref() == Some(rv)).then_some(found)
@@ -316,7 +318,7 @@ where
                         given: keys.len(),
                     }
                 };
-                Some(StoreError::new(batch_item(item), keys, kind))
+                Some(StoreError::new(batch_item(item), &keys.parts(), kind))
             }
             Write::Remove(obj) => {
                 let kind = <K as Object<via::Resource>>::check_metadata(obj).err()?;
@@ -329,7 +331,7 @@ where
         let mut batch = Batch::with_capacity(changes.len());
         for change in changes {
             match change {
-                Write::Upsert { obj, keys } => batch.upsert_owned(Arc::new(obj), keys),
+                Write::Upsert { obj, keys } => batch.upsert_keys(Arc::new(obj), keys),
                 Write::Remove(obj) => batch.remove(Arc::new(obj)),
             };
         }
@@ -345,14 +347,14 @@ fn batch_item(item: usize) -> Operation {
     }
 }
 
-fn cached_version<K, F, E>(store: &CachedStore<K, F>, obj: &E, keys: &[String]) -> Option<String>
+fn cached_version<K, F, E>(store: &CachedStore<K, F>, obj: &E, keys: &Keys) -> Option<String>
 where
     K: Resource + Send + Sync + 'static,
     F: Fetch<K>,
     E: Resource,
 {
     let m = obj.meta();
-    let refs = store.references(keys).ok()?;
+    let refs = store.references(&keys.parts()).ok()?;
     refs.iter()
         .find(|r| match m.uid.as_deref() {
             Some(uid) if !uid.is_empty() && !r.uid().is_empty() => r.uid() == uid,
@@ -375,18 +377,18 @@ where
     fn mark_ready(&self) {
         CachedStore::mark_ready(self);
     }
-    fn stored_version(&self, obj: &K, keys: &[String]) -> Option<String> {
+    fn stored_version(&self, obj: &K, keys: &Keys) -> Option<String> {
         cached_version(self, obj, keys)
     }
-    fn apply(&self, obj: K, keys: &[String]) -> Result<(), StoreError> {
-        self.update(&obj, keys)
+    fn apply(&self, obj: K, keys: &Keys) -> Result<(), StoreError> {
+        self.update(&obj, &keys.parts())
     }
     fn delete(&self, obj: &K) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(&self, items: Vec<(Arc<K>, Vec<String>)>) -> Result<(), StoreError> {
+    fn relist(&self, items: Vec<(Arc<K>, Keys)>) -> Result<(), StoreError> {
         // Only the reference is kept.
-        self.replace(
+        self.replace_with(
             items
                 .into_iter()
                 .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
@@ -406,20 +408,17 @@ where
     fn mark_ready(&self) {
         CachedStore::mark_ready(self);
     }
-    fn stored_version(&self, obj: &PartialObjectMeta<K>, keys: &[String]) -> Option<String> {
+    fn stored_version(&self, obj: &PartialObjectMeta<K>, keys: &Keys) -> Option<String> {
         cached_version(self, obj, keys)
     }
-    fn apply(&self, obj: PartialObjectMeta<K>, keys: &[String]) -> Result<(), StoreError> {
-        self.update(&obj, keys)
+    fn apply(&self, obj: PartialObjectMeta<K>, keys: &Keys) -> Result<(), StoreError> {
+        self.update(&obj, &keys.parts())
     }
     fn delete(&self, obj: &PartialObjectMeta<K>) -> Result<bool, StoreError> {
         self.remove(obj)
     }
-    fn relist(
-        &self,
-        items: Vec<(Arc<PartialObjectMeta<K>>, Vec<String>)>,
-    ) -> Result<(), StoreError> {
-        self.replace(
+    fn relist(&self, items: Vec<(Arc<PartialObjectMeta<K>>, Keys)>) -> Result<(), StoreError> {
+        self.replace_with(
             items
                 .into_iter()
                 .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
@@ -687,7 +686,7 @@ pub struct Feeder<E, T: Target<E>> {
     target: T,
     indexer: Indexer,
     strip: Option<Stripper<E>>,
-    buffer: Option<Vec<(Arc<E>, Vec<String>)>>,
+    buffer: Option<Vec<(Arc<E>, Keys)>>,
     /// How many objects the last relist buffered: the next one is sized for as many,
     /// instead of growing (and copying) its buffer a dozen times.
     last_list: usize,
@@ -815,9 +814,9 @@ where
     /// whose swap drops such an object anyway.
     ///
     /// Works on the object in place (it is large: moving it in and out costs copies).
-    fn prepare(&self, obj: &mut E, live: bool) -> Option<Vec<String>> {
+    fn prepare(&self, obj: &mut E, live: bool) -> Option<Keys> {
         self.strip(obj);
-        match self.indexer.keys(obj) {
+        match self.indexer.key_list(obj) {
             Ok(keys) => Some(keys),
             Err(e) => {
                 self.unindexable(obj, &e, live);
@@ -865,7 +864,7 @@ where
 
     /// Upserts the prepared `obj` under `keys` on its own; counts it, or logs and
     /// counts the failure.
-    fn write_one(&mut self, obj: E, keys: Vec<String>) {
+    fn write_one(&mut self, obj: E, keys: Keys) {
         // The store takes `obj`: its name is kept for the log line of a failed write.
         // Only the name: cloning the whole metadata (labels and annotations included)
         // for it was most of the feeder's own cost per event.
@@ -945,7 +944,7 @@ where
     /// batch's earlier changes, as one by one.
     fn stage_apply(&mut self, mut obj: E) {
         self.strip(&mut obj);
-        let keys = match self.indexer.keys(&obj) {
+        let keys = match self.indexer.key_list(&obj) {
             Ok(keys) => keys,
             Err(e) => {
                 self.flush();
@@ -1515,8 +1514,8 @@ mod tests {
         cm
     }
 
-    fn keys(k: &[&str]) -> Vec<String> {
-        k.iter().map(|s| (*s).to_owned()).collect()
+    fn keys(k: &[&str]) -> Keys {
+        k.iter().collect()
     }
 
     #[test]
@@ -1556,19 +1555,19 @@ mod tests {
             self.0.num_keys()
         }
         fn mark_ready(&self) {}
-        fn stored_version(&self, obj: &ConfigMap, keys: &[String]) -> Option<String> {
+        fn stored_version(&self, obj: &ConfigMap, keys: &Keys) -> Option<String> {
             self.0.stored_version(obj, keys)
         }
-        fn apply(&self, obj: ConfigMap, keys: &[String]) -> Result<(), StoreError> {
+        fn apply(&self, obj: ConfigMap, keys: &Keys) -> Result<(), StoreError> {
             Target::apply(&self.0, obj, keys)
         }
         fn delete(&self, obj: &ConfigMap) -> Result<bool, StoreError> {
             self.0.remove(obj)
         }
-        fn relist(&self, items: Vec<(Arc<ConfigMap>, Vec<String>)>) -> Result<(), StoreError> {
-            self.0.replace(items)
+        fn relist(&self, items: Vec<(Arc<ConfigMap>, Keys)>) -> Result<(), StoreError> {
+            Target::relist(&self.0, items)
         }
-        fn stored(&self, obj: &ConfigMap, keys: &[String]) -> Option<Arc<ConfigMap>> {
+        fn stored(&self, obj: &ConfigMap, keys: &Keys) -> Option<Arc<ConfigMap>> {
             Target::stored(&self.0, obj, keys)
         }
     }
@@ -1580,7 +1579,7 @@ mod tests {
             o
         };
         let seed = |store: &MemoryStore<ConfigMap>| {
-            let put = |o: ConfigMap, k: &[&str]| store.add(Arc::new(o), &keys(k)).unwrap();
+            let put = |o: ConfigMap, k: &[&str]| store.add(Arc::new(o), k).unwrap();
             put(cm("ns", "a", "ua", "1", "x"), &["ns", "x"]);
             put(cm("ns", "b", "ub", "2", "x"), &["ns", "x"]);
             put(cm("ns", "c", "uc", "3", "y"), &["ns", "y"]);
@@ -1593,7 +1592,7 @@ mod tests {
             o.metadata.resource_version = None;
             o
         };
-        let cases: Vec<(ConfigMap, Vec<String>)> = vec![
+        let cases: Vec<(ConfigMap, Keys)> = vec![
             // Among others under its key: unchanged, changed.
             (cm("ns", "a", "ua", "1", "x"), keys(&["ns", "x"])),
             (cm("ns", "a", "ua", "9", "x"), keys(&["ns", "x"])),
@@ -1710,10 +1709,10 @@ mod tests {
     /// A store that refuses every write.
     struct Refusing;
 
-    fn refused(keys: &[String]) -> StoreError {
+    fn refused(keys: &Keys) -> StoreError {
         StoreError::new(
             crate::error::Operation::Update,
-            keys,
+            &keys.parts(),
             ErrorKind::InvalidSetting("refused".into()),
         )
     }
@@ -1723,17 +1722,17 @@ mod tests {
             2
         }
         fn mark_ready(&self) {}
-        fn stored_version(&self, _: &ConfigMap, _: &[String]) -> Option<String> {
+        fn stored_version(&self, _: &ConfigMap, _: &Keys) -> Option<String> {
             None
         }
-        fn apply(&self, _: ConfigMap, keys: &[String]) -> Result<(), StoreError> {
+        fn apply(&self, _: ConfigMap, keys: &Keys) -> Result<(), StoreError> {
             Err(refused(keys))
         }
         fn delete(&self, _: &ConfigMap) -> Result<bool, StoreError> {
-            Err(refused(&[]))
+            Err(refused(&Keys::new()))
         }
-        fn relist(&self, _: Vec<(Arc<ConfigMap>, Vec<String>)>) -> Result<(), StoreError> {
-            Err(refused(&[]))
+        fn relist(&self, _: Vec<(Arc<ConfigMap>, Keys)>) -> Result<(), StoreError> {
+            Err(refused(&Keys::new()))
         }
     }
 
@@ -2172,10 +2171,10 @@ mod tests {
             2
         }
         fn mark_ready(&self) {}
-        fn stored_version(&self, obj: &ConfigMap, keys: &[String]) -> Option<String> {
+        fn stored_version(&self, obj: &ConfigMap, keys: &Keys) -> Option<String> {
             self.0.stored_version(obj, keys)
         }
-        fn apply(&self, obj: ConfigMap, keys: &[String]) -> Result<(), StoreError> {
+        fn apply(&self, obj: ConfigMap, keys: &Keys) -> Result<(), StoreError> {
             if is_bad(&obj) {
                 return Err(refused(keys));
             }
@@ -2184,7 +2183,7 @@ mod tests {
         fn delete(&self, obj: &ConfigMap) -> Result<bool, StoreError> {
             Target::delete(&self.0, obj)
         }
-        fn relist(&self, items: Vec<(Arc<ConfigMap>, Vec<String>)>) -> Result<(), StoreError> {
+        fn relist(&self, items: Vec<(Arc<ConfigMap>, Keys)>) -> Result<(), StoreError> {
             self.0.relist(items)
         }
         fn apply_batch(
@@ -2195,7 +2194,7 @@ mod tests {
                 .iter()
                 .any(|c| matches!(c, Write::Upsert { obj, .. } if is_bad(obj)))
             {
-                return Err(Refused::new(Some(refused(&[])), changes));
+                return Err(Refused::new(Some(refused(&Keys::new())), changes));
             }
             self.0.apply_batch(changes)
         }

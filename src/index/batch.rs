@@ -1,5 +1,6 @@
 //! [`Batch`]: many writes applied as one.
 
+use crate::feed::keys::Keys;
 use crate::sync::Arc;
 
 #[cfg(doc)]
@@ -45,7 +46,7 @@ pub struct Batch<K> {
 }
 
 pub(crate) enum Change<K> {
-    Upsert(Arc<K>, Vec<String>),
+    Upsert(Arc<K>, Keys),
     Remove(Arc<K>),
 }
 
@@ -88,13 +89,20 @@ impl<K> Batch<K> {
 
     /// Adds an upsert of `obj` under `keys` (as [`MemoryStore::update`]).
     pub fn upsert<S: AsRef<str>>(&mut self, obj: Arc<K>, keys: &[S]) -> &mut Self {
-        let keys = keys.iter().map(|k| k.as_ref().to_owned()).collect();
-        self.changes.push(Change::Upsert(obj, keys));
+        self.changes
+            .push(Change::Upsert(obj, keys.iter().collect()));
         self
     }
 
-    /// Adds an upsert of `obj` under `keys`, taking the keys as they are (no copy).
+    /// Adds an upsert of `obj` under `keys`, given as owned strings.
     pub fn upsert_owned(&mut self, obj: Arc<K>, keys: Vec<String>) -> &mut Self {
+        self.changes.push(Change::Upsert(obj, keys.into()));
+        self
+    }
+
+    /// Adds an upsert of `obj` under `keys` as an [`Indexer`](crate::Indexer) extracts
+    /// them ([`Indexer::key_list`](crate::Indexer::key_list)), taken as they are.
+    pub fn upsert_keys(&mut self, obj: Arc<K>, keys: Keys) -> &mut Self {
         self.changes.push(Change::Upsert(obj, keys));
         self
     }

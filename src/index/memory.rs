@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashTable;
 
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::feed::keys::Components;
 use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
@@ -316,9 +317,9 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
 /// the order given (the order they were allocated in, so mostly in memory order): the
 /// pass over them in sorted order after it reads no string of the object or its keys
 /// where it can help it (each is a cache miss there).
-struct Entry<K, S> {
+struct Entry<K, C> {
     obj: Arc<K>,
-    keys: Vec<S>,
+    keys: C,
     /// The hash of `keys`.
     hash: u64,
     sep: Sep,
@@ -583,18 +584,19 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// See [`MemoryStore::replace`].
-    pub(crate) fn replace<I, S>(&self, items: I) -> Result<(), StoreError>
+    pub(crate) fn replace<I, C>(&self, items: I) -> Result<(), StoreError>
     where
-        I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
-        S: AsRef<str>,
+        I: IntoIterator<Item = (Arc<K>, C)>,
+        C: Components,
     {
         // 1. Validate and deduplicate by identity (the last one wins).
         let items = items.into_iter();
         let expected = items.size_hint().0;
-        let mut entries: Vec<Option<Entry<K, S>>> = Vec::with_capacity(expected);
+        let mut entries: Vec<Option<Entry<K, C>>> = Vec::with_capacity(expected);
         let mut ids: HashTable<Located<K>> = HashTable::with_capacity(expected);
         let mut slot_of: HashTable<(u64, usize)> = HashTable::with_capacity(expected);
-        for (obj, keys) in items {
+        for (obj, owned) in items {
+            let keys = owned.parts();
             self.check_count(Operation::Replace, &keys)?;
             (self.acc.check)(&obj)
                 .map_err(|kind| StoreError::new(Operation::Replace, &keys, kind))?;
@@ -619,10 +621,11 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
             let sep = bucket::meta_sep(&view);
             let elision = bucket::elide(&keys, &view);
-            let foreign = keys.first().map(AsRef::as_ref) != Some(view.namespace);
+            let foreign = keys.first().copied() != Some(view.namespace);
+            drop(keys);
             entries.push(Some(Entry {
                 obj,
-                keys,
+                keys: owned,
                 hash,
                 sep,
                 id_hash,
@@ -631,16 +634,21 @@ impl<K: Send + Sync + 'static> Index<K> {
             }));
         }
         drop(slot_of);
-        let mut entries: Vec<Entry<K, S>> = entries.into_iter().flatten().collect();
+        // In place: an entry is large (its keys are inline), and collecting the live
+        // ones into a new vector moved every one of them.
+        entries.retain(Option::is_some);
         // By `Sep` first, the full order only where two are equal: a sort that read
         // both objects' namespace and name at every comparison spent most of a
         // relist's build in cache misses on objects spread over the heap. Unstable is
         // exact: distinct identities never compare equal.
         let acc = self.acc;
-        entries.sort_unstable_by(|a, b| {
-            a.sep
+        entries.sort_unstable_by(|a, b| match (a, b) {
+            (Some(a), Some(b)) => a
+                .sep
                 .cmp(&b.sep)
-                .then_with(|| (acc.meta)(&a.obj).order(&(acc.meta)(&b.obj)))
+                .then_with(|| (acc.meta)(&a.obj).order(&(acc.meta)(&b.obj))),
+            // Only live entries are left.
+            _ => Ordering::Equal,
         });
 
         // 2. Build the exact-key tables, the identity table and the published state.
@@ -654,7 +662,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
-        let foreign = entries.iter().filter(|e| e.foreign).count();
+        let foreign = entries.iter().flatten().filter(|e| e.foreign).count();
         let len = entries.len();
         let keep_list = self.needs_list(foreign);
         let mut all = Vec::with_capacity(if keep_list { len } else { 0 });
@@ -665,8 +673,9 @@ impl<K: Send + Sync + 'static> Index<K> {
             id_hash,
             elision,
             ..
-        } in &entries
+        } in entries.iter().flatten()
         {
+            let keys = &keys.parts()[..];
             // SAFETY: `ids` gets a counted `Arc` of `obj` below, and becomes the writer's
             // identity table in the step that publishes this state (`retire`'s
             // invariant). An error returns before anything is built.
@@ -788,6 +797,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             };
             match change {
                 Change::Upsert(obj, keys) => {
+                    let keys = &keys.parts()[..];
                     self.check_count(op, keys)?;
                     (self.acc.check)(obj).map_err(|kind| StoreError::new(op, keys, kind))?;
                 }
@@ -813,6 +823,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         for (item, change) in changes.iter().enumerate() {
             match change {
                 Change::Upsert(obj, keys) => {
+                    let keys = &keys.parts()[..];
                     let hash = self.hash_keys(keys);
                     let encoded = key::encode(keys);
                     let view = (self.acc.meta)(obj);
@@ -891,7 +902,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
                 BucketOp::Insert { hash, item } => {
                     if let Some(Change::Upsert(obj, keys)) = changes.get(*item) {
-                        self.bucket_insert(table, keys, *hash, obj);
+                        self.bucket_insert(table, &keys.parts(), *hash, obj);
                     }
                 }
             }

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::feed::keys::Components;
 use crate::freshness::{FreshnessStats, Versions, WaitError};
 use crate::index::batch::{Applied, Batch};
 use crate::index::memory::{Index, MemoryStoreBuilder};
@@ -399,6 +400,16 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     where
         I: IntoIterator<Item = (Arc<K>, Vec<S>)>,
         S: AsRef<str>,
+    {
+        self.replace_with(items)
+    }
+
+    /// [`replace`](Self::replace), with the keys however the caller holds them (a watch's
+    /// [`Keys`](crate::Keys)).
+    pub(crate) fn replace_with<I, C>(&self, items: I) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = (Arc<K>, C)>,
+        C: Components,
     {
         let mut versions = Versions::default();
         let index = &self.index;

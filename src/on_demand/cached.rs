@@ -10,6 +10,7 @@ use kube::Resource;
 
 use crate::error::FetchError;
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::feed::keys::Components;
 use crate::freshness::Versions;
 use crate::index::memory::Index;
 use crate::index::snapshot::Snapshot;
@@ -217,13 +218,13 @@ where
     }
 
     /// See [`CachedStore::replace`].
-    pub(crate) fn replace<M, O, S>(
+    pub(crate) fn replace<M, O, C>(
         &self,
-        items: impl IntoIterator<Item = (O, Vec<S>)>,
+        items: impl IntoIterator<Item = (O, C)>,
     ) -> Result<(), StoreError>
     where
         O: Object<M>,
-        S: AsRef<str>,
+        C: Components,
     {
         let before = self.index.list();
         let old_refs: std::collections::HashMap<(&str, &str), &Arc<Reference>> = before
@@ -232,7 +233,7 @@ where
             .collect();
         let mut refs = Vec::new();
         for (obj, keys) in items {
-            let r = self.reference(Operation::Replace, &obj, &keys)?;
+            let r = self.reference(Operation::Replace, &obj, &keys.parts())?;
             // An unchanged reference is kept as it is, with its hint: its cached body
             // stays valid (and stays this reference's), so hits stay one probe.
             let r = match old_refs.get(&(&*r.namespace, &*r.name)) {

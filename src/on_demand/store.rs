@@ -9,6 +9,7 @@ use std::time::Duration;
 use kube::Resource;
 
 use crate::error::StoreError;
+use crate::feed::keys::Components;
 use crate::freshness::{FreshnessStats, WaitError};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
@@ -328,6 +329,19 @@ impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedStore<K, F> {
     where
         O: Object<M>,
         S: AsRef<str>,
+    {
+        self.core.replace(items)
+    }
+
+    /// [`replace`](Self::replace), with the keys however the caller holds them (a watch's
+    /// [`Keys`](crate::Keys)).
+    pub(crate) fn replace_with<M, O, C>(
+        &self,
+        items: impl IntoIterator<Item = (O, C)>,
+    ) -> Result<(), StoreError>
+    where
+        O: Object<M>,
+        C: Components,
     {
         self.core.replace(items)
     }

@@ -199,8 +199,19 @@
 //! instructions per object: a fifth of them the indexer's three allocations of each
 //! object's keys (a `Vec` of two `String`s, which `Target::relist` takes) and their
 //! frees after the build, a sixth the moves of objects, the rest the tables and
-//! trees. The keys' allocations are still there. In the bench, kube-runtime's writer
-//! takes about twice as long as ours: it clones every object.
+//! trees. In the bench, kube-runtime's writer took about twice as long as ours: it
+//! clones every object.
+//!
+//! The keys' allocations went last. `perf` put 12% of a sync's build in glibc's
+//! `malloc_consolidate`: the 300k small chunks the keys freed at the end of the build
+//! sat in its fastbins until the next large free merged them all. A watch now hands a
+//! store its keys as [`Keys`](crate::Keys): the components one after another in one
+//! buffer kept inline (two components of up to 40 bytes allocate nothing), which
+//! `Target::relist` takes. Entries of the build, which now carry those 72 bytes
+//! inline, are deduplicated in place (`retain`) instead of collected into a new vector.
+//! Four alternating quick runs of `initial_sync_100k` each: kube ÷ ours went from a
+//! median 2.31 to 2.83; the relist of a full store went from about 503 to 471 ms; one
+//! `Apply` did not change beyond noise.
 //!
 //! # The on-demand tier's clock
 //!

@@ -214,6 +214,26 @@ impl<S: AsRef<str>> Components for Vec<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any components, of any UTF-8 and any length (inline or not), come back as
+        /// they went in; two lists are equal as `Keys` exactly when they are equal as
+        /// lists.
+        #[test]
+        fn any_components_round_trip_and_compare_as_lists(
+            a in proptest::collection::vec(".{0,30}", 0..6),
+            b in proptest::collection::vec(".{0,30}", 0..6),
+        ) {
+            let ka: Keys = a.iter().collect();
+            let kb: Keys = b.iter().collect();
+            prop_assert_eq!(ka.to_vec(), a.clone());
+            prop_assert_eq!(ka.len(), a.len());
+            prop_assert_eq!(Components::parts(&ka).len(), a.len());
+            prop_assert_eq!(ka == kb, a == b);
+            prop_assert!(ka == a);
+        }
+    }
 
     #[test]
     fn components_round_trip_whatever_their_bytes() {

@@ -193,6 +193,34 @@ impl<K> Bucket<K> {
         }
     }
 
+    /// Whether this is the bucket of `keys` that holds `member`, where `member` is
+    /// stored under `keys`: a bucket of one object answers by pointer, reading no
+    /// object; any other by its key.
+    pub(crate) fn holds<S: AsRef<str>>(&self, member: &Arc<K>, keys: &[S]) -> bool {
+        match self {
+            Bucket::Elided { obj, .. } => Arc::ptr_eq(obj, member),
+            Bucket::Owned(o) => key::encoded_eq(&o.key, keys),
+        }
+    }
+
+    /// Puts `obj` (under this bucket's key, `keys`) in place of `member`, a member that
+    /// orders as `obj` (see [`holds`](Self::holds)): as [`insert`](Self::insert), without
+    /// reading `member` when it is the only one.
+    pub(crate) fn replace<S: AsRef<str>>(
+        &mut self,
+        member: &Arc<K>,
+        obj: Arc<K>,
+        keys: &[S],
+        acc: Accessors<K>,
+    ) {
+        match self {
+            Bucket::Elided { obj: cur, .. } if Arc::ptr_eq(cur, member) => {
+                *self = Bucket::new(obj, keys, acc);
+            }
+            _ => self.insert(obj, keys, acc),
+        }
+    }
+
     /// Whether the object `target` (by order, which implies identity) is a member.
     pub(crate) fn contains(&self, target: MetaView<'_>, acc: Accessors<K>) -> bool {
         match self {

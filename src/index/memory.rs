@@ -343,7 +343,12 @@ enum BucketOp<K> {
     /// Remove `obj` from the bucket of hash `hash` (it is there by then).
     Remove { hash: u64, obj: Arc<K> },
     /// Insert the object of the batch's upsert `item` into the bucket of its keys.
-    Insert { hash: u64, item: usize },
+    /// `replaces`: the version it replaces in that same bucket, if any.
+    Insert {
+        hash: u64,
+        item: usize,
+        replaces: Option<Arc<K>>,
+    },
 }
 
 impl<K> BucketOp<K> {
@@ -361,6 +366,10 @@ struct Touched<K> {
     obj: Arc<K>,
     /// The hash and encoding of its key; `None` once removed.
     at: Option<(u64, Vec<u8>)>,
+    /// The version the identity table held before the batch, if any: the commit finds
+    /// its entry by this pointer instead of reading the (by then cold) object's
+    /// identity.
+    stored: Option<Arc<K>>,
 }
 
 /// Where the object of a write's identity was before it.
@@ -847,21 +856,29 @@ impl<K: Send + Sync + 'static> Index<K> {
                         view,
                         &encoded,
                     );
+                    let mut replaces = None;
                     if let Some(o) = &old {
                         // The same bucket and the same order: the insert replaces it.
-                        if !(same_order && o.hash == hash && o.encoded == encoded) {
+                        if same_order && o.hash == hash && o.encoded == encoded {
+                            replaces = Some(Arc::clone(&o.obj));
+                        } else {
                             ops.push(BucketOp::Remove {
                                 hash: o.hash,
                                 obj: Arc::clone(&o.obj),
                             });
                         }
                     }
-                    ops.push(BucketOp::Insert { hash, item });
+                    ops.push(BucketOp::Insert {
+                        hash,
+                        item,
+                        replaces,
+                    });
                     self.touch(
                         &mut touched,
                         id_hash,
                         Arc::clone(obj),
                         Some((hash, encoded)),
+                        old.as_ref().map(|o| &o.obj),
                     );
                     applied.upserted += 1;
                 }
@@ -877,7 +894,8 @@ impl<K: Send + Sync + 'static> Index<K> {
                         hash: old.hash,
                         obj: Arc::clone(&old.obj),
                     });
-                    self.touch(&mut touched, id_hash, old.obj, None);
+                    let stored = Arc::clone(&old.obj);
+                    self.touch(&mut touched, id_hash, old.obj, None, Some(&stored));
                     applied.removed += 1;
                 }
             }
@@ -900,9 +918,13 @@ impl<K: Send + Sync + 'static> Index<K> {
                 BucketOp::Remove { hash, obj } => {
                     emptied.extend(self.bucket_remove(table, *hash, (self.acc.meta)(obj)));
                 }
-                BucketOp::Insert { hash, item } => {
+                BucketOp::Insert {
+                    hash,
+                    item,
+                    replaces,
+                } => {
                     if let Some(Change::Upsert(obj, keys)) = changes.get(*item) {
-                        self.bucket_insert(table, &keys.parts(), *hash, obj);
+                        self.bucket_insert(table, &keys.parts(), *hash, obj, replaces.as_ref());
                     }
                 }
             }
@@ -911,18 +933,23 @@ impl<K: Send + Sync + 'static> Index<K> {
         drop(guards);
 
         for t in touched {
-            match t.at {
-                Some((key_hash, _)) => self.locate_at(&mut w, t.id_hash, t.obj, key_hash),
-                None => {
-                    let meta = self.acc.meta;
-                    let id = meta(&t.obj).identity();
+            match (t.at, t.stored) {
+                (Some((key_hash, _)), stored) => {
+                    self.locate_at(&mut w, t.id_hash, stored.as_ref(), t.obj, key_hash);
+                }
+                (None, Some(stored)) => {
                     if let Ok(e) = w
                         .ids
-                        .find_entry(t.id_hash, |l| meta(&l.obj).identity() == id)
+                        .find_entry(t.id_hash, |l| Arc::ptr_eq(&l.obj, &stored))
                     {
                         e.remove();
+                    } else {
+                        // The identity table holds what the batch found stored.
+                        debug_assert!(false, "a removed object missing from the identity table");
                     }
                 }
+                // Added and removed by the batch: never in the identity table.
+                (None, None) => {}
             }
         }
         drop(w);
@@ -978,12 +1005,18 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// Records where a batch left the object of `obj`'s identity (`None`: removed).
+    ///
+    /// `old` is where the change found the identity ([`locate_in_batch`]): for an
+    /// identity the batch has not touched yet, the version stored before the batch.
+    ///
+    /// [`locate_in_batch`]: Self::locate_in_batch
     fn touch(
         &self,
         touched: &mut HashTable<Touched<K>>,
         id_hash: u64,
         obj: Arc<K>,
         at: Option<(u64, Vec<u8>)>,
+        old: Option<&Arc<K>>,
     ) {
         let meta = self.acc.meta;
         let id = meta(&obj).identity();
@@ -993,7 +1026,13 @@ impl<K: Send + Sync + 'static> Index<K> {
                 t.at = at;
             }
             None => {
-                touched.insert_unique(id_hash, Touched { id_hash, obj, at }, |t| t.id_hash);
+                let t = Touched {
+                    id_hash,
+                    obj,
+                    at,
+                    stored: old.cloned(),
+                };
+                touched.insert_unique(id_hash, t, |t| t.id_hash);
             }
         }
     }
@@ -1076,25 +1115,28 @@ impl<K: Send + Sync + 'static> Index<K> {
                     (&mut *high, &mut *low)
                 };
                 let removed = self.bucket_remove(old_table, o.hash, ov);
-                self.bucket_insert(new_table, new.keys, new.hash, &obj);
+                self.bucket_insert(new_table, new.keys, new.hash, &obj, None);
                 (removed, self.publish(&mut w, state, cx))
             }
             _ => {
                 let mut table = self.exact.write(new_shard);
                 let mut removed = None;
+                let mut replaces = None;
                 if let (Some(o), Some(ov)) = (&old, old_view) {
                     let same_bucket = same_order && o.hash == new.hash && o.encoded == new.encoded;
                     // The same bucket and the same order: `bucket_insert` replaces it.
-                    if !same_bucket {
+                    if same_bucket {
+                        replaces = Some(&o.obj);
+                    } else {
                         removed = self.bucket_remove(&mut table, o.hash, ov);
                     }
                 }
-                self.bucket_insert(&mut table, new.keys, new.hash, &obj);
+                self.bucket_insert(&mut table, new.keys, new.hash, &obj, replaces);
                 (removed, self.publish(&mut w, state, cx))
             }
         };
 
-        self.locate_at(&mut w, id_hash, obj, new.hash);
+        self.locate_at(&mut w, id_hash, old.as_ref().map(|o| &o.obj), obj, new.hash);
         // The previous state may still be read: its generation keeps the old version.
         if let Some(o) = old {
             prev.generation.retire([o.obj]);
@@ -1105,8 +1147,26 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// Records in the identity table (the writer's alone; readers never see it) that
-    /// `obj` is stored under the key of hash `key_hash`.
-    fn locate_at(&self, w: &mut Writer<K>, id_hash: u64, obj: Arc<K>, key_hash: u64) {
+    /// `obj` is stored under the key of hash `key_hash`, in place of `stored`: the
+    /// version the table holds for its identity, found by pointer without reading that
+    /// object (in a batch's commit it is cold by then); `None` if it holds none.
+    fn locate_at(
+        &self,
+        w: &mut Writer<K>,
+        id_hash: u64,
+        stored: Option<&Arc<K>>,
+        obj: Arc<K>,
+        key_hash: u64,
+    ) {
+        if let Some(stored) = stored {
+            if let Some(l) = w.ids.find_mut(id_hash, |l| Arc::ptr_eq(&l.obj, stored)) {
+                l.obj = obj;
+                l.key_hash = key_hash;
+                return;
+            }
+            // The caller found `stored` in the table, under the writer mutex.
+            debug_assert!(false, "a located object missing from the identity table");
+        }
         let meta = self.acc.meta;
         let id = meta(&obj).identity();
         match w.ids.find_mut(id_hash, |l| meta(&l.obj).identity() == id) {
@@ -1185,16 +1245,26 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// Adds `obj` to the bucket of its key (replacing an equal member), creating the
-    /// bucket if needed.
+    /// bucket if needed. `replaces` is the member it replaces, if the caller knows it
+    /// is in that bucket and orders as `obj`: the bucket is then found and updated
+    /// without reading that member (in a batch's commit it is cold by then).
     fn bucket_insert<S: AsRef<str>>(
         &self,
         table: &mut Table<Bucket<K>>,
         keys: &[S],
         hash: u64,
         obj: &Arc<K>,
+        replaces: Option<&Arc<K>>,
     ) {
-        match table.find_mut(hash, |(_, b)| b.key_is(keys, self.acc)) {
-            Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
+        let found = match replaces {
+            Some(member) => table.find_mut(hash, |(_, b)| b.holds(member, keys)),
+            None => table.find_mut(hash, |(_, b)| b.key_is(keys, self.acc)),
+        };
+        match found {
+            Some((_, b)) => match replaces {
+                Some(member) => b.replace(member, Arc::clone(obj), keys, self.acc),
+                None => b.insert(Arc::clone(obj), keys, self.acc),
+            },
             None => {
                 let b = Bucket::new(Arc::clone(obj), keys, self.acc);
                 table.insert_unique(hash, ((), b), |(_, b)| self.rehash(b));

@@ -702,6 +702,11 @@ pub struct Feeder<E, T: Target<E>> {
     pending_ids: HashTable<usize>,
     hasher: foldhash::fast::RandomState,
     max_batch: usize,
+    /// How many events of the burst being handled are still to come, as far as
+    /// [`Feeder::handle_batch`] knows: an empty batch reserves room for that many
+    /// changes (at most `max_batch`) when it takes its first, instead of growing
+    /// through copies of large objects.
+    coming: usize,
 }
 
 /// Where the batch being gathered has left an object's identity.
@@ -789,6 +794,7 @@ where
             applying: String::new(),
             pending: Vec::new(),
             pending_ids: HashTable::new(),
+            coming: 0,
             hasher: foldhash::fast::RandomState::default(),
             max_batch: options.max_batch,
         })
@@ -1006,6 +1012,11 @@ where
 
     /// Adds `change` to the batch being gathered.
     fn push(&mut self, change: Write<E>) {
+        if self.pending.capacity() == 0 {
+            // This change and those known to follow, up to a batch's bound.
+            self.pending
+                .reserve(self.coming.saturating_add(1).min(self.max_batch));
+        }
         let i = self.pending.len();
         let hash = self.name_hash(change.meta());
         let Self {
@@ -1165,8 +1176,11 @@ where
     /// [`handle`](Self::handle) does per event (see `run` for the rules and the two
     /// differences). For a feeder driven by hand with a burst at a time.
     pub fn handle_batch(&mut self, events: impl IntoIterator<Item = Event<E>>) {
+        let events = events.into_iter();
+        self.coming = events.size_hint().0;
         let mut taken = 0;
         for event in events {
+            self.coming = self.coming.saturating_sub(1);
             self.take(Ok(event));
             taken += 1;
             if taken == self.max_batch {
@@ -1174,6 +1188,7 @@ where
                 taken = 0;
             }
         }
+        self.coming = 0;
         self.flush();
     }
 

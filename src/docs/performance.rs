@@ -176,6 +176,14 @@
 //! (the groups and the group's members, five nodes, each a header and a separate
 //! buffer), the identity table, the exact-key buckets and the generations.
 //!
+//! A write finds the identity table's entry of the version it replaces, and that
+//! version's bucket when the key is unchanged, by the version's pointer (which the
+//! write located first) instead of comparing identities and keys, which reads the
+//! replaced object's strings. In a batch's commit that object is cold by then (a
+//! thousand other changes were prepared in between). Alternating quick runs put the
+//! gain within noise: kube ÷ ours for one `Apply` a median 0.619 before and 0.637
+//! after over five pairs, and no change beyond noise in a burst.
+//!
 //! # Building a list
 //!
 //! An initial sync of 100k (`Init`, 100k `InitApply`, `InitDone` through

@@ -89,12 +89,6 @@ impl Keys {
         self.iter().map(str::to_owned).collect()
     }
 
-    /// The components as a slice of `&str` a store's methods take, without allocating
-    /// for up to four of them.
-    pub(crate) fn parts(&self) -> SmallVec<[&str; 4]> {
-        self.iter().collect()
-    }
-
     fn slice(&self, start: usize, end: usize) -> &str {
         // Cannot fail: `push` appends whole `&str`s and records where each ends, and
         // components are cut only at those ends, so every slice is whole UTF-8.
@@ -195,13 +189,14 @@ impl fmt::Debug for Keys {
 /// a relist (`replace`) takes per object, so that a watch's [`Keys`] reach the index
 /// without being copied into strings first.
 pub(crate) trait Components {
-    /// The components as a slice of `&str`.
+    /// The components as a slice of `&str` a store's methods take, without allocating
+    /// for up to four of them.
     fn parts(&self) -> SmallVec<[&str; 4]>;
 }
 
 impl Components for Keys {
     fn parts(&self) -> SmallVec<[&str; 4]> {
-        Keys::parts(self)
+        self.iter().collect()
     }
 }
 

@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::feed::indexer::Indexer;
-use crate::feed::keys::Keys;
+use crate::feed::keys::{Components, Keys};
 use crate::index::batch::{Applied, Batch};
 use crate::index::store::MemoryStore;
 use crate::object::{Object, via};

@@ -330,7 +330,7 @@ impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedStore<K, F> {
         O: Object<M>,
         S: AsRef<str>,
     {
-        self.core.replace(items)
+        self.replace_with(items)
     }
 
     /// [`replace`](Self::replace), with the keys however the caller holds them (a watch's

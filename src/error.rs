@@ -37,6 +37,8 @@ pub enum Operation {
     Fetch,
     /// Loading a configuration.
     Config,
+    /// Parsing or converting a label [`Selector`](crate::Selector), or a query by one.
+    Select,
 }
 
 impl fmt::Display for Operation {
@@ -53,6 +55,7 @@ impl fmt::Display for Operation {
             Operation::Index => "index",
             Operation::Fetch => "fetch",
             Operation::Config => "config",
+            Operation::Select => "select",
         })
     }
 }
@@ -160,6 +163,25 @@ pub enum ErrorKind {
         object: String,
         /// The store's namespace.
         scope: String,
+    },
+    /// A label selector is not valid Kubernetes syntax, or names a label key or value
+    /// that Kubernetes would refuse, or (a structured selector) uses an unknown operator
+    /// or the wrong number of values for its operator. The message says where and what
+    /// was expected. Fix: write it as `kubectl get -l` takes it
+    /// (`app=web,tier in (a,b),!canary`); see [`Selector`](crate::Selector).
+    InvalidSelector {
+        /// The selector string as given; for a structured selector, the item at fault:
+        /// `matchLabels["app"]` or `matchExpressions[1]` of a `LabelSelector`,
+        /// `expressions[1]` of kube's `Selector`, `requirements[1]` of
+        /// [`Selector::from_requirements`](crate::Selector::from_requirements).
+        selector: String,
+        /// For a selector string, the byte offset (from 0) in `selector` at which it
+        /// is wrong, or its length if it ended too early; `None` for a structured one.
+        /// A `u32`, which keeps every error small (an offset past `u32::MAX` reports
+        /// `u32::MAX`).
+        position: Option<u32>,
+        /// What is wrong, and what was expected there.
+        reason: String,
     },
 }
 
@@ -334,6 +356,19 @@ impl fmt::Display for ErrorKind {
                     "object {object} is outside the store's namespace {scope:?}"
                 )
             }
+            ErrorKind::InvalidSelector {
+                selector,
+                position: Some(position),
+                reason,
+            } => write!(
+                f,
+                "invalid label selector {selector:?} at byte {position}: {reason}"
+            ),
+            ErrorKind::InvalidSelector {
+                selector,
+                position: None,
+                reason,
+            } => write!(f, "invalid label selector at {selector}: {reason}"),
         }
     }
 }

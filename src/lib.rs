@@ -92,6 +92,7 @@ pub mod metrics;
 mod object;
 mod on_demand;
 mod readiness;
+mod selector;
 mod store;
 mod sync;
 
@@ -110,4 +111,5 @@ pub use on_demand::cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKET
 pub use on_demand::fetch::{ApiFetcher, Fetch, Fetched, Stripper};
 pub use on_demand::store::{CachedReader, CachedStore};
 pub use readiness::WriterDropped;
+pub use selector::{Requirement, Selector};
 pub use store::Store;

@@ -97,6 +97,15 @@ pub enum ErrorKind {
     },
     /// A builder setting is out of range; the message says which and what is valid.
     InvalidSetting(String),
+    /// A lookup named a secondary index the store does not have. Fix: use one of
+    /// `known` (the names given to the builder's `index`, or under `indexes:` in the
+    /// configuration).
+    UnknownIndex {
+        /// The name asked for.
+        name: String,
+        /// The store's secondary indexes, in the order they were configured.
+        known: Vec<String>,
+    },
     /// A field path could not be parsed; the message says where and why.
     InvalidFieldPath {
         /// The path as given.
@@ -321,6 +330,16 @@ impl fmt::Display for ErrorKind {
                 write!(f, "expected 1..={max} key components, got {given}")
             }
             ErrorKind::InvalidSetting(message) => write!(f, "invalid setting: {message}"),
+            ErrorKind::UnknownIndex { name, known } if known.is_empty() => write!(
+                f,
+                "no secondary index named {name:?}: this store has none (add one with \
+                 the builder's index(), or under indexes: in the configuration)"
+            ),
+            ErrorKind::UnknownIndex { name, known } => write!(
+                f,
+                "no secondary index named {name:?}: this store's are {}",
+                known.join(", ")
+            ),
             ErrorKind::InvalidFieldPath { path, reason } => {
                 write!(f, "invalid field path {path:?}: {reason}")
             }

@@ -1,5 +1,9 @@
 //! Random operation sequences against a simple model (a BTreeMap), comparing every
 //! result including order, with `validate()` after every step.
+//!
+//! Every store has two secondary indexes beside its primary key: `ab`, by the labels
+//! `a` and `b` (an object without both is in no entry), and `ns`, by namespace. The
+//! model answers their lookups by a scan.
 
 mod common;
 
@@ -7,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::json_obj;
-use k8s_store::{Batch, ErrorKind, MemoryStore, Operation};
+use k8s_store::{Batch, ErrorKind, Indexer, MemoryStore, Operation};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -20,6 +24,9 @@ struct Obj {
     ns: String,
     name: String,
     uid: String,
+    /// The labels `a` and `b`, when set.
+    a: Option<String>,
+    b: Option<String>,
 }
 
 impl Obj {
@@ -41,6 +48,8 @@ impl Obj {
 enum Op {
     Add(Obj, Vec<String>),
     Get(Vec<String>),
+    /// A lookup in a secondary index (`ab`, `ns`, or one the store does not have).
+    GetBy(&'static str, Vec<String>),
     Delete(Vec<String>),
     Remove(Obj),
     List,
@@ -54,17 +63,25 @@ fn s() -> impl Strategy<Value = String> {
     proptest::sample::select(ALPHABET).prop_map(str::to_owned)
 }
 
+fn label() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![1 => Just(None), 4 => s().prop_map(Some)]
+}
+
 fn obj() -> impl Strategy<Value = Obj> {
     // uids from a tiny set so that equal uids with different names happen.
     (
         s(),
         s(),
         proptest::sample::select(&["", "", "u1", "u2"][..]),
+        label(),
+        label(),
     )
-        .prop_map(|(ns, name, uid)| Obj {
+        .prop_map(|(ns, name, uid, a, b)| Obj {
             ns,
             name,
             uid: uid.to_owned(),
+            a,
+            b,
         })
 }
 
@@ -82,6 +99,11 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
             Op::Add(o, k)
         }),
         6 => proptest::collection::vec(s(), 0..=n + 1).prop_map(Op::Get),
+        6 => (
+            proptest::sample::select(&["ab", "ab", "ns", "nope"][..]),
+            proptest::collection::vec(s(), 0..=3)
+        )
+            .prop_map(|(i, k)| Op::GetBy(i, k)),
         2 => keys(n).prop_map(Op::Delete),
         4 => obj().prop_map(Op::Remove),
         2 => Just(Op::List),
@@ -126,7 +148,22 @@ fn own_namespace_first(o: &Obj, mut keys: Vec<String>, own: bool) -> Vec<String>
 }
 
 fn to_value(o: &Obj) -> Arc<Value> {
-    json_obj(&o.ns, &o.name, &o.uid)
+    let mut v = Arc::unwrap_or_clone(json_obj(&o.ns, &o.name, &o.uid));
+    for (k, l) in [("a", &o.a), ("b", &o.b)] {
+        if let Some(l) = l {
+            v["metadata"]["labels"][k] = Value::from(l.as_str());
+        }
+    }
+    Arc::new(v)
+}
+
+/// `o`'s key in the secondary index `index`, if it has one.
+fn secondary_key(o: &Obj, index: &str) -> Option<Vec<String>> {
+    match index {
+        "ab" => Some(vec![o.a.clone()?, o.b.clone()?]),
+        "ns" => Some(vec![o.ns.clone()]),
+        _ => None,
+    }
 }
 
 fn meta(v: &Value, f: &str) -> String {
@@ -153,7 +190,15 @@ fn model_get(m: &Model, prefix: &[String]) -> Vec<(String, String, String)> {
 }
 
 fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let store = MemoryStore::<Value>::builder(n).shards(2).build().unwrap();
+    let store = MemoryStore::<Value>::builder(n)
+        .shards(2)
+        .index(
+            "ab",
+            Indexer::new(["metadata.labels['a']", "metadata.labels['b']"]).unwrap(),
+        )
+        .index("ns", Indexer::new(["metadata.namespace"]).unwrap())
+        .build()
+        .unwrap();
     let mut model = Model::new();
     let mut snapshots = Vec::new();
     for op in ops {
@@ -198,6 +243,41 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 prop_assert!(false, "get_one {:?}: {:?} for {}", k, r, found)
                             }
                         }
+                    }
+                }
+            }
+            Op::GetBy(index, k) => {
+                let r = store.get_by(index, &k);
+                let max = match index {
+                    "ab" => Some(2),
+                    "ns" => Some(1),
+                    _ => None,
+                };
+                match max {
+                    None => prop_assert_eq!(
+                        r.unwrap_err().kind,
+                        ErrorKind::UnknownIndex {
+                            name: index.into(),
+                            known: vec!["ab".into(), "ns".into()]
+                        }
+                    ),
+                    Some(max) if k.is_empty() || k.len() > max => prop_assert_eq!(
+                        r.unwrap_err().kind,
+                        ErrorKind::PrefixLength {
+                            max,
+                            given: k.len()
+                        }
+                    ),
+                    Some(_) => {
+                        let mut want: Vec<_> = model
+                            .values()
+                            .filter(|(o, _)| {
+                                secondary_key(o, index).is_some_and(|sk| sk.starts_with(&k))
+                            })
+                            .map(|(o, _)| o.order())
+                            .collect();
+                        want.sort();
+                        prop_assert_eq!(seen(&r.unwrap()), want, "get_by {} {:?}", index, k);
                     }
                 }
             }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashTable;
 
 use crate::error::{ErrorKind, Operation, StoreError};
+use crate::feed::indexer::Indexer;
 use crate::feed::keys::Components;
 use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
@@ -14,6 +15,7 @@ use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
 use crate::index::ptree::{Draft, PTree, Sep, StateTree};
 use crate::index::retire::{Garbage, Generation, Unowned};
+use crate::index::secondary::{Secondary, SecondaryKeys, SecondaryState, prefixes};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
@@ -26,6 +28,10 @@ pub(crate) struct Index<K> {
     num_keys: usize,
     acc: Accessors<K>,
     hasher: KeyHasher,
+    /// The secondary indexes, in the order they were configured (see
+    /// [`secondary`](crate::index::secondary)); `State::secondary` holds their groups
+    /// in the same order.
+    secondary: Box<[Secondary<K>]>,
     exact: Shards<Bucket<K>>,
     published: Published<State<K>>,
     writer: Mutex<Writer<K>>,
@@ -78,6 +84,8 @@ struct State<K> {
     /// `prefixes[d - 1]` holds, for depth `d` in `1..num_keys`, the groups of objects
     /// whose first `d` components are equal, ordered by encoded prefix.
     prefixes: Box<[StateTree<Group<K>>]>,
+    /// The groups of each secondary index (see [`Secondary`]), in the index's order.
+    secondary: Box<[SecondaryState<K>]>,
     /// How many objects there are.
     len: usize,
     /// How many objects' first key component is not their namespace.
@@ -92,6 +100,7 @@ impl<K> State<K> {
         Self {
             all: self.all.clone(),
             prefixes: self.prefixes.clone(),
+            secondary: self.secondary.clone(),
             len: self.len,
             foreign: self.foreign,
             generation: self.generation.successor(),
@@ -104,7 +113,11 @@ impl<K> State<K> {
         if let Some(all) = &self.all {
             cx.retire_tree(all);
         }
-        for t in &self.prefixes {
+        for t in self
+            .prefixes
+            .iter()
+            .chain(self.secondary.iter().flat_map(|s| &s.depths))
+        {
             cx.retire_tree(t);
         }
     }
@@ -140,6 +153,10 @@ impl<K> State<K> {
 /// Consecutive members of one group gathered during a relist: its encoded prefix and
 /// them, in order.
 type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
+
+/// The groups of one tree gathered during a relist: each encoded prefix and its
+/// members, in order.
+type Gathered<K> = BTreeMap<Vec<u8>, Vec<Unowned<K>>>;
 
 /// How two stored objects order, by (namespace, name, uid).
 #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
@@ -224,6 +241,7 @@ pub(crate) fn check_shape(num_keys: usize, shards: Option<usize>) -> Result<usiz
 pub struct MemoryStoreBuilder<K> {
     num_keys: usize,
     shards: Option<usize>,
+    indexes: Vec<(String, Indexer)>,
     _objects: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -232,6 +250,7 @@ impl<K> std::fmt::Debug for MemoryStoreBuilder<K> {
         f.debug_struct("MemoryStoreBuilder")
             .field("num_keys", &self.num_keys)
             .field("shards", &self.shards)
+            .field("indexes", &self.indexes)
             .finish()
     }
 }
@@ -241,6 +260,7 @@ impl<K> Clone for MemoryStoreBuilder<K> {
         Self {
             num_keys: self.num_keys,
             shards: self.shards,
+            indexes: self.indexes.clone(),
             _objects: std::marker::PhantomData,
         }
     }
@@ -251,6 +271,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         Self {
             num_keys,
             shards: None,
+            indexes: Vec::new(),
             _objects: std::marker::PhantomData,
         }
     }
@@ -268,12 +289,50 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         self
     }
 
+    /// Adds the secondary index `name`: every object is also found under the keys
+    /// `indexer` reads from it, one component per path, exactly or by prefix, with
+    /// [`MemoryReader::get_by`](crate::MemoryReader::get_by). An object whose field is
+    /// missing is in no entry of that index (not an error).
+    ///
+    /// Every write updates every index and publishes them together with the primary
+    /// key: once it returns, every lookup shows it, and no lookup sees an object in one
+    /// index and not in another.
+    ///
+    /// Defaults to: no secondary index.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use k8s_openapi::api::core::v1::Pod;
+    /// use k8s_store::{Indexer, MemoryStore};
+    ///
+    /// let store = MemoryStore::<Pod>::builder(2)
+    ///     .index("by_node", Indexer::new(["spec.nodeName"])?)
+    ///     .build()?;
+    /// let mut pod = Pod::default();
+    /// pod.metadata.namespace = Some("shop".into());
+    /// pod.metadata.name = Some("cart-1".into());
+    /// pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+    ///     node_name: Some("node-7".into()),
+    ///     ..Default::default()
+    /// });
+    /// store.add(Arc::new(pod), &["shop", "cart-1"])?;
+    /// let on_node = store.reader().get_by("by_node", &["node-7"])?;
+    /// assert_eq!(on_node.len(), 1);
+    /// # Ok::<(), k8s_store::StoreError>(())
+    /// ```
+    pub fn index(mut self, name: impl Into<String>, indexer: Indexer) -> Self {
+        self.indexes.push((name.into(), indexer));
+        self
+    }
+
     /// Builds the store.
     ///
     /// # Errors
     /// [`ErrorKind::ZeroKeys`] for `num_keys == 0`, [`ErrorKind::TooManyKeys`] past
     /// [`MAX_KEYS`]; [`ErrorKind::InvalidSetting`] for a shard count that is not a power
-    /// of two from 2 to [`MAX_SHARDS`]. Nothing is allocated before these checks.
+    /// of two from 2 to [`MAX_SHARDS`], and for a secondary index with an empty name or
+    /// the name of another. Nothing is allocated before these checks.
     pub fn build<M>(self) -> Result<MemoryStore<K>, StoreError>
     where
         K: Object<M>,
@@ -287,10 +346,31 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         K: Object<M>,
     {
         let shards = check_shape(self.num_keys, self.shards)?;
+        for (i, (name, _)) in self.indexes.iter().enumerate() {
+            if name.is_empty() {
+                return Err(StoreError::build(ErrorKind::InvalidSetting(
+                    "a secondary index needs a name (for example by_node)".into(),
+                )));
+            }
+            if self.indexes[..i].iter().any(|(n, _)| n == name) {
+                return Err(StoreError::build(ErrorKind::InvalidSetting(format!(
+                    "two secondary indexes are named {name:?}: each needs its own name"
+                ))));
+            }
+        }
+        let secondary: Box<[Secondary<K>]> = self
+            .indexes
+            .into_iter()
+            .map(|(name, indexer)| Secondary::new::<M>(name, indexer))
+            .collect();
         let garbage = Arc::new(Garbage::new());
         let state = Arc::new(State {
             all: (self.num_keys == 1).then(StateTree::default),
             prefixes: (1..self.num_keys).map(|_| StateTree::default()).collect(),
+            secondary: secondary
+                .iter()
+                .map(|s| SecondaryState::empty(s.num_keys))
+                .collect(),
             len: 0,
             foreign: 0,
             generation: Generation::collected_by(&garbage),
@@ -299,6 +379,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             num_keys: self.num_keys,
             acc: Accessors::of::<M>(),
             hasher: KeyHasher::default(),
+            secondary,
             exact: Shards::new(shards),
             published: Published::new(Arc::clone(&state)),
             writer: Mutex::new(Writer {
@@ -329,6 +410,8 @@ struct Entry<K, C> {
     elision: Option<u32>,
     /// Whether the first key is not the object's namespace.
     foreign: bool,
+    /// Its keys in the secondary indexes.
+    secondary: SecondaryKeys,
 }
 
 /// Where a write puts an object, computed before any lock is taken.
@@ -448,6 +531,49 @@ impl<K: Send + Sync + 'static> Index<K> {
             .unwrap_or_default())
     }
 
+    /// See [`MemoryStore::get_by`].
+    pub(crate) fn get_by<S: AsRef<str>>(
+        &self,
+        index: &str,
+        keys: &[S],
+    ) -> Result<Vec<Arc<K>>, StoreError> {
+        let Some(i) = self.secondary.iter().position(|s| s.name == index) else {
+            return Err(StoreError::new(
+                Operation::Get,
+                keys,
+                ErrorKind::UnknownIndex {
+                    name: index.to_owned(),
+                    known: self.secondary.iter().map(|s| s.name.clone()).collect(),
+                },
+            ));
+        };
+        let n = keys.len();
+        let max = self.secondary[i].num_keys;
+        if n == 0 || n > max {
+            return Err(StoreError::new(
+                Operation::Get,
+                keys,
+                ErrorKind::PrefixLength { max, given: n },
+            ));
+        }
+        let prefix = key::encode(keys);
+        // As a prefix `get`: the group's members and the generation that keeps them
+        // alive, copied out of the guard; the objects are cloned outside it.
+        let found = self.published.with(|st| {
+            st.secondary[i].depths[n - 1]
+                .get(&by_prefix(&prefix))
+                .map(|g| (g.members.clone(), Arc::clone(&st.generation)))
+        });
+        Ok(found
+            .map(|(members, _generation)| members.iter().map(|o| Arc::clone(o)).collect())
+            .unwrap_or_default())
+    }
+
+    /// See [`MemoryStore::index_names`].
+    pub(crate) fn index_names(&self) -> impl Iterator<Item = &str> {
+        self.secondary.iter().map(|s| s.name.as_str())
+    }
+
     /// See [`MemoryStore::get_one`].
     pub(crate) fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
         self.check_count(Operation::Get, keys)?;
@@ -515,7 +641,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut state = w.state.successor();
         let mut cx = w.draft();
         for obj in &members {
-            self.state_remove(&mut state, (self.acc.meta)(obj), &encoded, &mut cx);
+            self.state_remove(&mut state, obj, &encoded, &mut cx);
         }
         // Commit.
         let mut table = self.exact.write(shard);
@@ -555,7 +681,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let (encoded, _) = self.encoded_key_of(shard, old_hash, old_view);
         let mut state = w.state.successor();
         let mut cx = w.draft();
-        self.state_remove(&mut state, old_view, &encoded, &mut cx);
+        self.state_remove(&mut state, &old, &encoded, &mut cx);
         // Commit.
         let mut table = self.exact.write(shard);
         let removed = self.bucket_remove(&mut table, old_hash, old_view);
@@ -628,6 +754,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     slot_of.insert_unique(id_hash, (id_hash, idx), |(h, _)| *h);
                 }
             }
+            let secondary = self.secondary_keys(Operation::Replace, &obj, &keys)?;
             let sep = bucket::meta_sep(&view);
             let elision = bucket::elide(&keys, &view);
             let foreign = keys.first().copied() != Some(view.namespace);
@@ -640,6 +767,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 id_hash,
                 elision,
                 foreign,
+                secondary,
             }));
         }
         drop(slot_of);
@@ -668,9 +796,14 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut tables: Vec<Table<Bucket<K>>> = (0..self.exact.len())
             .map(|_| Table::with_capacity(per_shard))
             .collect();
-        let mut groups: Vec<BTreeMap<Vec<u8>, Vec<Unowned<K>>>> =
-            (1..self.num_keys).map(|_| BTreeMap::new()).collect();
+        let mut groups: Vec<Gathered<K>> = (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
+        // Each secondary index's groups at each depth, filled in order as `groups` are.
+        let mut secondary: Vec<Vec<Gathered<K>>> = self
+            .secondary
+            .iter()
+            .map(|s| (0..s.num_keys).map(|_| BTreeMap::new()).collect())
+            .collect();
         let foreign = entries.iter().flatten().filter(|e| e.foreign).count();
         let len = entries.len();
         let keep_list = self.needs_list(foreign);
@@ -681,6 +814,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             hash,
             id_hash,
             elision,
+            secondary: sec,
             ..
         } in entries.iter().flatten()
         {
@@ -728,6 +862,18 @@ impl<K: Send + Sync + 'static> Index<K> {
                     }
                 }
             }
+            for (depths, keys) in secondary.iter_mut().zip(sec) {
+                for (d, g) in depths.iter_mut().enumerate() {
+                    for p in prefixes(keys, d + 1) {
+                        match g.get_mut(p) {
+                            Some(members) => members.push(unowned.clone()),
+                            None => {
+                                g.insert(p.to_vec(), vec![unowned.clone()]);
+                            }
+                        }
+                    }
+                }
+            }
             if keep_list {
                 all.push(unowned);
             }
@@ -740,25 +886,30 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
         // Stamp 0: no write changes these nodes in place (each write's stamp is above).
         let built = Draft::new(0);
+        let acc = self.acc;
+        let build_groups = |g: Gathered<K>| {
+            PTree::from_sorted(
+                g.into_iter()
+                    .map(|(p, m)| Group {
+                        prefix: p.into(),
+                        members: PTree::from_sorted(m, sep_of(acc), &built),
+                    })
+                    .collect(),
+                group_sep,
+                &built,
+            )
+        };
         let state = State {
+            secondary: secondary
+                .into_iter()
+                .map(|depths| SecondaryState {
+                    depths: depths.into_iter().map(build_groups).collect(),
+                })
+                .collect(),
             all: keep_list.then(|| PTree::from_sorted(all, sep_of(self.acc), &built)),
             len,
             foreign,
-            prefixes: groups
-                .into_iter()
-                .map(|g| {
-                    PTree::from_sorted(
-                        g.into_iter()
-                            .map(|(p, m)| Group {
-                                prefix: p.into(),
-                                members: PTree::from_sorted(m, sep_of(self.acc), &built),
-                            })
-                            .collect(),
-                        group_sep,
-                        &built,
-                    )
-                })
-                .collect(),
+            prefixes: groups.into_iter().map(build_groups).collect(),
             generation: Generation::collected_by(&self.garbage),
         };
 
@@ -799,7 +950,9 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// after every lock is released.
     pub(crate) fn apply(&self, batch: Batch<K>) -> Result<Applied, StoreError> {
         let changes = batch.changes;
-        // Everything is checked first: one refused change refuses the whole batch.
+        // Everything is checked first: one refused change refuses the whole batch. The
+        // secondary keys of each upsert are read here, once (none without an index).
+        let mut secs: Vec<SecondaryKeys> = Vec::new();
         for (item, change) in changes.iter().enumerate() {
             let op = Operation::Apply {
                 item: u32::try_from(item).unwrap_or(u32::MAX),
@@ -809,6 +962,9 @@ impl<K: Send + Sync + 'static> Index<K> {
                     let keys = &keys.parts()[..];
                     self.check_count(op, keys)?;
                     (self.acc.check)(obj).map_err(|kind| StoreError::new(op, keys, kind))?;
+                    if !self.secondary.is_empty() {
+                        secs.push(self.secondary_keys(op, obj, keys)?);
+                    }
                 }
                 Change::Remove(obj) => {
                     (self.acc.check)(obj).map_err(|kind| StoreError::new::<&str>(op, &[], kind))?;
@@ -829,6 +985,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // generation (versions the batch itself wrote and replaced were never published).
         let mut retired = Vec::new();
         let mut ops: Vec<BucketOp<K>> = Vec::with_capacity(changes.len() + changes.len() / 4);
+        let mut secs = secs.iter();
         for (item, change) in changes.iter().enumerate() {
             match change {
                 Change::Upsert(obj, keys) => {
@@ -847,6 +1004,12 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
+                    if let Some(sec) = secs.next() {
+                        let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&*o.obj, ov));
+                        self.secondary_upsert(
+                            &mut state, &mut cx, stored, same_order, &unowned, view, sec,
+                        );
+                    }
                     self.state_upsert(
                         &mut state,
                         &mut cx,
@@ -889,7 +1052,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     else {
                         continue;
                     };
-                    self.state_remove(&mut state, (self.acc.meta)(&old.obj), &old.encoded, &mut cx);
+                    self.state_remove(&mut state, &old.obj, &old.encoded, &mut cx);
                     ops.push(BucketOp::Remove {
                         hash: old.hash,
                         obj: Arc::clone(&old.obj),
@@ -1063,6 +1226,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             hash: self.hash_keys(keys),
             encoded: key::encode(keys),
         };
+        let sec = self.secondary_keys(op, &obj, keys)?;
         let view = (self.acc.meta)(&obj);
         let id_hash = self.hasher.hash_identity(&view.identity());
         let new_shard = self.exact.index(new.hash);
@@ -1089,6 +1253,12 @@ impl<K: Send + Sync + 'static> Index<K> {
         // anything is built.
         #[allow(unsafe_code)]
         let unowned = unsafe { Unowned::new(&obj) };
+        if !self.secondary.is_empty() {
+            let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&*o.obj, ov));
+            self.secondary_upsert(
+                &mut state, &mut cx, stored, same_order, &unowned, view, &sec,
+            );
+        }
         self.state_upsert(
             &mut state,
             &mut cx,
@@ -1383,13 +1553,11 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
-    fn state_remove(
-        &self,
-        state: &mut State<K>,
-        old: MetaView<'_>,
-        encoded: &[u8],
-        cx: &mut Draft,
-    ) {
+    fn state_remove(&self, state: &mut State<K>, stored: &K, encoded: &[u8], cx: &mut Draft) {
+        let old = (self.acc.meta)(stored);
+        if !self.secondary.is_empty() {
+            self.secondary_remove(state, cx, stored, old);
+        }
         state.len -= 1;
         if !first_is_namespace(encoded, old) {
             state.foreign -= 1;
@@ -1445,6 +1613,78 @@ impl<K: Send + Sync + 'static> Index<K> {
         if emptied {
             // Its members' tree is empty: the removal unlinked its last node.
             tree.remove(&target, group_sep, cx);
+        }
+    }
+
+    /// `obj`'s keys in every secondary index (nothing without one), before the write
+    /// takes any lock: a refused key refuses the write.
+    fn secondary_keys<S: AsRef<str>>(
+        &self,
+        op: Operation,
+        obj: &K,
+        keys: &[S],
+    ) -> Result<SecondaryKeys, StoreError> {
+        self.secondary
+            .iter()
+            .map(|s| {
+                s.keys_of(obj)
+                    .map_err(|e| StoreError::new(op, keys, e.kind))
+            })
+            .collect()
+    }
+
+    /// The keys of `stored` (an object the store holds) in the secondary index `s`.
+    /// They were read when it was written, from the same paths, so they read again.
+    fn stored_keys(s: &Secondary<K>, stored: &K) -> Vec<Vec<u8>> {
+        s.keys_of(stored).unwrap_or_else(|_| {
+            debug_assert!(false, "a stored object's secondary keys no longer read");
+            Vec::new()
+        })
+    }
+
+    /// The secondary indexes' part of a write of `obj` (ordered as `view`, with the keys
+    /// `new`) that replaces `old` (ordered as `obj` if `same_order`), if there is one:
+    /// it leaves the groups of the prefixes it no longer has, joins those it gains, and
+    /// is replaced in place in the others (or, moved in order, removed and added).
+    #[allow(clippy::too_many_arguments)]
+    fn secondary_upsert(
+        &self,
+        state: &mut State<K>,
+        cx: &mut Draft,
+        old: Option<(&K, MetaView<'_>)>,
+        same_order: bool,
+        obj: &Unowned<K>,
+        view: MetaView<'_>,
+        new: &SecondaryKeys,
+    ) {
+        for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
+            let old_keys = old.map(|(o, _)| Self::stored_keys(s, o));
+            for d in 1..=s.num_keys {
+                let tree = &mut st.depths[d - 1];
+                if let (Some(old_keys), Some((_, ov))) = (&old_keys, old) {
+                    let kept: Vec<&[u8]> = prefixes(new, d).collect();
+                    for p in prefixes(old_keys, d) {
+                        if !(same_order && kept.binary_search(&p).is_ok()) {
+                            self.group_remove(tree, p, ov, cx);
+                        }
+                    }
+                }
+                for p in prefixes(new, d) {
+                    self.group_add(tree, p, obj, view, cx);
+                }
+            }
+        }
+    }
+
+    /// The secondary indexes' part of removing `old` (ordered as `ov`).
+    fn secondary_remove(&self, state: &mut State<K>, cx: &mut Draft, old: &K, ov: MetaView<'_>) {
+        for (s, st) in self.secondary.iter().zip(&mut state.secondary) {
+            let keys = Self::stored_keys(s, old);
+            for d in 1..=s.num_keys {
+                for p in prefixes(&keys, d) {
+                    self.group_remove(&mut st.depths[d - 1], p, ov, cx);
+                }
+            }
         }
     }
 
@@ -1645,6 +1885,69 @@ impl<K: Send + Sync + 'static> Index<K> {
                     d + 1,
                     st.len
                 ));
+            }
+        }
+        self.validate_secondary(&w, &st)
+    }
+
+    /// Every secondary index against the objects stored: each group holds exactly the
+    /// objects with a key of its prefix, in order, and no group is empty.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+    fn validate_secondary(&self, w: &Writer<K>, st: &State<K>) -> Result<(), String> {
+        if st.secondary.len() != self.secondary.len() {
+            return Err("the state has another count of secondary indexes".into());
+        }
+        let order = |a: &Unowned<K>, b: &Unowned<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
+        for (s, sst) in self.secondary.iter().zip(&st.secondary) {
+            if sst.depths.len() != s.num_keys {
+                return Err(format!("index {}: {} depths", s.name, sst.depths.len()));
+            }
+            let mut want: Vec<BTreeMap<Vec<u8>, Vec<&Arc<K>>>> =
+                (0..s.num_keys).map(|_| BTreeMap::new()).collect();
+            for l in w.ids.iter() {
+                let keys = s.keys_of(&l.obj).map_err(|e| e.to_string())?;
+                for (d, groups) in want.iter_mut().enumerate() {
+                    for p in prefixes(&keys, d + 1) {
+                        groups.entry(p.to_vec()).or_default().push(&l.obj);
+                    }
+                }
+            }
+            for (d, (tree, want)) in sst.depths.iter().zip(&mut want).enumerate() {
+                tree.validate(|a, b| a.prefix[..].cmp(&b.prefix[..]), group_sep)?;
+                if tree.len() != want.len() {
+                    return Err(format!(
+                        "index {}: {} groups at depth {}, {} prefixes among the objects",
+                        s.name,
+                        tree.len(),
+                        d + 1,
+                        want.len()
+                    ));
+                }
+                for g in tree.iter() {
+                    g.members.validate(order, sep_of(self.acc))?;
+                    let Some(objects) = want.get_mut(&g.prefix[..]) else {
+                        return Err(format!(
+                            "index {}: a depth-{} group of a prefix no object has",
+                            s.name,
+                            d + 1
+                        ));
+                    };
+                    objects.sort_by(|a, b| order_arcs(self.acc, a, b));
+                    let same = objects.len() == g.members.len()
+                        && objects
+                            .iter()
+                            .zip(g.members.iter())
+                            .all(|(a, b)| Arc::ptr_eq(a, b));
+                    if !same {
+                        return Err(format!(
+                            "index {}: a depth-{} group holds {} objects, not the {} with its prefix",
+                            s.name,
+                            d + 1,
+                            g.members.len(),
+                            objects.len()
+                        ));
+                    }
+                }
             }
         }
         Ok(())

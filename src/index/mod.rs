@@ -10,5 +10,6 @@ pub(crate) mod memory;
 pub(crate) mod ptree;
 #[allow(unsafe_code)] // The one module with `unsafe` code; its docs hold the argument.
 pub(crate) mod retire;
+pub(crate) mod secondary;
 pub(crate) mod snapshot;
 pub(crate) mod store;

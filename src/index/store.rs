@@ -74,6 +74,32 @@ macro_rules! reads {
             self.index.get_one(keys)
         }
 
+        /// The objects under `keys` in the secondary index `index` (see
+        /// [`MemoryStoreBuilder::index`]): with one component per path of the index,
+        /// those with exactly that key; with fewer, every object with a key that starts
+        /// with them. Sorted by (namespace, name, uid), each object once however many of
+        /// its keys match. No match is an empty vector.
+        ///
+        /// Read from the published state with no lock, as a prefix [`get`](Self::get)
+        /// is, and as consistent with it: a write shows in every index at once.
+        ///
+        /// # Errors
+        /// [`ErrorKind::UnknownIndex`] (listing the store's indexes) for a name that is
+        /// not one; [`ErrorKind::PrefixLength`] for zero components or more than the
+        /// index has.
+        pub fn get_by<S: AsRef<str>>(
+            &self,
+            index: &str,
+            keys: &[S],
+        ) -> Result<Vec<Arc<K>>, StoreError> {
+            self.index.get_by(index, keys)
+        }
+
+        /// The names of the secondary indexes, in the order they were configured.
+        pub fn index_names(&self) -> impl Iterator<Item = &str> {
+            self.index.index_names()
+        }
+
         /// An immutable snapshot of every object in (namespace, name, uid) order.
         ///
         /// O(1): the published state is shared, never copied or rebuilt, and later writes do

@@ -387,7 +387,7 @@ fn rejects_bad_ignore_fields() {
             &format!("{yaml}    ignore_fields: [\"{path}\"]\n"),
             &[
                 "ignore_fields[0]: ",
-                "would remove index_by field metadata.labels['app.kubernetes.io/name']",
+                "would remove index field metadata.labels['app.kubernetes.io/name']",
             ],
         );
     }
@@ -827,5 +827,66 @@ async fn start_reports_settings_changed_after_loading_as_configuration_errors() 
     assert!(
         source.downcast_ref::<k8s_store::StoreError>().is_some(),
         "{source:?}"
+    );
+}
+
+#[test]
+fn indexes_are_loaded_compiled_and_checked() {
+    let yaml = format!(
+        "{INGRESSES}    indexes:\n      by_class: [\"spec.ingressClassName\"]\n      by_app: [\"metadata.namespace\", \"metadata.labels['app']\"]\n"
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let rc = &config.watched_resources["ingresses"];
+    assert_eq!(
+        rc.indexes["by_app"],
+        ["metadata.namespace", "metadata.labels['app']"]
+    );
+    let compiled: Vec<_> = rc
+        .secondary_indexers()
+        .map(|(n, i)| (n.to_owned(), i.len()))
+        .collect();
+    assert_eq!(
+        compiled,
+        [("by_app".to_owned(), 2), ("by_class".to_owned(), 1)]
+    );
+
+    let with = |indexes: &str| format!("{INGRESSES}    indexes: {indexes}\n");
+    assert_error(
+        &with("{by_x: []}"),
+        &["watched_resources.ingresses.indexes.by_x", "is empty"],
+    );
+    assert_error(
+        &with("{by_x: [\"spec..a\"]}"),
+        &[
+            "watched_resources.ingresses.indexes.by_x[0]",
+            "invalid field path",
+        ],
+    );
+    assert_error(
+        &with("[\"spec.a\"]"),
+        &["watched_resources.ingresses.indexes"],
+    );
+    assert_error(
+        &with("{\"\": [\"spec.a\"]}"),
+        &["watched_resources.ingresses.indexes", "needs a name"],
+    );
+    // ignore_fields may not remove a secondary index's field either.
+    assert_error(
+        &format!(
+            "{}    ignore_fields: [\"spec\"]\n",
+            with("{by_class: [\"spec.ingressClassName\"]}")
+        ),
+        &[
+            "ignore_fields[0]",
+            "would remove index field spec.ingressClassName",
+        ],
+    );
+    // Not on an on-demand store yet: said at load time.
+    assert_error(
+        &format!("{SECRETS}    indexes: {{by_type: [\"metadata.labels['t']\"]}}\n"),
+        &[
+            "watched_resources.secrets.indexes.by_type",
+            "not supported on `store: on-demand` yet",
+        ],
     );
 }

@@ -214,6 +214,9 @@ impl Stores {
                     if let Some(shards) = rc.index_shards {
                         builder = builder.shards(shards);
                     }
+                    for (index, indexer) in rc.secondary_indexers() {
+                        builder = builder.index(index, indexer.clone());
+                    }
                     let store = builder.build().map_err(refused(name))?;
                     let reader = store.reader();
                     let watch = watch::spawn_full(

@@ -216,6 +216,7 @@ impl Ctx<'_> {
         let mut kind: Option<Setting<String>> = None;
         let mut plural: Option<Setting<String>> = None;
         let mut index_by: Option<Setting<Vec<String>>> = None;
+        let mut indexes: Option<Setting<BTreeMap<String, Vec<String>>>> = None;
         let mut store: Option<Setting<StoreKind>> = None;
         let mut namespace: Option<Setting<String>> = None;
         let mut label_selector: Option<Setting<String>> = None;
@@ -244,6 +245,7 @@ impl Ctx<'_> {
                 "kind" => kind = Some(self.typed(&path, at, v)?),
                 "plural" => plural = Some(self.typed(&path, at, v)?),
                 "index_by" => index_by = Some(self.typed(&path, at, v)?),
+                "indexes" => indexes = Some(self.typed(&path, at, v)?),
                 "store" => store = Some(self.typed(&path, at, v)?),
                 "namespace" => namespace = Some(self.typed(&path, at, v)?),
                 "label_selector" => label_selector = Some(self.typed(&path, at, v)?),
@@ -356,6 +358,43 @@ impl Ctx<'_> {
                 .map_err(|e| self.invalid(format!("{rpath}.index_by[{i}]"), &index_by.at, e))?;
             index_paths.push((p.as_str(), segs));
         }
+        // indexes
+        let mut secondary = Vec::new();
+        if let Some(ix) = &indexes {
+            for (name, paths) in &ix.value {
+                let here = format!("{rpath}.indexes.{name}");
+                if name.trim().is_empty() {
+                    return Err(self.invalid(
+                        format!("{rpath}.indexes"),
+                        &ix.at,
+                        "an index needs a name (the one lookups give), such as by_node",
+                    ));
+                }
+                if paths.is_empty() {
+                    return Err(self.invalid(
+                        &here,
+                        &ix.at,
+                        "is empty: give at least one field path, such as [\"spec.nodeName\"]",
+                    ));
+                }
+                for (i, p) in paths.iter().enumerate() {
+                    let segs = parse_path(p)
+                        .map_err(|e| self.invalid(format!("{here}[{i}]"), &ix.at, e))?;
+                    index_paths.push((p.as_str(), segs));
+                }
+                if store.value == StoreKind::OnDemand {
+                    return Err(self.invalid(
+                        &here,
+                        &ix.at,
+                        "secondary indexes are not supported on `store: on-demand` yet: \
+                         set `store: full`, or look these objects up by their index_by key",
+                    ));
+                }
+                let indexer =
+                    Indexer::new(paths).map_err(|e| self.invalid(&here, &ix.at, e.kind))?;
+                secondary.push((name.clone(), indexer));
+            }
+        }
         let missing = missing_fields.map(|s| s.value).unwrap_or_default();
         let mut indexer = Indexer::new(&index_by.value)
             .map_err(|e| self.invalid(field_path("index_by"), &index_by.at, e.kind))?;
@@ -385,7 +424,7 @@ impl Ctx<'_> {
                         )
                     } else {
                         format!(
-                            "{p:?} would remove index_by field {name}: remove it from \
+                            "{p:?} would remove index field {name}: remove it from \
                              ignore_fields or index by another field"
                         )
                     };
@@ -485,6 +524,7 @@ impl Ctx<'_> {
             kind: kind.value,
             plural: plural.map(|s| s.value),
             index_by: index_by.value,
+            indexes: indexes.map(|s| s.value).unwrap_or_default(),
             store: store_kind,
             namespace: namespace.map(|s| s.value),
             label_selector: label_selector.map(|s| s.value),
@@ -496,6 +536,7 @@ impl Ctx<'_> {
             max_cache_entries: max_cache_entries.map(|s| s.value),
             max_cache_bytes: max_cache_bytes.map(|s| s.value),
             indexer,
+            secondary,
             stripper: FieldStripper::new(ignore),
         })
     }

@@ -32,6 +32,7 @@
 //! | `kind` | yes | the kind, as in the objects' `kind` |
 //! | `plural` | no | the resource's plural; defaults to the guess of kube's [`ApiResource::from_gvk`] |
 //! | `index_by` | yes | the key components, as field paths (see [`Indexer`]); 1 to [`MAX_KEYS`](crate::MAX_KEYS) (64) of them |
+//! | `indexes` | no, `full` only | secondary indexes: a mapping from each index's name to its field paths (`by_node: ["spec.nodeName"]`), queried with [`MemoryReader::get_by`](crate::MemoryReader::get_by); kept in name order |
 //! | `store` | yes | `full` (bodies in memory) or `on-demand` (references in memory, bodies fetched and cached) |
 //! | `namespace` | no | watch one namespace; defaults to all |
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
@@ -90,6 +91,7 @@ const RESOURCE_FIELDS: &[&str] = &[
     "kind",
     "plural",
     "index_by",
+    "indexes",
     "store",
     "namespace",
     "label_selector",
@@ -182,6 +184,9 @@ pub struct ResourceConfig {
     pub plural: Option<String>,
     /// The field paths the key components are read from, in order (at least one).
     pub index_by: Vec<String>,
+    /// The secondary indexes: each one's name and the field paths its keys are read
+    /// from (see [`MemoryStoreBuilder::index`](crate::MemoryStoreBuilder::index)).
+    pub indexes: BTreeMap<String, Vec<String>>,
     /// Whether bodies are kept in memory or fetched on demand.
     pub store: StoreKind,
     /// The one namespace to watch; `None` watches all.
@@ -205,6 +210,7 @@ pub struct ResourceConfig {
     /// A byte budget for an on-demand store's cached bodies; `None` is no budget.
     pub max_cache_bytes: Option<u64>,
     indexer: Indexer,
+    secondary: Vec<(String, Indexer)>,
     stripper: FieldStripper,
 }
 
@@ -226,6 +232,12 @@ impl ResourceConfig {
     /// `missing_fields` is `empty`. Cloned from the one compiled at load time.
     pub fn indexer(&self) -> Indexer {
         self.indexer.clone()
+    }
+
+    /// The secondary indexes' names and indexers, in name order, compiled from
+    /// `indexes` at load time.
+    pub fn secondary_indexers(&self) -> impl Iterator<Item = (&str, &Indexer)> {
+        self.secondary.iter().map(|(n, i)| (n.as_str(), i))
     }
 
     /// The cache TTL of an on-demand store. Defaults to: [`DEFAULT_CACHE_TTL`] (5 minutes).

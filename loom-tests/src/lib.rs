@@ -3,7 +3,7 @@
 //! Run them with
 //!
 //! ```text
-//! RUSTFLAGS="--cfg k8s_store_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=/work/target-loom \
+//! RUSTFLAGS="--cfg k8s_store_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
 //!     cargo test -p k8s-store-loom-tests --release
 //! ```
 //!

@@ -130,6 +130,16 @@ pub enum ErrorKind {
         /// What was found ("an object", "an array").
         found: &'static str,
     },
+    /// An object would be under more entries of a secondary index than one object may
+    /// be: a key with several multi-valued (`[*]`) components is the product of their
+    /// values, and past [`MAX_ENTRIES_PER_OBJECT`](crate::MAX_ENTRIES_PER_OBJECT) the
+    /// indexer refuses the object rather than build them. The count is taken before any
+    /// entry is built, so an object with a million would-be entries costs nothing but
+    /// reading its values. (Boxed: it is rare, and every other error stays small.)
+    ///
+    /// Fix: index fewer multi-valued paths together (split the index in two, each with
+    /// one `[*]` path), or index by paths with fewer values per object.
+    TooManyValues(Box<TooManyValues>),
     /// The object could not be turned into JSON to read a non-metadata field.
     Serialize {
         /// The object's `namespace/name`.
@@ -192,6 +202,26 @@ pub enum ErrorKind {
         /// What is wrong, and what was expected there.
         reason: String,
     },
+}
+
+/// What [`ErrorKind::TooManyValues`] says: which object would be under how many
+/// entries of which index, and why (how many values each path has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooManyValues {
+    /// The index's name, when a store reports it;
+    /// [`Indexer::key_sets`](crate::Indexer::key_sets) leaves it `None` (an indexer
+    /// does not know which index it serves), for the store to fill in.
+    pub index: Option<String>,
+    /// The object's `namespace/name`.
+    pub object: String,
+    /// Every path of the index, in order, with how many distinct values the object has
+    /// for it.
+    pub paths: Vec<(String, usize)>,
+    /// The limit, [`MAX_ENTRIES_PER_OBJECT`](crate::MAX_ENTRIES_PER_OBJECT).
+    pub limit: usize,
+    /// How many entries the object would be under: the product of the counts in
+    /// `paths` (`usize::MAX` if that overflows).
+    pub found: usize,
 }
 
 /// The error every fallible operation of this crate returns: the operation, the keys
@@ -354,6 +384,7 @@ impl fmt::Display for ErrorKind {
                 f,
                 "field {path:?} of object {object} is {found}, not a string, number or boolean"
             ),
+            ErrorKind::TooManyValues(e) => e.fmt(f),
             ErrorKind::Serialize { object, source } => write!(
                 f,
                 "object {object} could not be serialised to read its fields: {source}"
@@ -389,6 +420,34 @@ impl fmt::Display for ErrorKind {
                 reason,
             } => write!(f, "invalid label selector at {selector}: {reason}"),
         }
+    }
+}
+
+impl fmt::Display for TooManyValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            index,
+            object,
+            paths,
+            limit,
+            found,
+        } = self;
+        write!(f, "object {object} would be under {found} entries of ")?;
+        match index {
+            Some(index) => write!(f, "index {index:?}")?,
+            None => f.write_str("a multi-valued index")?,
+        }
+        f.write_str(" (")?;
+        for (i, (path, values)) in paths.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " × " };
+            let noun = if *values == 1 { "value" } else { "values" };
+            write!(f, "{sep}{values} {noun} of {path:?}")?;
+        }
+        write!(
+            f,
+            "), more than the {limit} one object may be under: index fewer multi-valued \
+             ([*]) paths together, or by paths with fewer values"
+        )
     }
 }
 

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
 use crate::error::ErrorKind;
@@ -65,6 +65,146 @@ pub trait Object<Via>: Send + Sync + 'static {
     fn check_metadata(&self) -> Result<(), ErrorKind> {
         Ok(())
     }
+    /// Calls `f` with the key and value of every label, in no guaranteed order (typed
+    /// objects give them in key order). What a label index reads; [`label`](Self::label)
+    /// reads one.
+    ///
+    /// In an untyped JSON object, a label whose value is not a string is skipped, as
+    /// [`label`](Self::label) reads it as absent.
+    ///
+    /// Defaults to: the labels of [`to_json`](Self::to_json)'s `metadata.labels` (none
+    /// if it fails), correct for any implementation whose JSON agrees with its
+    /// accessors but slow; both of this crate's implementations read the metadata
+    /// directly, without serialising anything.
+    fn for_each_label(&self, f: &mut dyn FnMut(&str, &str)) {
+        if let Ok(json) = self.to_json() {
+            json_labels(&json, f);
+        }
+    }
+    /// Calls `f` with every entry of `metadata.ownerReferences`, in order. What an
+    /// indexer reads for `metadata.ownerReferences[*].uid` (and the other fields of an
+    /// owner reference) without serialising the object.
+    ///
+    /// In an untyped JSON object, an entry that is not a mapping is skipped, and a field
+    /// of the wrong type (a number for `uid`, a string for `controller`) reads as absent.
+    ///
+    /// Defaults to: the entries of [`to_json`](Self::to_json)'s
+    /// `metadata.ownerReferences` (none if it fails); both of this crate's
+    /// implementations read the metadata directly.
+    fn for_each_owner_reference(&self, f: &mut dyn FnMut(OwnerRef<'_>)) {
+        if let Ok(json) = self.to_json() {
+            json_owner_references(&json, f);
+        }
+    }
+    /// Calls `f` with every entry of `metadata.finalizers`, in order. What an indexer
+    /// reads for `metadata.finalizers[*]` without serialising the object.
+    ///
+    /// In an untyped JSON object, an entry that is not a string is skipped.
+    ///
+    /// Defaults to: the entries of [`to_json`](Self::to_json)'s `metadata.finalizers`
+    /// (none if it fails); both of this crate's implementations read the metadata
+    /// directly.
+    fn for_each_finalizer(&self, f: &mut dyn FnMut(&str)) {
+        if let Ok(json) = self.to_json() {
+            json_finalizers(&json, f);
+        }
+    }
+}
+
+/// One entry of an object's `metadata.ownerReferences`, borrowed from it: what
+/// [`Object::for_each_owner_reference`] visits.
+///
+/// Every field is optional because an untyped JSON object may lack any of them; in a
+/// typed object's (an `OwnerReference`'s) the four strings are always present.
+///
+/// # Examples
+/// ```
+/// use k8s_openapi::api::core::v1::Pod;
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+/// use k8s_store::{Object, OwnerRef};
+///
+/// let mut pod = Pod::default();
+/// pod.metadata.owner_references = Some(vec![OwnerReference {
+///     kind: "ReplicaSet".into(),
+///     name: "web-5d4f".into(),
+///     uid: "6f0c".into(),
+///     controller: Some(true),
+///     ..OwnerReference::default()
+/// }]);
+/// let mut owners = Vec::new();
+/// pod.for_each_owner_reference(&mut |o: OwnerRef<'_>| owners.push(o.uid.unwrap_or("").to_owned()));
+/// assert_eq!(owners, ["6f0c"]);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct OwnerRef<'a> {
+    /// `apiVersion` of the owner.
+    pub api_version: Option<&'a str>,
+    /// `kind` of the owner.
+    pub kind: Option<&'a str>,
+    /// `name` of the owner.
+    pub name: Option<&'a str>,
+    /// `uid` of the owner.
+    pub uid: Option<&'a str>,
+    /// `controller`: whether the owner is the managing controller.
+    pub controller: Option<bool>,
+    /// `blockOwnerDeletion`.
+    pub block_owner_deletion: Option<bool>,
+}
+
+impl<'a> From<&'a OwnerReference> for OwnerRef<'a> {
+    fn from(r: &'a OwnerReference) -> Self {
+        Self {
+            api_version: Some(&r.api_version),
+            kind: Some(&r.kind),
+            name: Some(&r.name),
+            uid: Some(&r.uid),
+            controller: r.controller,
+            block_owner_deletion: r.block_owner_deletion,
+        }
+    }
+}
+
+impl<'a> OwnerRef<'a> {
+    /// The owner reference of a JSON mapping, `None` for any other value. A field of
+    /// the wrong type reads as absent.
+    fn of_json(v: &'a Value) -> Option<Self> {
+        let v = v.as_object()?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+        Some(Self {
+            api_version: text("apiVersion"),
+            kind: text("kind"),
+            name: text("name"),
+            uid: text("uid"),
+            controller: flag("controller"),
+            block_owner_deletion: flag("blockOwnerDeletion"),
+        })
+    }
+}
+
+fn json_labels(v: &Value, f: &mut dyn FnMut(&str, &str)) {
+    let labels = v.get("metadata").and_then(|m| m.get("labels"));
+    if let Some(Value::Object(labels)) = labels {
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                f(k, v);
+            }
+        }
+    }
+}
+
+fn json_owner_references(v: &Value, f: &mut dyn FnMut(OwnerRef<'_>)) {
+    let refs = v.get("metadata").and_then(|m| m.get("ownerReferences"));
+    if let Some(Value::Array(refs)) = refs {
+        refs.iter().filter_map(OwnerRef::of_json).for_each(f);
+    }
+}
+
+fn json_finalizers(v: &Value, f: &mut dyn FnMut(&str)) {
+    let finalizers = v.get("metadata").and_then(|m| m.get("finalizers"));
+    if let Some(Value::Array(finalizers)) = finalizers {
+        finalizers.iter().filter_map(Value::as_str).for_each(f);
+    }
 }
 
 impl<T> Object<via::Resource> for T
@@ -91,6 +231,21 @@ where
     }
     fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error> {
         serde_json::to_value(self).map(Cow::Owned)
+    }
+    fn for_each_label(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in self.meta().labels.iter().flatten() {
+            f(k, v);
+        }
+    }
+    fn for_each_owner_reference(&self, f: &mut dyn FnMut(OwnerRef<'_>)) {
+        for r in self.meta().owner_references.iter().flatten() {
+            f(r.into());
+        }
+    }
+    fn for_each_finalizer(&self, f: &mut dyn FnMut(&str)) {
+        for name in self.meta().finalizers.iter().flatten() {
+            f(name);
+        }
     }
 }
 
@@ -131,6 +286,15 @@ impl Object<via::Json> for Value {
     }
     fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error> {
         Ok(Cow::Borrowed(self))
+    }
+    fn for_each_label(&self, f: &mut dyn FnMut(&str, &str)) {
+        json_labels(self, f);
+    }
+    fn for_each_owner_reference(&self, f: &mut dyn FnMut(OwnerRef<'_>)) {
+        json_owner_references(self, f);
+    }
+    fn for_each_finalizer(&self, f: &mut dyn FnMut(&str)) {
+        json_finalizers(self, f);
     }
     fn check_metadata(&self) -> Result<(), ErrorKind> {
         // A value that is not a mapping, or has no `metadata`, has the empty identity.
@@ -263,5 +427,220 @@ impl<K> Accessors<K> {
             version: |k| k.resource_version(),
             check: K::check_metadata,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::core::DynamicObject;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn labels<M>(obj: &impl Object<M>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        obj.for_each_label(&mut |k, v| {
+            out.insert(k.to_owned(), v.to_owned());
+        });
+        out
+    }
+
+    /// Owned copies of what `for_each_owner_reference` visits, in order.
+    type Owner = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+        Option<bool>,
+    );
+
+    fn owners<M>(obj: &impl Object<M>) -> Vec<Owner> {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        let mut out = Vec::new();
+        obj.for_each_owner_reference(&mut |r| {
+            out.push((
+                own(r.api_version),
+                own(r.kind),
+                own(r.name),
+                own(r.uid),
+                r.controller,
+                r.block_owner_deletion,
+            ));
+        });
+        out
+    }
+
+    fn finalizers<M>(obj: &impl Object<M>) -> Vec<String> {
+        let mut out = Vec::new();
+        obj.for_each_finalizer(&mut |f| out.push(f.to_owned()));
+        out
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "namespace": "shop",
+                "name": "web-1",
+                "labels": {"app": "web", "app.kubernetes.io/name": "ünï/cödé", "empty": ""},
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f",
+                     "uid": "u1", "controller": true, "blockOwnerDeletion": true},
+                    {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "u2"},
+                ],
+                "finalizers": ["b/f", "a", "b/f"],
+            },
+            "spec": {"containers": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn metadata_visitors_read_typed_dynamic_and_json_objects_alike() {
+        let pod = pod();
+        let json = serde_json::to_value(&pod).unwrap();
+        let dynamic: DynamicObject = serde_json::from_value(json.clone()).unwrap();
+
+        let want_labels: BTreeMap<String, String> = [
+            ("app", "web"),
+            ("app.kubernetes.io/name", "ünï/cödé"),
+            ("empty", ""),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        assert_eq!(labels(&pod), want_labels);
+        assert_eq!(labels(&dynamic), want_labels);
+        assert_eq!(labels(&json), want_labels);
+        for (k, v) in &want_labels {
+            assert_eq!(pod.label(k), Some(v.as_str()));
+        }
+
+        let s = |s: &str| Some(s.to_owned());
+        let want_owners = vec![
+            (
+                s("apps/v1"),
+                s("ReplicaSet"),
+                s("web-5d4f"),
+                s("u1"),
+                Some(true),
+                Some(true),
+            ),
+            (s("v1"), s("Node"), s("n"), s("u2"), None, None),
+        ];
+        assert_eq!(owners(&pod), want_owners);
+        assert_eq!(owners(&dynamic), want_owners);
+        assert_eq!(owners(&json), want_owners);
+
+        let want_finalizers = ["b/f", "a", "b/f"];
+        assert_eq!(finalizers(&pod), want_finalizers);
+        assert_eq!(finalizers(&dynamic), want_finalizers);
+        assert_eq!(finalizers(&json), want_finalizers);
+
+        // Nothing to visit: none of the three, and no call.
+        let bare = Pod::default();
+        let bare_json = json!({"metadata": {"name": "x"}});
+        assert!(labels(&bare).is_empty() && labels(&bare_json).is_empty());
+        assert!(owners(&bare).is_empty() && owners(&bare_json).is_empty());
+        assert!(finalizers(&bare).is_empty() && finalizers(&bare_json).is_empty());
+        assert!(labels(&json!(null)).is_empty() && owners(&json!([1])).is_empty());
+    }
+
+    #[test]
+    fn json_metadata_of_the_wrong_type_reads_as_absent() {
+        let obj = json!({
+            "metadata": {
+                "labels": {"a": 1, "b": "x", "c": null},
+                "ownerReferences": [
+                    5,
+                    {"uid": 5, "name": "n", "controller": "yes", "kind": ["K"]},
+                    {},
+                ],
+                "finalizers": ["f", 1, null, {"g": "h"}],
+            },
+        });
+        assert_eq!(labels(&obj), [("b".to_owned(), "x".to_owned())].into());
+        assert_eq!(
+            obj.label("a"),
+            None,
+            "as the visitor, the accessor skips it"
+        );
+        assert_eq!(
+            owners(&obj),
+            [
+                (None, None, Some("n".to_owned()), None, None, None),
+                (None, None, None, None, None, None),
+            ]
+        );
+        assert_eq!(finalizers(&obj), ["f"]);
+
+        let odd = json!({"metadata": {"labels": "a=b", "ownerReferences": {}, "finalizers": "f"}});
+        assert!(labels(&odd).is_empty());
+        assert!(owners(&odd).is_empty());
+        assert!(finalizers(&odd).is_empty());
+    }
+
+    /// An implementation of its own, with only the required methods: the visitors'
+    /// defaults read its JSON.
+    struct Custom(Value);
+    enum ViaCustom {}
+
+    impl Object<ViaCustom> for Custom {
+        fn namespace(&self) -> &str {
+            ""
+        }
+        fn name(&self) -> &str {
+            ""
+        }
+        fn uid(&self) -> &str {
+            ""
+        }
+        fn resource_version(&self) -> Option<&str> {
+            None
+        }
+        fn label(&self, key: &str) -> Option<&str> {
+            self.0.label(key)
+        }
+        fn annotation(&self, _: &str) -> Option<&str> {
+            None
+        }
+        fn to_json(&self) -> Result<Cow<'_, Value>, serde_json::Error> {
+            // Owned, as a typed object's is: the defaults must not borrow from it.
+            Ok(Cow::Owned(self.0.clone()))
+        }
+    }
+
+    #[test]
+    fn default_visitors_read_the_objects_json() {
+        let json = serde_json::to_value(pod()).unwrap();
+        let custom = Custom(json.clone());
+        assert_eq!(labels(&custom), labels(&json));
+        assert_eq!(owners(&custom), owners(&json));
+        assert_eq!(finalizers(&custom), finalizers(&json));
+        assert_eq!(owners(&custom).len(), 2);
+
+        // The on-demand tier's references keep no labels, owners or finalizers.
+        let reference = crate::Reference::new("ns", "n", "u", Some("1"));
+        assert!(labels(&reference).is_empty());
+        assert!(owners(&reference).is_empty());
+        assert!(finalizers(&reference).is_empty());
+    }
+
+    #[test]
+    fn owner_ref_borrows_every_field_of_an_owner_reference() {
+        let pod = pod();
+        let refs = pod.metadata.owner_references.as_deref().unwrap_or_default();
+        let r = OwnerRef::from(&refs[0]);
+        assert_eq!(
+            r,
+            OwnerRef {
+                api_version: Some("apps/v1"),
+                kind: Some("ReplicaSet"),
+                name: Some("web-5d4f"),
+                uid: Some("u1"),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }
+        );
     }
 }

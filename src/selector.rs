@@ -237,12 +237,17 @@ impl Requirement {
     /// `In` and `Exists` do not. An empty value is a value: `key=` holds only when the
     /// label is present and empty.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(self.key());
+        self.holds(labels.get(self.key()).map(String::as_str))
+    }
+
+    /// Whether the requirement holds for an object whose label [`key`](Self::key) has
+    /// `value` (`None`: the object has no such label).
+    pub(crate) fn holds(&self, value: Option<&str>) -> bool {
         match self {
-            Requirement::Equals { value: wanted, .. } => value == Some(wanted),
+            Requirement::Equals { value: wanted, .. } => value == Some(wanted.as_str()),
             Requirement::NotEquals {
                 value: unwanted, ..
-            } => value != Some(unwanted),
+            } => value != Some(unwanted.as_str()),
             Requirement::In { values, .. } => value.is_some_and(|v| values.contains(v)),
             Requirement::NotIn { values, .. } => !value.is_some_and(|v| values.contains(v)),
             Requirement::Exists { .. } => value.is_some(),

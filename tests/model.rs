@@ -2,8 +2,9 @@
 //! result including order, with `validate()` after every step.
 //!
 //! Every store has two secondary indexes beside its primary key: `ab`, by the labels
-//! `a` and `b` (an object without both is in no entry), and `ns`, by namespace. The
-//! model answers their lookups by a scan.
+//! `a` and `b` (an object without both is in no entry), and `ns`, by namespace, and a
+//! label index of the key `a` (so that selectors on `a` use it and those on `b` alone
+//! scan). The model answers their lookups and selectors by a scan.
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::json_obj;
-use k8s_store::{Batch, ErrorKind, Indexer, MemoryStore, Operation};
+use k8s_store::{
+    Batch, ErrorKind, Indexer, LabelIndex, MemoryStore, Operation, Requirement, Selector,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -50,6 +53,8 @@ enum Op {
     Get(Vec<String>),
     /// A lookup in a secondary index (`ab`, `ns`, or one the store does not have).
     GetBy(&'static str, Vec<String>),
+    /// A selector query, in one namespace or all.
+    Select(Option<String>, Selector),
     Delete(Vec<String>),
     Remove(Obj),
     List,
@@ -61,6 +66,21 @@ enum Op {
 
 fn s() -> impl Strategy<Value = String> {
     proptest::sample::select(ALPHABET).prop_map(str::to_owned)
+}
+
+/// A requirement on the label `a` or `b`, with values a selector can hold.
+fn requirement() -> impl Strategy<Value = Requirement> {
+    let key = proptest::sample::select(&["a", "b"][..]).prop_map(str::to_owned);
+    let value = proptest::sample::select(&["", "a", "b"][..]).prop_map(str::to_owned);
+    let values = proptest::collection::btree_set(value.clone(), 1..3);
+    prop_oneof![
+        (key.clone(), value.clone()).prop_map(|(key, value)| Requirement::Equals { key, value }),
+        (key.clone(), value).prop_map(|(key, value)| Requirement::NotEquals { key, value }),
+        (key.clone(), values.clone()).prop_map(|(key, values)| Requirement::In { key, values }),
+        (key.clone(), values).prop_map(|(key, values)| Requirement::NotIn { key, values }),
+        key.clone().prop_map(|key| Requirement::Exists { key }),
+        key.prop_map(|key| Requirement::DoesNotExist { key }),
+    ]
 }
 
 fn label() -> impl Strategy<Value = Option<String>> {
@@ -104,6 +124,11 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
             proptest::collection::vec(s(), 0..=3)
         )
             .prop_map(|(i, k)| Op::GetBy(i, k)),
+        4 => (
+            proptest::option::of(s()),
+            proptest::collection::vec(requirement(), 0..3)
+        )
+            .prop_map(|(ns, reqs)| Op::Select(ns, Selector::from_requirements(reqs).unwrap())),
         2 => keys(n).prop_map(Op::Delete),
         4 => obj().prop_map(Op::Remove),
         2 => Just(Op::List),
@@ -197,6 +222,7 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Indexer::new(["metadata.labels['a']", "metadata.labels['b']"]).unwrap(),
         )
         .index("ns", Indexer::new(["metadata.namespace"]).unwrap())
+        .label_index(LabelIndex::keys(["a"]))
         .build()
         .unwrap();
     let mut model = Model::new();
@@ -280,6 +306,26 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(seen(&r.unwrap()), want, "get_by {} {:?}", index, k);
                     }
                 }
+            }
+            Op::Select(ns, sel) => {
+                let got = match &ns {
+                    Some(ns) => store.select_in(ns, &sel),
+                    None => store.select(&sel),
+                };
+                let mut want: Vec<_> = model
+                    .values()
+                    .filter(|(o, _)| ns.as_ref().is_none_or(|ns| *ns == o.ns))
+                    .filter(|(o, _)| {
+                        let labels: BTreeMap<String, String> = [("a", &o.a), ("b", &o.b)]
+                            .into_iter()
+                            .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
+                            .collect();
+                        sel.matches(&labels)
+                    })
+                    .map(|(o, _)| o.order())
+                    .collect();
+                want.sort();
+                prop_assert_eq!(seen(&got), want, "select {:?} in {:?}", sel.to_string(), ns);
             }
             Op::Delete(k) => {
                 let r = store.delete(&k);

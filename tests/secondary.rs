@@ -334,3 +334,360 @@ fn a_key_that_does_not_read_refuses_the_write_and_changes_nothing() {
     assert!(s.is_empty());
     s.validate().unwrap();
 }
+
+mod select {
+    use super::*;
+    use k8s_store::{LabelIndex, Selector};
+    use std::collections::BTreeMap;
+
+    fn labels_of(o: &ConfigMap) -> BTreeMap<String, String> {
+        o.metadata.labels.clone().unwrap_or_default()
+    }
+
+    /// 300 objects in 3 namespaces, with `app` (5 values), `tier` (3), and every
+    /// seventh object without labels.
+    fn filled(which: Option<LabelIndex>) -> MemoryStore<ConfigMap> {
+        let mut b = MemoryStore::builder(2);
+        if let Some(w) = which {
+            b = b.label_index(w);
+        }
+        let s = b.build().unwrap();
+        for i in 0..300 {
+            let ns = format!("ns{}", i % 3);
+            let name = format!("o{i:03}");
+            let app = format!("app{}", i % 5);
+            let tier = ["api", "web", "db"][i % 3 / 2 + i % 2];
+            let labels: Vec<(&str, &str)> = if i % 7 == 0 {
+                Vec::new()
+            } else {
+                vec![("app", &app), ("tier", tier)]
+            };
+            s.add(labelled(&ns, &name, &labels), &[&ns, &name]).unwrap();
+        }
+        s.validate().unwrap();
+        s
+    }
+
+    const SELECTORS: &[&str] = &[
+        "app=app1",
+        "app=app1,tier=web",
+        "app in (app1,app3),tier!=db",
+        "tier in (api)",
+        "app",
+        "!app",
+        "app!=app2",
+        "app notin (app0,app1)",
+        "app=none",
+        "app in (none,app4)",
+        "",
+        "tier=web,app",
+    ];
+
+    #[test]
+    fn answers_every_selector_as_a_scan_does_in_order() {
+        for which in [
+            None,
+            Some(LabelIndex::All),
+            Some(LabelIndex::keys(["tier"])),
+        ] {
+            let s = filled(which.clone());
+            let all = s.list().to_vec();
+            for text in SELECTORS {
+                let sel: Selector = text.parse().unwrap();
+                let want: Vec<_> = all.iter().filter(|o| sel.matches(&labels_of(o))).collect();
+                let got = s.select(&sel);
+                assert_eq!(
+                    names(&got),
+                    names(&want.iter().map(|o| Arc::clone(o)).collect::<Vec<_>>()),
+                    "{text:?} with {which:?}"
+                );
+                for ns in ["ns0", "ns2", "absent"] {
+                    let want_ns: Vec<_> = want
+                        .iter()
+                        .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
+                        .map(|o| Arc::clone(o))
+                        .collect();
+                    assert_eq!(
+                        names(&s.select_in(ns, &sel)),
+                        names(&want_ns),
+                        "{text:?} in {ns} with {which:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_indexed_queries_and_scans() {
+        let s = filled(Some(LabelIndex::keys(["app"])));
+        let q = |t: &str| s.select(&t.parse().unwrap()).len();
+        q("app=app1");
+        q("app in (app1,app2)");
+        q("app");
+        q("tier=web,app=app3");
+        assert_eq!(s.select_stats().indexed, 4);
+        assert_eq!(s.select_stats().scans, 0);
+        // Not covered by the index, or no term that narrows: scans.
+        q("tier=web");
+        q("app!=app1");
+        q("");
+        assert_eq!(s.select_stats().scans, 3);
+        let plain = filled(None);
+        plain.select(&"app=app1".parse().unwrap());
+        assert_eq!(plain.select_stats().scans, 1);
+        assert_eq!(plain.select_stats().indexed, 0);
+    }
+
+    #[test]
+    fn follows_objects_as_their_labels_change() {
+        let s = filled(Some(LabelIndex::All));
+        let sel: Selector = "app=moved".parse().unwrap();
+        assert!(s.select(&sel).is_empty());
+        add(&s, labelled("ns1", "o001", &[("app", "moved")]));
+        assert_eq!(names(&s.select(&sel)), ["ns1/o001"]);
+        assert!(!names(&s.select(&"app=app1".parse().unwrap())).contains(&"ns1/o001".to_string()));
+        s.remove(&labelled("ns1", "o001", &[])).unwrap();
+        s.validate().unwrap();
+        assert!(s.select(&sel).is_empty());
+    }
+
+    #[test]
+    fn the_label_index_is_not_a_named_index() {
+        let s = filled(Some(LabelIndex::All));
+        assert_eq!(s.index_names().count(), 0);
+        assert!(matches!(
+            s.get_by("labels", &["app"]).unwrap_err().kind,
+            ErrorKind::UnknownIndex { .. }
+        ));
+    }
+}
+
+mod multi_valued {
+    use super::*;
+    use k8s_openapi::api::networking::v1::{Ingress, IngressSpec, IngressTLS};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use k8s_store::MAX_ENTRIES_PER_OBJECT;
+
+    fn ingress(ns: &str, name: &str, secrets: &[&str]) -> Arc<Ingress> {
+        let mut i = Ingress::default();
+        i.metadata.namespace = Some(ns.into());
+        i.metadata.name = Some(name.into());
+        i.spec = Some(IngressSpec {
+            tls: Some(
+                secrets
+                    .iter()
+                    .map(|s| IngressTLS {
+                        secret_name: Some(s.to_string()),
+                        hosts: None,
+                    })
+                    .collect(),
+            ),
+            ..IngressSpec::default()
+        });
+        Arc::new(i)
+    }
+
+    fn by_secret() -> MemoryStore<Ingress> {
+        MemoryStore::builder(2)
+            .index(
+                "by_tls_secret",
+                Indexer::new(["metadata.namespace", "spec.tls[*].secretName"]).unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn put(s: &MemoryStore<Ingress>, i: Arc<Ingress>) {
+        let keys = [
+            i.metadata.namespace.clone().unwrap(),
+            i.metadata.name.clone().unwrap(),
+        ];
+        s.add(i, &keys).unwrap();
+        s.validate().unwrap();
+    }
+
+    fn found(s: &MemoryStore<Ingress>, keys: &[&str]) -> Vec<String> {
+        s.get_by("by_tls_secret", keys)
+            .unwrap()
+            .iter()
+            .map(|i| i.metadata.name.clone().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_object_is_found_once_under_each_of_its_values() {
+        let s = by_secret();
+        put(&s, ingress("a", "web", &["tls-a", "tls-b", "tls-a"]));
+        put(&s, ingress("a", "api", &["tls-b"]));
+        put(&s, ingress("a", "none", &[]));
+        assert_eq!(found(&s, &["a", "tls-a"]), ["web"]);
+        assert_eq!(found(&s, &["a", "tls-b"]), ["api", "web"]);
+        // The prefix: each object once, however many of its keys share it.
+        assert_eq!(found(&s, &["a"]), ["api", "web"]);
+        assert!(found(&s, &["b", "tls-a"]).is_empty());
+    }
+
+    #[test]
+    fn an_object_gains_and_loses_values_of_an_array() {
+        let s = by_secret();
+        put(&s, ingress("a", "web", &["x", "y"]));
+        put(&s, ingress("a", "web", &["y", "z"]));
+        assert!(found(&s, &["a", "x"]).is_empty());
+        assert_eq!(found(&s, &["a", "y"]), ["web"]);
+        assert_eq!(found(&s, &["a", "z"]), ["web"]);
+        put(&s, ingress("a", "web", &[]));
+        assert!(found(&s, &["a"]).is_empty());
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn too_many_values_refuse_the_write_naming_the_object_and_the_index() {
+        let s = by_secret();
+        put(&s, ingress("a", "web", &["old"]));
+        let many: Vec<String> = (0..=MAX_ENTRIES_PER_OBJECT)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = s
+            .update(ingress("a", "web", &many), &["a", "web"])
+            .unwrap_err();
+        let ErrorKind::TooManyValues(t) = &e.kind else {
+            panic!("expected TooManyValues, got {e}");
+        };
+        assert_eq!(t.index.as_deref(), Some("by_tls_secret"));
+        assert_eq!(t.object, "a/web");
+        assert_eq!(t.found, MAX_ENTRIES_PER_OBJECT + 1);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("by_tls_secret") && msg.contains("a/web"),
+            "{msg}"
+        );
+        // Nothing changed: the old version is still stored and indexed.
+        assert_eq!(found(&s, &["a", "old"]), ["web"]);
+        s.validate().unwrap();
+        // At the limit it is accepted.
+        let at_limit = &many[..MAX_ENTRIES_PER_OBJECT];
+        s.update(ingress("a", "web", at_limit), &["a", "web"])
+            .unwrap();
+        s.validate().unwrap();
+        assert_eq!(found(&s, &["a"]), ["web"]);
+        assert_eq!(found(&s, &["a", "s7"]), ["web"]);
+    }
+
+    #[test]
+    fn pods_by_owner_uid() {
+        let s = MemoryStore::<Pod>::builder(2)
+            .index(
+                "by_owner",
+                Indexer::new(["metadata.ownerReferences[*].uid"]).unwrap(),
+            )
+            .build()
+            .unwrap();
+        for (name, owners) in [
+            ("p1", vec!["rs-1"]),
+            ("p2", vec!["rs-1", "job-9"]),
+            ("p3", vec![]),
+        ] {
+            let mut p = Pod::default();
+            p.metadata.namespace = Some("ns".into());
+            p.metadata.name = Some(name.into());
+            p.metadata.owner_references = Some(
+                owners
+                    .iter()
+                    .map(|uid| OwnerReference {
+                        uid: uid.to_string(),
+                        ..OwnerReference::default()
+                    })
+                    .collect(),
+            );
+            s.add(Arc::new(p), &["ns", name]).unwrap();
+        }
+        s.validate().unwrap();
+        let owned = |uid: &str| -> Vec<String> {
+            s.get_by("by_owner", &[uid])
+                .unwrap()
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect()
+        };
+        assert_eq!(owned("rs-1"), ["p1", "p2"]);
+        assert_eq!(owned("job-9"), ["p2"]);
+        assert!(owned("rs-2").is_empty());
+    }
+}
+
+mod fed {
+    use super::*;
+    use k8s_store::watch::{FeedOptions, Feeder};
+    use kube::runtime::watcher::Event;
+
+    /// A ConfigMap whose `data` (indexed by `by_data`, which takes scalars) is a map
+    /// when `bad`, and absent otherwise.
+    fn cm(name: &str, app: &str, bad: bool) -> ConfigMap {
+        let mut c = (*labelled("ns", name, &[("app", app)])).clone();
+        if bad {
+            c.data = Some([("k".to_string(), "v".to_string())].into());
+        }
+        c
+    }
+
+    #[test]
+    fn an_object_its_indexes_cannot_read_is_skipped_not_the_batch_or_the_relist() {
+        let store = Arc::new(
+            MemoryStore::<ConfigMap>::builder(2)
+                .index("by_app", Indexer::new(["metadata.labels['app']"]).unwrap())
+                .index("by_data", Indexer::new(["data"]).unwrap())
+                .build()
+                .unwrap(),
+        );
+        let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).unwrap();
+        let mut feeder = Feeder::new(Arc::clone(&store), indexer, FeedOptions::new("t")).unwrap();
+        let status = feeder.status();
+        // A relist with one object the store cannot index: the others are swapped in.
+        feeder.handle(Event::Init);
+        feeder.handle(Event::InitApply(cm("a", "web", false)));
+        feeder.handle(Event::InitApply(cm("b", "web", true)));
+        feeder.handle(Event::InitApply(cm("c", "web", false)));
+        feeder.handle(Event::InitDone);
+        assert!(status.is_ready());
+        assert_eq!(
+            names(&store.get_by("by_app", &["web"]).unwrap()),
+            ["ns/a", "ns/c"]
+        );
+        assert_eq!(status.stats().index_errors, 1);
+        // A burst: the bad one skipped (and the stored version it replaces removed),
+        // the rest written as one batch.
+        feeder.handle_batch([
+            Event::Apply(cm("d", "web", false)),
+            Event::Apply(cm("a", "web", true)),
+            Event::Apply(cm("e", "db", false)),
+        ]);
+        store.validate().unwrap();
+        assert_eq!(
+            names(&store.get_by("by_app", &["web"]).unwrap()),
+            ["ns/c", "ns/d"]
+        );
+        assert_eq!(names(&store.get_by("by_app", &["db"]).unwrap()), ["ns/e"]);
+        assert_eq!(status.stats().index_errors, 2);
+        assert_eq!(status.stats().store_errors, 0);
+        // One event on its own: the same.
+        feeder.handle(Event::Apply(cm("c", "web", true)));
+        assert_eq!(names(&store.get_by("by_app", &["web"]).unwrap()), ["ns/d"]);
+        assert_eq!(status.stats().index_errors, 3);
+        store.validate().unwrap();
+    }
+
+    #[test]
+    fn a_multi_valued_indexer_cannot_be_a_watch_key() {
+        let store = MemoryStore::<ConfigMap>::new(1).unwrap();
+        let e = Feeder::new(
+            store,
+            Indexer::new(["metadata.finalizers[*]"]).unwrap(),
+            FeedOptions::new("t"),
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(e.kind, ErrorKind::InvalidSetting(_)), "{e}");
+        assert!(e.to_string().contains("secondary index"), "{e}");
+    }
+}

@@ -13,14 +13,15 @@ use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
-use crate::index::ptree::{Draft, PTree, Sep, StateTree};
+use crate::index::ptree::{Draft, PTree, Sep, SepBuilder, StateTree, Target};
 use crate::index::retire::{Garbage, Generation, Unowned};
-use crate::index::secondary::{Secondary, SecondaryKeys, SecondaryState, prefixes};
+use crate::index::secondary::{LabelIndex, Secondary, SecondaryKeys, SecondaryState, prefixes};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
 use crate::readiness::Readiness;
-use crate::sync::{Arc, Mutex, Published, Shards, Table, default_index_shards};
+use crate::selector::{Requirement, Selector};
+use crate::sync::{Arc, Counter, Mutex, Published, Shards, Table, default_index_shards};
 
 /// The full tier's index: what a [`MemoryStore`] (its writer) and its
 /// [`MemoryReader`](crate::MemoryReader)s share. See [`MemoryStore`] for the contract.
@@ -32,6 +33,12 @@ pub(crate) struct Index<K> {
     /// [`secondary`](crate::index::secondary)); `State::secondary` holds their groups
     /// in the same order.
     secondary: Box<[Secondary<K>]>,
+    /// The label keys the label index covers (the last of `secondary`), if there is one.
+    labels: Option<LabelIndex>,
+    /// [`Object::label`], for matching selectors.
+    label_of: for<'a> fn(&'a K, &str) -> Option<&'a str>,
+    /// How selectors were answered.
+    selects: SelectCounters,
     exact: Shards<Bucket<K>>,
     published: Published<State<K>>,
     writer: Mutex<Writer<K>>,
@@ -150,6 +157,55 @@ impl<K> State<K> {
     }
 }
 
+/// The label index's lists (its groups' members) under the cheapest term of `reqs`
+/// that the index can answer alone (`=`, `in` or exists on a key it covers), by how
+/// many objects they hold; `None` when there is no such term.
+fn cheapest_lists<K>(
+    which: &LabelIndex,
+    depths: &[StateTree<Group<K>>],
+    reqs: &[Requirement],
+) -> Option<Vec<StateTree<Unowned<K>>>> {
+    let list = |depth: usize, parts: &[&str]| {
+        depths
+            .get(depth - 1)
+            .and_then(|t| t.get(&by_prefix(&key::encode(parts))))
+            .map(|g| g.members.clone())
+    };
+    let mut best: Option<(usize, Vec<StateTree<Unowned<K>>>)> = None;
+    for r in reqs.iter().filter(|r| which.covers(r.key())) {
+        let lists: Vec<_> = match r {
+            Requirement::Equals { key, value } => list(2, &[key, value]).into_iter().collect(),
+            Requirement::In { key, values } => {
+                values.iter().filter_map(|v| list(2, &[key, v])).collect()
+            }
+            Requirement::Exists { key } => list(1, &[key]).into_iter().collect(),
+            _ => continue,
+        };
+        let cost = lists.iter().map(PTree::len).sum::<usize>();
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, lists));
+        }
+    }
+    best.map(|(_, lists)| lists)
+}
+
+/// Finds the first object of namespace `ns` in a list in (namespace, name, uid) order.
+fn namespace_start<K>(acc: Accessors<K>, ns: &str) -> Target<impl Fn(&Unowned<K>) -> Ordering> {
+    let mut sep = SepBuilder::new();
+    sep.add_component(ns.as_bytes());
+    Target {
+        // At most the `Sep` of any object of the namespace (its name and uid follow).
+        sep: sep.finish(),
+        cmp: move |o: &Unowned<K>| {
+            if (acc.meta)(o).namespace < ns {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        },
+    }
+}
+
 /// Consecutive members of one group gathered during a relist: its encoded prefix and
 /// them, in order.
 type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
@@ -159,7 +215,6 @@ type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
 type Gathered<K> = BTreeMap<Vec<u8>, Vec<Unowned<K>>>;
 
 /// How two stored objects order, by (namespace, name, uid).
-#[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
 fn order_arcs<K>(acc: Accessors<K>, a: &Arc<K>, b: &Arc<K>) -> Ordering {
     (acc.meta)(a).order(&(acc.meta)(b))
 }
@@ -175,6 +230,34 @@ fn first_is_namespace(encoded: &[u8], view: MetaView<'_>) -> bool {
 /// Whether a stored object is an unchanged version of the one being written: `None`
 /// when it is of another identity (see [`Index::update_changed`]).
 pub(crate) type Same<'a, K> = dyn Fn(&K) -> Option<bool> + 'a;
+
+/// How many selector queries a store answered from its label index, and how many by
+/// reading every object (see [`MemoryStore::select`]).
+#[derive(Debug, Default)]
+struct SelectCounters {
+    indexed: Counter,
+    scans: Counter,
+}
+
+/// How a store's selector queries were answered (see
+/// [`MemoryReader::select`](crate::MemoryReader::select)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SelectStats {
+    /// Queries answered from the label index: from the objects under its cheapest
+    /// indexed `=`, `in` or exists term.
+    pub indexed: u64,
+    /// Queries answered by reading every object (the selector has no term on an
+    /// indexed label key that narrows it, or the store has no label index).
+    pub scans: u64,
+}
+
+/// What a selector query reads: the label index's lists of its cheapest term, or
+/// every object.
+enum Plan<K> {
+    Lists(Vec<StateTree<Unowned<K>>>),
+    Scan(Snapshot<K>),
+}
 
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {
@@ -242,6 +325,7 @@ pub struct MemoryStoreBuilder<K> {
     num_keys: usize,
     shards: Option<usize>,
     indexes: Vec<(String, Indexer)>,
+    label_index: Option<LabelIndex>,
     _objects: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -251,6 +335,7 @@ impl<K> std::fmt::Debug for MemoryStoreBuilder<K> {
             .field("num_keys", &self.num_keys)
             .field("shards", &self.shards)
             .field("indexes", &self.indexes)
+            .field("label_index", &self.label_index)
             .finish()
     }
 }
@@ -261,6 +346,7 @@ impl<K> Clone for MemoryStoreBuilder<K> {
             num_keys: self.num_keys,
             shards: self.shards,
             indexes: self.indexes.clone(),
+            label_index: self.label_index.clone(),
             _objects: std::marker::PhantomData,
         }
     }
@@ -272,6 +358,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             num_keys,
             shards: None,
             indexes: Vec::new(),
+            label_index: None,
             _objects: std::marker::PhantomData,
         }
     }
@@ -326,6 +413,20 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         self
     }
 
+    /// Indexes the labels `which` covers, so that
+    /// [`select`](crate::MemoryReader::select) answers a selector with an `=`, `in` or
+    /// exists term on one of them from the objects under that term alone (the
+    /// cheapest, when there are several), instead of reading every object.
+    ///
+    /// Each indexed label of each object is one more entry that every write of the
+    /// object keeps up to date, published with the rest of the write.
+    ///
+    /// Defaults to: no label index (selectors read every object).
+    pub fn label_index(mut self, which: LabelIndex) -> Self {
+        self.label_index = Some(which);
+        self
+    }
+
     /// Builds the store.
     ///
     /// # Errors
@@ -358,10 +459,13 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
                 ))));
             }
         }
+        let labels = self.label_index;
         let secondary: Box<[Secondary<K>]> = self
             .indexes
             .into_iter()
             .map(|(name, indexer)| Secondary::new::<M>(name, indexer))
+            // The label index goes last (`select` finds it there).
+            .chain(labels.clone().map(Secondary::labels::<M>))
             .collect();
         let garbage = Arc::new(Garbage::new());
         let state = Arc::new(State {
@@ -380,6 +484,9 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             acc: Accessors::of::<M>(),
             hasher: KeyHasher::default(),
             secondary,
+            labels,
+            label_of: |k, key| k.label(key),
+            selects: SelectCounters::default(),
             exact: Shards::new(shards),
             published: Published::new(Arc::clone(&state)),
             writer: Mutex::new(Writer {
@@ -537,13 +644,17 @@ impl<K: Send + Sync + 'static> Index<K> {
         index: &str,
         keys: &[S],
     ) -> Result<Vec<Arc<K>>, StoreError> {
-        let Some(i) = self.secondary.iter().position(|s| s.name == index) else {
+        let Some(i) = self
+            .secondary
+            .iter()
+            .position(|s| !s.labels && s.name == index)
+        else {
             return Err(StoreError::new(
                 Operation::Get,
                 keys,
                 ErrorKind::UnknownIndex {
                     name: index.to_owned(),
-                    known: self.secondary.iter().map(|s| s.name.clone()).collect(),
+                    known: self.index_names().map(str::to_owned).collect(),
                 },
             ));
         };
@@ -571,7 +682,77 @@ impl<K: Send + Sync + 'static> Index<K> {
 
     /// See [`MemoryStore::index_names`].
     pub(crate) fn index_names(&self) -> impl Iterator<Item = &str> {
-        self.secondary.iter().map(|s| s.name.as_str())
+        self.secondary
+            .iter()
+            .filter(|s| !s.labels)
+            .map(|s| s.name.as_str())
+    }
+
+    /// See [`MemoryStore::select`].
+    pub(crate) fn select(&self, namespace: Option<&str>, selector: &Selector) -> Vec<Arc<K>> {
+        let reqs = selector.requirements();
+        // Planned under the guard, which only clones out the lists to read (a root
+        // pointer each) or the snapshot, and the generation that keeps them alive.
+        let (plan, _generation) = self.published.with(|st| {
+            let plan = match (&self.labels, st.secondary.last()) {
+                (Some(which), Some(index)) => cheapest_lists(which, &index.depths, reqs),
+                _ => None,
+            };
+            let plan = plan.map_or_else(|| Plan::Scan(st.snapshot()), Plan::Lists);
+            (plan, Arc::clone(&st.generation))
+        });
+        let meta = self.acc.meta;
+        let keep = |o: &K| {
+            namespace.is_none_or(|ns| meta(o).namespace == ns)
+                && reqs.iter().all(|r| r.holds((self.label_of)(o, r.key())))
+        };
+        match plan {
+            Plan::Scan(all) => {
+                self.selects.scans.incr();
+                all.iter().filter(|o| keep(o)).cloned().collect()
+            }
+            Plan::Lists(lists) => {
+                self.selects.indexed.incr();
+                let mut out: Vec<Arc<K>> = Vec::new();
+                for list in &lists {
+                    match namespace {
+                        // The list is in (namespace, name, uid) order: the namespace's
+                        // objects are one run, found by one descent.
+                        Some(ns) => out.extend(
+                            list.iter_from(&namespace_start(self.acc, ns))
+                                .take_while(|o| meta(o).namespace == ns)
+                                .filter(|o| keep(o))
+                                .map(|o| Arc::clone(o)),
+                        ),
+                        None => out.extend(list.iter().filter(|o| keep(o)).map(|o| Arc::clone(o))),
+                    }
+                }
+                if lists.len() > 1 {
+                    // An `in` term's lists: each in order, and disjoint (an object has
+                    // one value for the key).
+                    out.sort_unstable_by(|a, b| order_arcs(self.acc, a, b));
+                }
+                out
+            }
+        }
+    }
+
+    /// See [`MemoryStore::select_stats`].
+    pub(crate) fn select_stats(&self) -> SelectStats {
+        SelectStats {
+            indexed: self.selects.indexed.get(),
+            scans: self.selects.scans.get(),
+        }
+    }
+
+    /// Whether every secondary index can read its keys from `obj` (see
+    /// `watch::Target::check`).
+    pub(crate) fn check_indexes(&self, obj: &K) -> Result<(), StoreError> {
+        if self.secondary.is_empty() {
+            return Ok(());
+        }
+        self.secondary_keys::<&str>(Operation::Index, obj, &[])
+            .map(drop)
     }
 
     /// See [`MemoryStore::get_one`].

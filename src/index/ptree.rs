@@ -715,6 +715,41 @@ impl<T: Clone, L: Link<T>> PTree<T, L> {
         it
     }
 
+    /// In-order iterator from the first element not less than the target: `t.cmp`
+    /// may answer `Less` for the elements before it and `Greater` for the rest (a
+    /// range's start, such as the first object of a namespace), never `Equal`.
+    /// O(log n) to start: it descends once, counting the elements it skips.
+    pub(crate) fn iter_from<F: Fn(&T) -> Ordering>(&self, t: &Target<F>) -> Iter<'_, T, L> {
+        let mut it = Iter {
+            stack: Vec::new(),
+            leaf: [].iter(),
+            remaining: self.len,
+        };
+        let Some(root) = self.root.as_ref() else {
+            return it;
+        };
+        let mut node = root.get();
+        let mut skipped = 0;
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    let at = v.partition_point(|e| (t.cmp)(e) == Ordering::Less);
+                    skipped += at;
+                    it.leaf = v[at..].iter();
+                    break;
+                }
+                Node::Inner(c) => {
+                    let i = route(c, t);
+                    skipped += c[..i].iter().map(|c| c.len).sum::<usize>();
+                    it.stack.push(c[i + 1..].iter());
+                    node = c[i].node.get();
+                }
+            }
+        }
+        it.remaining = self.len - skipped;
+        it
+    }
+
     /// Checks every structural invariant; `order` compares two elements and `sep_of`
     /// gives an element's [`Sep`].
     #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
@@ -1112,6 +1147,34 @@ mod tests {
         assert!(t.iter().all(|e| e.1 == u32::from(e.0 % 7 == 0)));
         assert!(snap.iter().all(|e| e.1 == 0));
         assert_eq!(t.len(), 1000);
+    }
+
+    #[test]
+    fn iter_from_starts_at_the_first_element_not_less_than_the_target() {
+        let items: Vec<(u32, u32)> = (0..2000).map(|k| (k * 2, k)).collect();
+        let tree: PTree<(u32, u32)> = PTree::from_sorted(items, sep_of, &());
+        for start in [0u32, 1, 2, 63, 64, 1001, 3998, 3999, 4000, 5000] {
+            let t = Target {
+                sep: sep_of_key(start),
+                cmp: |e: &(u32, u32)| {
+                    if e.0 < start {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                },
+            };
+            let got: Vec<u32> = tree.iter_from(&t).map(|e| e.0).collect();
+            let want: Vec<u32> = (0..2000).map(|k| k * 2).filter(|k| *k >= start).collect();
+            assert_eq!(got, want, "from {start}");
+            assert_eq!(tree.iter_from(&t).len(), want.len(), "count from {start}");
+        }
+        let empty: PTree<(u32, u32)> = PTree::default();
+        let t = Target {
+            sep: sep_of_key(0),
+            cmp: |_: &(u32, u32)| Ordering::Greater,
+        };
+        assert_eq!(empty.iter_from(&t).count(), 0);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!
 //! [`Group`]: crate::index::group::Group
 
+use std::collections::BTreeSet;
+
 use crate::error::{ErrorKind, StoreError};
 use crate::feed::indexer::Indexer;
 use crate::feed::keys::Components;
@@ -33,7 +35,43 @@ type Extract<K> = dyn Fn(&K) -> Result<Vec<Vec<u8>>, StoreError> + Send + Sync;
 pub(crate) struct Secondary<K> {
     pub(crate) name: String,
     pub(crate) num_keys: usize,
+    /// Whether this is the store's label index (keys `[label key, value]`, one per
+    /// indexed label), which answers selectors and is not looked up by name.
+    pub(crate) labels: bool,
     extract: Box<Extract<K>>,
+}
+
+/// Which label keys a [`MemoryStore`](crate::MemoryStore) indexes, so that
+/// [`select`](crate::MemoryReader::select) answers a selector from the objects that
+/// carry one of its labels instead of from every object (see
+/// [`MemoryStoreBuilder::label_index`](crate::MemoryStoreBuilder::label_index)). In the
+/// configuration: `index_labels: all` or a list of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelIndex {
+    /// Every label key.
+    All,
+    /// These label keys only.
+    Keys(BTreeSet<String>),
+}
+
+impl LabelIndex {
+    /// The label keys `keys` only.
+    pub fn keys<I, S>(keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        LabelIndex::Keys(keys.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether the label key `key` is indexed.
+    pub fn covers(&self, key: &str) -> bool {
+        match self {
+            LabelIndex::All => true,
+            LabelIndex::Keys(keys) => keys.contains(key),
+        }
+    }
 }
 
 impl<K> std::fmt::Debug for Secondary<K> {
@@ -53,16 +91,41 @@ impl<K: 'static> Secondary<K> {
     {
         let num_keys = indexer.len();
         let extract = move |obj: &K| -> Result<Vec<Vec<u8>>, StoreError> {
-            match indexer.key_list(obj) {
-                Ok(keys) => Ok(vec![key::encode(&keys.parts())]),
-                // A missing field: the object is in no group of this index.
-                Err(e) if matches!(e.kind, ErrorKind::MissingField { .. }) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            }
+            // Every key of the object (several for `[*]` paths, none for a missing
+            // field), distinct.
+            Ok(indexer
+                .key_sets(obj)?
+                .iter()
+                .map(|k| key::encode(&k.parts()))
+                .collect())
         };
         Self {
             name,
             num_keys,
+            labels: false,
+            extract: Box::new(extract),
+        }
+    }
+
+    /// The label index over the label keys `which` covers: one key `[label key,
+    /// value]` per indexed label of an object.
+    pub(crate) fn labels<M>(which: LabelIndex) -> Self
+    where
+        K: Object<M>,
+    {
+        let extract = move |obj: &K| -> Result<Vec<Vec<u8>>, StoreError> {
+            let mut keys = Vec::new();
+            obj.for_each_label(&mut |k, v| {
+                if which.covers(k) {
+                    keys.push(key::encode(&[k, v]));
+                }
+            });
+            Ok(keys)
+        };
+        Self {
+            name: "labels".into(),
+            num_keys: 2,
+            labels: true,
             extract: Box::new(extract),
         }
     }
@@ -71,9 +134,15 @@ impl<K: 'static> Secondary<K> {
     ///
     /// # Errors
     /// What the indexer says of the object (a field that is not a scalar, too many
-    /// values).
+    /// values: [`ErrorKind::TooManyValues`] then names this index).
     pub(crate) fn keys_of(&self, obj: &K) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut keys = (self.extract)(obj)?;
+        let mut keys = (self.extract)(obj).map_err(|mut e| {
+            // The indexer does not know which index it serves: this one.
+            if let ErrorKind::TooManyValues(t) = &mut e.kind {
+                t.index = Some(self.name.clone());
+            }
+            e
+        })?;
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)

@@ -13,10 +13,11 @@ use crate::error::StoreError;
 use crate::feed::keys::Components;
 use crate::freshness::{FreshnessStats, Versions, WaitError};
 use crate::index::batch::{Applied, Batch};
-use crate::index::memory::{Index, MemoryStoreBuilder};
+use crate::index::memory::{Index, MemoryStoreBuilder, SelectStats};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::readiness::WriterDropped;
+use crate::selector::Selector;
 use crate::sync::Arc;
 
 #[cfg(doc)]
@@ -93,6 +94,53 @@ macro_rules! reads {
             keys: &[S],
         ) -> Result<Vec<Arc<K>>, StoreError> {
             self.index.get_by(index, keys)
+        }
+
+        /// The objects whose labels match `selector`, sorted by (namespace, name, uid).
+        ///
+        /// With a label index (see [`MemoryStoreBuilder::label_index`]) that covers the
+        /// key of one of its `=`, `in` or exists terms, the query reads only the objects
+        /// under the cheapest such term (an `in` term: under all its values) and checks
+        /// the rest of the selector on them: its cost is that list and the result, not
+        /// the store. Any other selector (only `!=`, `notin` or `!key` terms, keys the
+        /// index does not cover, the empty selector, or no label index) reads every
+        /// object; [`select_stats`](Self::select_stats) counts both kinds.
+        ///
+        /// Read from one published state with no lock, as [`list`](Self::list) is.
+        ///
+        /// ```
+        /// # use std::sync::Arc;
+        /// # use k8s_openapi::api::core::v1::Pod;
+        /// use k8s_store::{LabelIndex, MemoryStore, Selector};
+        ///
+        /// let store = MemoryStore::<Pod>::builder(2).label_index(LabelIndex::All).build()?;
+        /// # for (name, app, tier) in [("a", "web", "api"), ("b", "web", "db"), ("c", "shop", "api")] {
+        /// #     let mut p = Pod::default();
+        /// #     p.metadata.namespace = Some("ns".into());
+        /// #     p.metadata.name = Some(name.into());
+        /// #     p.metadata.labels = Some([("app".to_string(), app.to_string()), ("tier".to_string(), tier.to_string())].into());
+        /// #     store.add(Arc::new(p), &["ns", name])?;
+        /// # }
+        /// let web_api = store.select(&"app=web,tier in (api,cache)".parse::<Selector>()?);
+        /// assert_eq!(web_api.len(), 1);
+        /// assert_eq!(store.select_stats().indexed, 1);
+        /// # Ok::<(), k8s_store::StoreError>(())
+        /// ```
+        pub fn select(&self, selector: &Selector) -> Vec<Arc<K>> {
+            self.index.select(None, selector)
+        }
+
+        /// [`select`](Self::select) among the objects of namespace `namespace` only:
+        /// with the label index, the namespace's objects under the cheapest term, found
+        /// by one descent of each list.
+        pub fn select_in(&self, namespace: &str, selector: &Selector) -> Vec<Arc<K>> {
+            self.index.select(Some(namespace), selector)
+        }
+
+        /// How many selector queries were answered from the label index, and how many
+        /// read every object, since the store was built.
+        pub fn select_stats(&self) -> SelectStats {
+            self.index.select_stats()
         }
 
         /// The names of the secondary indexes, in the order they were configured.
@@ -246,6 +294,12 @@ impl<K: Send + Sync + 'static> Drop for MemoryStore<K> {
 
 impl<K: Send + Sync + 'static> MemoryStore<K> {
     reads!();
+
+    /// Whether every secondary index can read its keys from `obj` (what a feed checks
+    /// before it writes; see `watch::Target::check`).
+    pub(crate) fn check_indexes(&self, obj: &K) -> Result<(), StoreError> {
+        self.index.check_indexes(obj)
+    }
 
     pub(crate) fn from_index(index: Index<K>) -> Self {
         Self {

@@ -833,7 +833,7 @@ async fn start_reports_settings_changed_after_loading_as_configuration_errors() 
 #[test]
 fn indexes_are_loaded_compiled_and_checked() {
     let yaml = format!(
-        "{INGRESSES}    indexes:\n      by_class: [\"spec.ingressClassName\"]\n      by_app: [\"metadata.namespace\", \"metadata.labels['app']\"]\n"
+        "{INGRESSES}    indexes:\n      by_class: [\"spec.ingressClassName\"]\n      by_app: [\"metadata.namespace\", \"metadata.labels['app']\"]\n      by_tls: [\"spec.tls[*].secretName\"]\n"
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let rc = &config.watched_resources["ingresses"];
@@ -847,7 +847,19 @@ fn indexes_are_loaded_compiled_and_checked() {
         .collect();
     assert_eq!(
         compiled,
-        [("by_app".to_owned(), 2), ("by_class".to_owned(), 1)]
+        [
+            ("by_app".to_owned(), 2),
+            ("by_class".to_owned(), 1),
+            ("by_tls".to_owned(), 1)
+        ]
+    );
+    // ignore_fields may not remove the array a multi-valued path reads.
+    assert_error(
+        &format!("{yaml}    ignore_fields: [\"spec.tls\"]\n"),
+        &[
+            "ignore_fields[0]",
+            "would remove index field spec.tls[*].secretName",
+        ],
     );
 
     let with = |indexes: &str| format!("{INGRESSES}    indexes: {indexes}\n");
@@ -881,12 +893,43 @@ fn indexes_are_loaded_compiled_and_checked() {
             "would remove index field spec.ingressClassName",
         ],
     );
-    // Not on an on-demand store yet: said at load time.
+    // An on-demand store: metadata its references keep, nothing else.
+    let on_demand = Config::from_yaml(&format!(
+        "{SECRETS}    indexes: {{by_owner: [\"metadata.ownerReferences[0].uid\"], by_t: [\"metadata.labels['t']\"]}}\n"
+    ))
+    .unwrap();
+    assert_eq!(on_demand.watched_resources["secrets"].indexes.len(), 2);
     assert_error(
-        &format!("{SECRETS}    indexes: {{by_type: [\"metadata.labels['t']\"]}}\n"),
+        &format!("{SECRETS}    indexes: {{by_type: [\"type\"]}}\n"),
         &[
-            "watched_resources.secrets.indexes.by_type",
-            "not supported on `store: on-demand` yet",
+            "watched_resources.secrets.indexes.by_type[0]",
+            "not a field an on-demand store keeps",
         ],
     );
+}
+
+#[test]
+fn index_labels_is_all_or_a_list_of_keys() {
+    let with = |v: &str| format!("{INGRESSES}    index_labels: {v}\n");
+    let all = Config::from_yaml(&with("all")).unwrap();
+    assert_eq!(
+        all.watched_resources["ingresses"].index_labels,
+        Some(k8s_store::LabelIndex::All)
+    );
+    let some = Config::from_yaml(&with("[app, tier]")).unwrap();
+    assert_eq!(
+        some.watched_resources["ingresses"].index_labels,
+        Some(k8s_store::LabelIndex::keys(["app", "tier"]))
+    );
+    assert!(
+        Config::from_yaml(INGRESSES).unwrap().watched_resources["ingresses"]
+            .index_labels
+            .is_none()
+    );
+    assert_error(
+        &with("some"),
+        &["watched_resources.ingresses.index_labels", "give `all`"],
+    );
+    assert_error(&with("[app, \"\"]"), &["index_labels", "non-empty string"]);
+    assert_error(&with("[1]"), &["index_labels", "non-empty string"]);
 }

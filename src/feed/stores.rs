@@ -217,6 +217,9 @@ impl Stores {
                     for (index, indexer) in rc.secondary_indexers() {
                         builder = builder.index(index, indexer.clone());
                     }
+                    if let Some(which) = &rc.index_labels {
+                        builder = builder.label_index(which.clone());
+                    }
                     let store = builder.build().map_err(refused(name))?;
                     let reader = store.reader();
                     let watch = watch::spawn_full(
@@ -260,6 +263,12 @@ impl Stores {
                     }
                     if let Some(ns) = &rc.namespace {
                         builder = builder.namespace(ns.clone());
+                    }
+                    for (index, indexer) in rc.secondary_indexers() {
+                        builder = builder.index(index, indexer.clone());
+                    }
+                    if let Some(which) = &rc.index_labels {
+                        builder = builder.label_index(which.clone());
                     }
                     let store = builder.build().map_err(refused(name))?;
                     let reader = store.reader();

@@ -112,6 +112,22 @@ pub trait Target<E>: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         false
     }
+    /// Whether the store can index `obj` beyond the key the feeder extracted: its
+    /// secondary indexes read keys of their own from it, which can fail (a field that
+    /// is not a scalar, too many values). The feeder skips an object the store cannot
+    /// index, as one whose key cannot be extracted (logged, counted in
+    /// `index_errors`, and removed if stored), instead of a write (or a whole batch or
+    /// relist) that the store would refuse.
+    ///
+    /// Defaults to: `Ok(())`. [`MemoryStore`] and [`CachedStore`] read their
+    /// secondary indexes' keys (nothing without any).
+    ///
+    /// # Errors
+    /// What the store would refuse the object's write with.
+    fn check(&self, obj: &E) -> Result<(), StoreError> {
+        let _ = obj;
+        Ok(())
+    }
     /// Applies `changes` in order as one write (readers see all of them or none), as
     /// [`apply`](Self::apply) and [`delete`](Self::delete) one by one would, and says how
     /// many objects were upserted and how many stored ones removed.
@@ -228,6 +244,9 @@ impl<E, T: Target<E>> Target<E> for Arc<T> {
     fn is_empty(&self) -> bool {
         (**self).is_empty()
     }
+    fn check(&self, obj: &E) -> Result<(), StoreError> {
+        (**self).check(obj)
+    }
     fn apply_batch(&self, changes: Vec<Write<E>>) -> Result<Applied, Refused<E>> {
         (**self).apply_batch(changes)
     }
@@ -294,6 +313,9 @@ where
     }
     fn relist(&self, items: Vec<(Arc<K>, Keys)>) -> Result<(), StoreError> {
         self.replace_with(items)
+    }
+    fn check(&self, obj: &K) -> Result<(), StoreError> {
+        self.check_indexes(obj)
     }
     fn stored(&self, obj: &K, keys: &Keys) -> Option<Arc<K>> {
         let rv = obj.meta().resource_version.as_deref()?;
@@ -388,11 +410,10 @@ where
     }
     fn relist(&self, items: Vec<(Arc<K>, Keys)>) -> Result<(), StoreError> {
         // Only the reference is kept.
-        self.replace_with(
-            items
-                .into_iter()
-                .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
-        )
+        self.replace_with(items.into_iter().map(|(o, k)| (self.reference_of(&*o), k)))
+    }
+    fn check(&self, obj: &K) -> Result<(), StoreError> {
+        self.check_indexes(obj)
     }
 }
 
@@ -418,11 +439,10 @@ where
         self.remove(obj)
     }
     fn relist(&self, items: Vec<(Arc<PartialObjectMeta<K>>, Keys)>) -> Result<(), StoreError> {
-        self.replace_with(
-            items
-                .into_iter()
-                .map(|(o, k)| (crate::on_demand::cached::Reference::of(&*o), k)),
-        )
+        self.replace_with(items.into_iter().map(|(o, k)| (self.reference_of(&*o), k)))
+    }
+    fn check(&self, obj: &PartialObjectMeta<K>) -> Result<(), StoreError> {
+        self.check_indexes(obj)
     }
 }
 
@@ -769,7 +789,8 @@ where
     ///
     /// # Errors
     /// [`ErrorKind::KeyCount`] if the indexer's key count differs from the store's;
-    /// [`ErrorKind::InvalidSetting`] for [`FeedOptions::max_batch`] `0`.
+    /// [`ErrorKind::InvalidSetting`] for [`FeedOptions::max_batch`] `0` and for an
+    /// indexer with a multi-valued (`[*]`) path.
     pub fn new(target: T, indexer: Indexer, options: FeedOptions<E>) -> Result<Self, StoreError> {
         let num_keys = target.num_keys();
         if indexer.len() != num_keys {
@@ -781,6 +802,14 @@ where
         if options.max_batch == 0 {
             return Err(StoreError::build(ErrorKind::InvalidSetting(
                 "max_batch = 0: a batch takes at least one event (1 applies each on its own)"
+                    .into(),
+            )));
+        }
+        if indexer.is_multi_valued() {
+            return Err(StoreError::build(ErrorKind::InvalidSetting(
+                "the indexer has a multi-valued ([*]) path, but a store's own key has one \
+                 value per component: index by single-valued paths, and put [*] paths in a \
+                 secondary index (the builder's index())"
                     .into(),
             )));
         }
@@ -822,7 +851,11 @@ where
     /// Works on the object in place (it is large: moving it in and out costs copies).
     fn prepare(&self, obj: &mut E, live: bool) -> Option<Keys> {
         self.strip(obj);
-        match self.indexer.key_list(obj) {
+        match self
+            .indexer
+            .key_list(obj)
+            .and_then(|keys| self.target.check(obj).map(|()| keys))
+        {
             Ok(keys) => Some(keys),
             Err(e) => {
                 self.unindexable(obj, &e, live);
@@ -946,11 +979,16 @@ where
     /// [`apply`](Self::apply) into the batch being gathered. The unchanged-version check
     /// compares with the latest change of the batch to the object's identity if there
     /// is one (the store does not have it yet), else with the store. An object whose
-    /// keys cannot be extracted ends the batch: its removal from the store follows the
-    /// batch's earlier changes, as one by one.
+    /// keys cannot be extracted (or that the store cannot index: [`Target::check`])
+    /// ends the batch: its removal from the store follows the batch's earlier changes,
+    /// as one by one.
     fn stage_apply(&mut self, mut obj: E) {
         self.strip(&mut obj);
-        let keys = match self.indexer.key_list(&obj) {
+        let keys = match self
+            .indexer
+            .key_list(&obj)
+            .and_then(|keys| self.target.check(&obj).map(|()| keys))
+        {
             Ok(keys) => keys,
             Err(e) => {
                 self.flush();

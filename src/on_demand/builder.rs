@@ -2,7 +2,7 @@
 
 use super::cached::{KeyState, OnDemand};
 use super::entry::Entry;
-use super::reference::Reference;
+use super::reference::{Keep, Reference};
 use super::stats::Stats;
 use std::fmt;
 use std::time::Duration;
@@ -11,6 +11,8 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, StoreError};
+use crate::feed::indexer::Indexer;
+use crate::index::secondary::LabelIndex;
 use crate::on_demand::fetch::{ApiFetcher, Fetch, FetchSettings, Stripper};
 use crate::on_demand::singleflight::Flights;
 use crate::on_demand::store::CachedStore;
@@ -22,6 +24,8 @@ pub(super) struct Settings {
     pub(super) max_entries: usize,
     pub(super) max_bytes: Option<u64>,
     pub(super) namespace: Option<String>,
+    /// What references keep of the metadata, for the indexes (see [`Keep`]).
+    pub(super) keep: Keep,
 }
 
 /// How long an on-demand store keeps a fetched body unless told otherwise (the
@@ -42,6 +46,8 @@ pub struct CachedStoreBuilder<K: Resource> {
     fetch: FetchSettings,
     shards: Option<usize>,
     strip: Option<Stripper<K>>,
+    indexes: Vec<(String, Indexer)>,
+    label_index: Option<LabelIndex>,
 }
 
 impl<K: Resource> fmt::Debug for CachedStoreBuilder<K> {
@@ -132,6 +138,44 @@ where
         self
     }
 
+    /// Adds the secondary index `name` over `indexer`'s paths, as
+    /// [`MemoryStoreBuilder::index`](crate::MemoryStoreBuilder::index) does: queried
+    /// with [`CachedReader::references_by`](crate::CachedReader::references_by) (no
+    /// fetch) or [`CachedReader::get_by`](crate::CachedReader::get_by) (bodies through
+    /// the cache). The store is fed by a metadata-only watch, so the paths must be
+    /// fields its references can keep: `metadata.namespace`, `metadata.name`,
+    /// `metadata.uid`, `metadata.labels[..]`, `metadata.annotations[..]` and
+    /// `metadata.ownerReferences..`; its references then keep those labels,
+    /// annotations or owner references (and only then).
+    ///
+    /// Defaults to: no secondary index.
+    pub fn index(mut self, name: impl Into<String>, indexer: Indexer) -> Self {
+        self.indexes.push((name.into(), indexer));
+        self
+    }
+
+    /// Indexes the labels `which` covers for
+    /// [`CachedReader::select`](crate::CachedReader::select), as
+    /// [`MemoryStoreBuilder::label_index`](crate::MemoryStoreBuilder::label_index)
+    /// does; the references then keep the objects' labels.
+    ///
+    /// Defaults to: no label index (selectors read every reference, whose labels are
+    /// then not kept: a selector matches only references with no label it requires).
+    pub fn label_index(mut self, which: LabelIndex) -> Self {
+        self.label_index = Some(which);
+        self
+    }
+
+    /// What references must keep of the metadata for the indexes.
+    fn keep(&self) -> Keep {
+        let paths = || self.indexes.iter().flat_map(|(_, i)| i.paths());
+        Keep {
+            labels: self.label_index.is_some() || paths().any(|p| p.starts_with("metadata.labels")),
+            annotations: paths().any(|p| p.starts_with("metadata.annotations")),
+            owners: paths().any(|p| p.starts_with("metadata.ownerReferences")),
+        }
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         // The index's shape first: nothing (not even the fetcher) is built before it.
         crate::index::memory::check_shape(self.num_keys, self.shards)?;
@@ -161,6 +205,17 @@ where
         }
         if self.settings.namespace.as_deref() == Some("") {
             return invalid("namespace must not be empty (leave it unset for all namespaces)");
+        }
+        for (name, indexer) in &self.indexes {
+            if let Some(path) = indexer.paths().find(|p| !kept_path(p)) {
+                return Err(StoreError::build(ErrorKind::InvalidSetting(format!(
+                    "index {name:?}: {path:?} is not a field an on-demand store keeps: it is \
+                     fed by a metadata-only watch and keeps references, which hold \
+                     metadata.namespace, .name, .uid, .labels, .annotations and \
+                     .ownerReferences only; index by those, or use a full store \
+                     (MemoryStore) for fields outside them"
+                ))));
+            }
         }
         Ok(())
     }
@@ -200,6 +255,13 @@ where
         if let Some(shards) = self.shards {
             index = index.shards(shards);
         }
+        let keep = self.keep();
+        for (name, indexer) in self.indexes {
+            index = index.index(name, indexer);
+        }
+        if let Some(which) = self.label_index {
+            index = index.label_index(which);
+        }
         let index = index.build_index()?;
         let (items, capacity) = match self.settings.max_bytes {
             Some(bytes) => (self.settings.max_entries, bytes),
@@ -220,7 +282,10 @@ where
             flights: Flights::new(sync::default_shard_count()),
             fetcher,
             hasher: KeyState::default(),
-            settings: self.settings,
+            settings: Settings {
+                keep,
+                ..self.settings
+            },
             fetch_concurrency: self.fetch.concurrency,
             stats,
         }))
@@ -255,6 +320,7 @@ where
                 max_entries: DEFAULT_MAX_CACHE_ENTRIES,
                 max_bytes: None,
                 namespace: None,
+                keep: Keep::default(),
             },
             fetch: FetchSettings {
                 concurrency: 16,
@@ -264,6 +330,25 @@ where
             },
             shards: None,
             strip: None,
+            indexes: Vec::new(),
+            label_index: None,
         }
     }
+}
+
+/// Whether a reference keeps the field at `path` (see [`CachedStoreBuilder::index`]).
+pub(crate) fn kept_path(path: &str) -> bool {
+    matches!(
+        path,
+        "metadata.namespace" | "metadata.name" | "metadata.uid" | "metadata.resourceVersion"
+    ) || [
+        "metadata.labels",
+        "metadata.annotations",
+        "metadata.ownerReferences",
+    ]
+    .iter()
+    .any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
 }

@@ -12,11 +12,12 @@ use crate::error::FetchError;
 use crate::error::{ErrorKind, Operation, StoreError};
 use crate::feed::keys::Components;
 use crate::freshness::Versions;
-use crate::index::memory::Index;
+use crate::index::memory::{Index, SelectStats};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::on_demand::fetch::{self, Fetch, Fetched};
 use crate::on_demand::singleflight::{Flights, Join, Outcome};
+use crate::selector::Selector;
 use crate::sync::{self, Arc, Cache, Stamp};
 
 use super::builder::Settings;
@@ -111,7 +112,7 @@ where
         obj: &impl Object<M>,
         keys: &[impl AsRef<str>],
     ) -> Result<Reference, StoreError> {
-        let mut r = Reference::of(obj);
+        let mut r = self.reference_of(obj);
         r.key_hash = self.key_hash(&r.namespace, &r.name);
         if let Some(scope) = &self.settings.namespace
             && *r.namespace != **scope
@@ -185,6 +186,11 @@ where
             v.add(rv);
         }
         self.index.applied(v);
+    }
+
+    /// `obj`'s reference, with what this store's indexes read of its metadata.
+    pub(crate) fn reference_of<M>(&self, obj: &impl Object<M>) -> Reference {
+        Reference::of_kept(obj, self.settings.keep)
     }
 
     /// See [`CachedStore::remove`].
@@ -301,6 +307,49 @@ where
     /// See [`CachedStore::list_references`].
     pub(crate) fn list_references(&self) -> Snapshot<Reference> {
         self.index.list()
+    }
+
+    /// See [`CachedStore::references_by`].
+    pub(crate) fn references_by<S: AsRef<str>>(
+        &self,
+        index: &str,
+        keys: &[S],
+    ) -> Result<Vec<Arc<Reference>>, StoreError> {
+        self.index.get_by(index, keys)
+    }
+
+    /// See [`CachedStore::get_by`].
+    pub(crate) async fn get_by<S: AsRef<str>>(
+        &self,
+        index: &str,
+        keys: &[S],
+    ) -> Result<Vec<Arc<K>>, StoreError> {
+        let refs = self.index.get_by(index, keys)?;
+        self.resolve_all(keys, &refs).await
+    }
+
+    /// See [`CachedStore::select_references`].
+    pub(crate) fn select_references(
+        &self,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Vec<Arc<Reference>> {
+        self.index.select(namespace, selector)
+    }
+
+    /// See [`CachedStore::select`].
+    pub(crate) async fn select(
+        &self,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Result<Vec<Arc<K>>, StoreError> {
+        let refs = self.index.select(namespace, selector);
+        self.resolve_all::<&str>(&[], &refs).await
+    }
+
+    /// See [`CachedStore::select_stats`].
+    pub(crate) fn select_stats(&self) -> SelectStats {
+        self.index.select_stats()
     }
 
     /// The hit path of `get` and `get_one`: the cached body of the one reference under

@@ -11,11 +11,13 @@ use kube::Resource;
 use crate::error::StoreError;
 use crate::feed::keys::Components;
 use crate::freshness::{FreshnessStats, WaitError};
+use crate::index::memory::SelectStats;
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
 use crate::on_demand::cached::{CacheStats, OnDemand, Reference};
 use crate::on_demand::fetch::{ApiFetcher, Fetch};
 use crate::readiness::WriterDropped;
+use crate::selector::Selector;
 use crate::sync::Arc;
 
 #[cfg(doc)]
@@ -62,6 +64,93 @@ macro_rules! reads {
             self.core.list_references()
         }
 
+        /// The references under `keys` in the secondary index `index` (see
+        /// [`CachedStoreBuilder::index`]), exactly or by prefix as
+        /// [`MemoryStore::get_by`] finds objects, without fetching anything.
+        ///
+        /// # Errors
+        /// As [`MemoryStore::get_by`].
+        pub fn references_by<S: AsRef<str>>(
+            &self,
+            index: &str,
+            keys: &[S],
+        ) -> Result<Vec<Arc<Reference>>, StoreError> {
+            self.core.references_by(index, keys)
+        }
+
+        /// The objects under `keys` in the secondary index `index`: the references
+        /// [`references_by`](Self::references_by) finds, their bodies read as
+        /// [`get`](Self::get) reads them (cached, the misses fetched concurrently).
+        ///
+        /// # Errors
+        /// As [`MemoryStore::get_by`]; a failed fetch ([`Operation::Fetch`]).
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub fn get_by<S: AsRef<str>>(
+            &self,
+            index: &str,
+            keys: &[S],
+        ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> {
+            self.core.get_by(index, keys)
+        }
+
+        /// The references whose labels match `selector`, as [`MemoryStore::select`]
+        /// finds objects (from the label index, see [`CachedStoreBuilder::label_index`],
+        /// when it covers one of the selector's `=`, `in` or exists terms), without
+        /// fetching anything. Without a label index references keep no labels, so only
+        /// selectors that an object without labels matches select anything.
+        pub fn select_references(&self, selector: &Selector) -> Vec<Arc<Reference>> {
+            self.core.select_references(None, selector)
+        }
+
+        /// [`select_references`](Self::select_references) in namespace `namespace` only.
+        pub fn select_references_in(
+            &self,
+            namespace: &str,
+            selector: &Selector,
+        ) -> Vec<Arc<Reference>> {
+            self.core.select_references(Some(namespace), selector)
+        }
+
+        /// The objects whose labels match `selector`: the references
+        /// [`select_references`](Self::select_references) finds, their bodies read as
+        /// [`get`](Self::get) reads them.
+        ///
+        /// # Errors
+        /// A failed fetch ([`Operation::Fetch`]).
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        pub async fn select(&self, selector: &Selector) -> Result<Vec<Arc<K>>, StoreError> {
+            self.core.select(None, selector).await
+        }
+
+        /// [`select`](Self::select) in namespace `namespace` only.
+        ///
+        /// # Errors
+        /// As [`select`](Self::select).
+        ///
+        /// # Cancel safety
+        /// As [`select`](Self::select).
+        pub async fn select_in(
+            &self,
+            namespace: &str,
+            selector: &Selector,
+        ) -> Result<Vec<Arc<K>>, StoreError> {
+            self.core.select(Some(namespace), selector).await
+        }
+
+        /// How selector queries were answered (see [`MemoryStore::select_stats`]).
+        pub fn select_stats(&self) -> SelectStats {
+            self.core.select_stats()
+        }
+
+        /// The names of the secondary indexes, in the order they were configured.
+        pub fn index_names(&self) -> impl Iterator<Item = &str> {
+            self.core.index().index_names()
+        }
+
         /// The objects under `keys` (or under every key starting with `keys`), in
         /// (namespace, name, uid) order: cached bodies, and the misses fetched
         /// concurrently. Objects the API server no longer has are left out.
@@ -71,11 +160,8 @@ macro_rules! reads {
         /// ([`Operation::Fetch`], [`ErrorKind::Fetch`] naming the object and the cause).
         ///
         /// # Cancel safety
-        /// Dropping the future cancels this caller's fetches; other callers waiting for
-        /// them take them over.
-        ///
-        /// # Cancel safety
-        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
+        /// Cancel safe: dropping the future cancels this caller's fetches, and other
+        /// callers waiting for them take them over (see the type's docs).
         pub fn get<S: AsRef<str>>(
             &self,
             keys: &[S],
@@ -94,9 +180,6 @@ macro_rules! reads {
         ///
         /// # Cancel safety
         /// As [`get`](Self::get).
-        ///
-        /// # Cancel safety
-        /// Cancel safe: a dropped call leaves no fetch without a waiter (see the type's docs).
         pub fn get_one<S: AsRef<str>>(
             &self,
             keys: &[S],
@@ -344,6 +427,18 @@ impl<K: Resource + Send + Sync + 'static, F: Fetch<K>> CachedStore<K, F> {
         C: Components,
     {
         self.core.replace(items)
+    }
+
+    /// Whether every secondary index can read its keys from `obj`'s reference (see
+    /// `watch::Target::check`).
+    pub(crate) fn check_indexes<M>(&self, obj: &impl Object<M>) -> Result<(), StoreError> {
+        self.core.index().check_indexes(&self.reference_of(obj))
+    }
+
+    /// `obj`'s reference as this store keeps it (with the metadata its indexes read):
+    /// what a watch's relist hands over instead of whole objects.
+    pub(crate) fn reference_of<M>(&self, obj: &impl Object<M>) -> Reference {
+        self.core.reference_of(obj)
     }
 
     /// Removes every reference and every cached body.

@@ -12,6 +12,7 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use crate::feed::indexer::{Indexer, Segment, parse_path};
+use crate::index::secondary::LabelIndex;
 use crate::object::json_kind;
 
 use super::duration::parse_duration_value;
@@ -217,6 +218,7 @@ impl Ctx<'_> {
         let mut plural: Option<Setting<String>> = None;
         let mut index_by: Option<Setting<Vec<String>>> = None;
         let mut indexes: Option<Setting<BTreeMap<String, Vec<String>>>> = None;
+        let mut index_labels: Option<Setting<LabelIndex>> = None;
         let mut store: Option<Setting<StoreKind>> = None;
         let mut namespace: Option<Setting<String>> = None;
         let mut label_selector: Option<Setting<String>> = None;
@@ -246,6 +248,32 @@ impl Ctx<'_> {
                 "plural" => plural = Some(self.typed(&path, at, v)?),
                 "index_by" => index_by = Some(self.typed(&path, at, v)?),
                 "indexes" => indexes = Some(self.typed(&path, at, v)?),
+                "index_labels" => {
+                    let value = match &v {
+                        Value::String(all) if all == "all" => LabelIndex::All,
+                        Value::Array(keys) => LabelIndex::Keys(
+                            keys.iter()
+                                .map(|k| k.as_str().filter(|k| !k.is_empty()).map(str::to_owned))
+                                .collect::<Option<_>>()
+                                .ok_or_else(|| {
+                                    self.invalid(
+                                        &path,
+                                        &at,
+                                        "every label key must be a non-empty string",
+                                    )
+                                })?,
+                        ),
+                        _ => {
+                            return Err(self.invalid(
+                                &path,
+                                &at,
+                                "give `all` (every label key) or a list of label keys, \
+                                 such as [app, tier]",
+                            ));
+                        }
+                    };
+                    index_labels = Some(Setting { value, at });
+                }
                 "store" => store = Some(self.typed(&path, at, v)?),
                 "namespace" => namespace = Some(self.typed(&path, at, v)?),
                 "label_selector" => label_selector = Some(self.typed(&path, at, v)?),
@@ -378,17 +406,26 @@ impl Ctx<'_> {
                     ));
                 }
                 for (i, p) in paths.iter().enumerate() {
-                    let segs = parse_path(p)
+                    // What `ignore_fields` may not remove: the path, or for a
+                    // multi-valued one (`spec.tls[*].secretName`) the array it reads.
+                    let whole = p.split("[*]").next().unwrap_or(p);
+                    let segs = parse_path(whole)
                         .map_err(|e| self.invalid(format!("{here}[{i}]"), &ix.at, e))?;
+                    if store.value == StoreKind::OnDemand
+                        && !crate::on_demand::builder::kept_path(p)
+                    {
+                        return Err(self.invalid(
+                            format!("{here}[{i}]"),
+                            &ix.at,
+                            format!(
+                                "{p:?} is not a field an on-demand store keeps: it is fed by a \
+                                 metadata-only watch and keeps references, which hold \
+                                 metadata.namespace, .name, .uid, .labels, .annotations and \
+                                 .ownerReferences only; index by those, or set `store: full`"
+                            ),
+                        ));
+                    }
                     index_paths.push((p.as_str(), segs));
-                }
-                if store.value == StoreKind::OnDemand {
-                    return Err(self.invalid(
-                        &here,
-                        &ix.at,
-                        "secondary indexes are not supported on `store: on-demand` yet: \
-                         set `store: full`, or look these objects up by their index_by key",
-                    ));
                 }
                 let indexer =
                     Indexer::new(paths).map_err(|e| self.invalid(&here, &ix.at, e.kind))?;
@@ -525,6 +562,7 @@ impl Ctx<'_> {
             plural: plural.map(|s| s.value),
             index_by: index_by.value,
             indexes: indexes.map(|s| s.value).unwrap_or_default(),
+            index_labels: index_labels.map(|s| s.value),
             store: store_kind,
             namespace: namespace.map(|s| s.value),
             label_selector: label_selector.map(|s| s.value),

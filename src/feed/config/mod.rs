@@ -32,7 +32,8 @@
 //! | `kind` | yes | the kind, as in the objects' `kind` |
 //! | `plural` | no | the resource's plural; defaults to the guess of kube's [`ApiResource::from_gvk`] |
 //! | `index_by` | yes | the key components, as field paths (see [`Indexer`]); 1 to [`MAX_KEYS`](crate::MAX_KEYS) (64) of them |
-//! | `indexes` | no, `full` only | secondary indexes: a mapping from each index's name to its field paths (`by_node: ["spec.nodeName"]`), queried with [`MemoryReader::get_by`](crate::MemoryReader::get_by); kept in name order |
+//! | `indexes` | no | secondary indexes: a mapping from each index's name to its field paths (`by_node: ["spec.nodeName"]`), queried with `get_by` ([`MemoryReader::get_by`](crate::MemoryReader::get_by), [`CachedReader::get_by`](crate::CachedReader::get_by)); kept in name order. On an `on-demand` store only `metadata` fields its references keep: namespace, name, uid, labels, annotations, ownerReferences |
+//! | `index_labels` | no | `all` or a list of label keys: a label index, so that `select` answers selectors from it (see [`LabelIndex`](crate::LabelIndex)); defaults to none |
 //! | `store` | yes | `full` (bodies in memory) or `on-demand` (references in memory, bodies fetched and cached) |
 //! | `namespace` | no | watch one namespace; defaults to all |
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
@@ -92,6 +93,7 @@ const RESOURCE_FIELDS: &[&str] = &[
     "plural",
     "index_by",
     "indexes",
+    "index_labels",
     "store",
     "namespace",
     "label_selector",
@@ -187,6 +189,8 @@ pub struct ResourceConfig {
     /// The secondary indexes: each one's name and the field paths its keys are read
     /// from (see [`MemoryStoreBuilder::index`](crate::MemoryStoreBuilder::index)).
     pub indexes: BTreeMap<String, Vec<String>>,
+    /// The label keys indexed for selectors (`index_labels`); `None`: no label index.
+    pub index_labels: Option<crate::LabelIndex>,
     /// Whether bodies are kept in memory or fetched on demand.
     pub store: StoreKind,
     /// The one namespace to watch; `None` watches all.

@@ -2,7 +2,9 @@
 //! result including order, with `validate()` after every step.
 //!
 //! Every store has two secondary indexes beside its primary key: `ab`, by the labels
-//! `a` and `b` (an object without both is in no entry), and `ns`, by namespace, and a
+//! `a` and `b` (an object without both is in no entry), `ns`, by namespace, `tags`, by
+//! each distinct finalizer (a multi-valued path: 0 to 3 of them, duplicates included)
+//! and the namespace, and a
 //! label index of the key `a` (so that selectors on `a` use it and those on `b` alone
 //! scan). The model answers their lookups and selectors by a scan.
 
@@ -30,6 +32,8 @@ struct Obj {
     /// The labels `a` and `b`, when set.
     a: Option<String>,
     b: Option<String>,
+    /// `metadata.finalizers`, duplicates and all.
+    tags: Vec<String>,
 }
 
 impl Obj {
@@ -95,13 +99,15 @@ fn obj() -> impl Strategy<Value = Obj> {
         proptest::sample::select(&["", "", "u1", "u2"][..]),
         label(),
         label(),
+        proptest::collection::vec(s(), 0..4),
     )
-        .prop_map(|(ns, name, uid, a, b)| Obj {
+        .prop_map(|(ns, name, uid, a, b, tags)| Obj {
             ns,
             name,
             uid: uid.to_owned(),
             a,
             b,
+            tags,
         })
 }
 
@@ -120,7 +126,7 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         }),
         6 => proptest::collection::vec(s(), 0..=n + 1).prop_map(Op::Get),
         6 => (
-            proptest::sample::select(&["ab", "ab", "ns", "nope"][..]),
+            proptest::sample::select(&["ab", "ab", "ns", "tags", "tags", "nope"][..]),
             proptest::collection::vec(s(), 0..=3)
         )
             .prop_map(|(i, k)| Op::GetBy(i, k)),
@@ -179,15 +185,26 @@ fn to_value(o: &Obj) -> Arc<Value> {
             v["metadata"]["labels"][k] = Value::from(l.as_str());
         }
     }
+    if !o.tags.is_empty() {
+        v["metadata"]["finalizers"] = Value::from(o.tags.clone());
+    }
     Arc::new(v)
 }
 
-/// `o`'s key in the secondary index `index`, if it has one.
-fn secondary_key(o: &Obj, index: &str) -> Option<Vec<String>> {
+/// `o`'s keys in the secondary index `index` (none, one, or one per distinct tag).
+fn secondary_keys(o: &Obj, index: &str) -> Vec<Vec<String>> {
     match index {
-        "ab" => Some(vec![o.a.clone()?, o.b.clone()?]),
-        "ns" => Some(vec![o.ns.clone()]),
-        _ => None,
+        "ab" => match (&o.a, &o.b) {
+            (Some(a), Some(b)) => vec![vec![a.clone(), b.clone()]],
+            _ => Vec::new(),
+        },
+        "ns" => vec![vec![o.ns.clone()]],
+        "tags" => o
+            .tags
+            .iter()
+            .map(|t| vec![t.clone(), o.ns.clone()])
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -222,6 +239,10 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Indexer::new(["metadata.labels['a']", "metadata.labels['b']"]).unwrap(),
         )
         .index("ns", Indexer::new(["metadata.namespace"]).unwrap())
+        .index(
+            "tags",
+            Indexer::new(["metadata.finalizers[*]", "metadata.namespace"]).unwrap(),
+        )
         .label_index(LabelIndex::keys(["a"]))
         .build()
         .unwrap();
@@ -275,7 +296,7 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::GetBy(index, k) => {
                 let r = store.get_by(index, &k);
                 let max = match index {
-                    "ab" => Some(2),
+                    "ab" | "tags" => Some(2),
                     "ns" => Some(1),
                     _ => None,
                 };
@@ -284,7 +305,7 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         r.unwrap_err().kind,
                         ErrorKind::UnknownIndex {
                             name: index.into(),
-                            known: vec!["ab".into(), "ns".into()]
+                            known: vec!["ab".into(), "ns".into(), "tags".into()]
                         }
                     ),
                     Some(max) if k.is_empty() || k.len() > max => prop_assert_eq!(
@@ -298,7 +319,7 @@ fn run(n: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let mut want: Vec<_> = model
                             .values()
                             .filter(|(o, _)| {
-                                secondary_key(o, index).is_some_and(|sk| sk.starts_with(&k))
+                                secondary_keys(o, index).iter().any(|sk| sk.starts_with(&k))
                             })
                             .map(|(o, _)| o.order())
                             .collect();

@@ -158,8 +158,8 @@ impl<K> State<K> {
 }
 
 /// The label index's lists (its groups' members) under the cheapest term of `reqs`
-/// that the index can answer alone (`=`, `in` or exists on a key it covers), by how
-/// many objects they hold; `None` when there is no such term.
+/// that the index can answer alone (`=` or `in` on a key it covers), by how many
+/// objects they hold; `None` when there is no such term.
 fn cheapest_lists<K>(
     which: &LabelIndex,
     depths: &[StateTree<Group<K>>],
@@ -178,7 +178,8 @@ fn cheapest_lists<K>(
             Requirement::In { key, values } => {
                 values.iter().filter_map(|v| list(2, &[key, v])).collect()
             }
-            Requirement::Exists { key } => list(1, &[key]).into_iter().collect(),
+            // The label index keeps no groups of a key alone (see
+            // `Secondary::labels`): `key` terms, like the negative ones, only filter.
             _ => continue,
         };
         let cost = lists.iter().map(PTree::len).sum::<usize>();
@@ -245,7 +246,7 @@ struct SelectCounters {
 #[non_exhaustive]
 pub struct SelectStats {
     /// Queries answered from the label index: from the objects under its cheapest
-    /// indexed `=`, `in` or exists term.
+    /// indexed `=` or `in` term.
     pub indexed: u64,
     /// Queries answered by reading every object (the selector has no term on an
     /// indexed label key that narrows it, or the store has no label index).
@@ -414,9 +415,11 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
     }
 
     /// Indexes the labels `which` covers, so that
-    /// [`select`](crate::MemoryReader::select) answers a selector with an `=`, `in` or
-    /// exists term on one of them from the objects under that term alone (the
-    /// cheapest, when there are several), instead of reading every object.
+    /// [`select`](crate::MemoryReader::select) answers a selector with an `=` or `in`
+    /// term on one of them from the objects under that term alone (the cheapest, when
+    /// there are several), instead of reading every object. A `key` (exists) term
+    /// only filters: the index keeps no list of every object with a key, which every
+    /// write of such an object would have to change.
     ///
     /// Each indexed label of each object is one more entry that every write of the
     /// object keeps up to date, published with the rest of the write.
@@ -1043,9 +1046,10 @@ impl<K: Send + Sync + 'static> Index<K> {
                     }
                 }
             }
-            for (depths, keys) in secondary.iter_mut().zip(sec) {
-                for (d, g) in depths.iter_mut().enumerate() {
-                    for p in prefixes(keys, d + 1) {
+            for ((depths, keys), s) in secondary.iter_mut().zip(sec).zip(&*self.secondary) {
+                for d in s.depths() {
+                    let g = &mut depths[d - 1];
+                    for p in prefixes(keys, d) {
                         match g.get_mut(p) {
                             Some(members) => members.push(unowned.clone()),
                             None => {
@@ -1186,7 +1190,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
                     if let Some(sec) = secs.next() {
-                        let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&*o.obj, ov));
+                        let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&o.obj, ov));
                         self.secondary_upsert(
                             &mut state, &mut cx, stored, same_order, &unowned, view, sec,
                         );
@@ -1435,7 +1439,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         #[allow(unsafe_code)]
         let unowned = unsafe { Unowned::new(&obj) };
         if !self.secondary.is_empty() {
-            let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&*o.obj, ov));
+            let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&o.obj, ov));
             self.secondary_upsert(
                 &mut state, &mut cx, stored, same_order, &unowned, view, &sec,
             );
@@ -1832,7 +1836,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         &self,
         state: &mut State<K>,
         cx: &mut Draft,
-        old: Option<(&K, MetaView<'_>)>,
+        old: Option<(&Arc<K>, MetaView<'_>)>,
         same_order: bool,
         obj: &Unowned<K>,
         view: MetaView<'_>,
@@ -1840,28 +1844,65 @@ impl<K: Send + Sync + 'static> Index<K> {
     ) {
         for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
             let old_keys = old.map(|(o, _)| Self::stored_keys(s, o));
-            for d in 1..=s.num_keys {
+            for d in s.depths() {
                 let tree = &mut st.depths[d - 1];
-                if let (Some(old_keys), Some((_, ov))) = (&old_keys, old) {
-                    let kept: Vec<&[u8]> = prefixes(new, d).collect();
-                    for p in prefixes(old_keys, d) {
-                        if !(same_order && kept.binary_search(&p).is_ok()) {
+                let had: Vec<&[u8]> = match &old_keys {
+                    Some(keys) => prefixes(keys, d).collect(),
+                    None => Vec::new(),
+                };
+                let has: Vec<&[u8]> = prefixes(new, d).collect();
+                if let Some((_, ov)) = old {
+                    for p in &had {
+                        if !(same_order && has.binary_search(p).is_ok()) {
                             self.group_remove(tree, p, ov, cx);
                         }
                     }
                 }
-                for p in prefixes(new, d) {
-                    self.group_add(tree, p, obj, view, cx);
+                for p in &has {
+                    // Kept in place: found by pointer, no object read (the common
+                    // update, whose keys did not change).
+                    let replaced = match old {
+                        Some((o, _)) if same_order && had.binary_search(p).is_ok() => {
+                            self.group_replace(tree, p, o, obj, view, cx)
+                        }
+                        _ => false,
+                    };
+                    if !replaced {
+                        self.group_add(tree, p, obj, view, cx);
+                    }
                 }
             }
         }
+    }
+
+    /// Replaces `old` with `obj` (which orders as `old`) in the group of `prefix`,
+    /// finding it by pointer; returns whether it was there.
+    fn group_replace(
+        &self,
+        tree: &mut StateTree<Group<K>>,
+        prefix: &[u8],
+        old: &Arc<K>,
+        obj: &Unowned<K>,
+        view: MetaView<'_>,
+        cx: &mut Draft,
+    ) -> bool {
+        let target = by_order(self.acc, view);
+        let mut replaced = false;
+        tree.update(&by_prefix(prefix), cx, |g, cx| {
+            replaced = g
+                .members
+                .replace_where(obj.clone(), &target, |e| Arc::ptr_eq(e, old), cx);
+        });
+        // A stored object is in every group of its keys (`validate` checks it).
+        debug_assert!(replaced, "replaced object missing from its secondary group");
+        replaced
     }
 
     /// The secondary indexes' part of removing `old` (ordered as `ov`).
     fn secondary_remove(&self, state: &mut State<K>, cx: &mut Draft, old: &K, ov: MetaView<'_>) {
         for (s, st) in self.secondary.iter().zip(&mut state.secondary) {
             let keys = Self::stored_keys(s, old);
-            for d in 1..=s.num_keys {
+            for d in s.depths() {
                 for p in prefixes(&keys, d) {
                     self.group_remove(&mut st.depths[d - 1], p, ov, cx);
                 }
@@ -2087,12 +2128,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                 (0..s.num_keys).map(|_| BTreeMap::new()).collect();
             for l in w.ids.iter() {
                 let keys = s.keys_of(&l.obj).map_err(|e| e.to_string())?;
-                for (d, groups) in want.iter_mut().enumerate() {
-                    for p in prefixes(&keys, d + 1) {
-                        groups.entry(p.to_vec()).or_default().push(&l.obj);
+                for d in s.depths() {
+                    for p in prefixes(&keys, d) {
+                        want[d - 1].entry(p.to_vec()).or_default().push(&l.obj);
                     }
                 }
             }
+            // Depths the index does not keep (see `Secondary::labels`) stay empty:
+            // `want` has nothing for them.
             for (d, (tree, want)) in sst.depths.iter().zip(&mut want).enumerate() {
                 tree.validate(|a, b| a.prefix[..].cmp(&b.prefix[..]), group_sep)?;
                 if tree.len() != want.len() {

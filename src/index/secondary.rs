@@ -36,7 +36,10 @@ pub(crate) struct Secondary<K> {
     pub(crate) name: String,
     pub(crate) num_keys: usize,
     /// Whether this is the store's label index (keys `[label key, value]`, one per
-    /// indexed label), which answers selectors and is not looked up by name.
+    /// indexed label), which answers selectors and is not looked up by name. It keeps
+    /// only its depth-2 groups, one per (key, value): a depth-1 group (every object
+    /// with a label key) would be one more large tree that every write of every object
+    /// carrying the key changes, for `key` terms alone.
     pub(crate) labels: bool,
     extract: Box<Extract<K>>,
 }
@@ -80,6 +83,14 @@ impl<K> std::fmt::Debug for Secondary<K> {
             .field("name", &self.name)
             .field("num_keys", &self.num_keys)
             .finish_non_exhaustive()
+    }
+}
+
+impl<K> Secondary<K> {
+    /// The depths whose groups this index keeps (see [`labels`](Self::labels)).
+    pub(crate) fn depths(&self) -> std::ops::RangeInclusive<usize> {
+        let first = if self.labels { 2 } else { 1 };
+        first..=self.num_keys
     }
 }
 

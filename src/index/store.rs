@@ -99,11 +99,11 @@ macro_rules! reads {
         /// The objects whose labels match `selector`, sorted by (namespace, name, uid).
         ///
         /// With a label index (see [`MemoryStoreBuilder::label_index`]) that covers the
-        /// key of one of its `=`, `in` or exists terms, the query reads only the objects
-        /// under the cheapest such term (an `in` term: under all its values) and checks
-        /// the rest of the selector on them: its cost is that list and the result, not
-        /// the store. Any other selector (only `!=`, `notin` or `!key` terms, keys the
-        /// index does not cover, the empty selector, or no label index) reads every
+        /// key of one of its `=` or `in` terms, the query reads only the objects under
+        /// the cheapest such term (an `in` term: under all its values) and checks the
+        /// rest of the selector on them: its cost is that list and the result, not the
+        /// store. Any other selector (only `!=`, `notin`, `key` or `!key` terms, keys
+        /// the index does not cover, the empty selector, or no label index) reads every
         /// object; [`select_stats`](Self::select_stats) counts both kinds.
         ///
         /// Read from one published state with no lock, as [`list`](Self::list) is.

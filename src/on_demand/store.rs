@@ -97,7 +97,7 @@ macro_rules! reads {
 
         /// The references whose labels match `selector`, as [`MemoryStore::select`]
         /// finds objects (from the label index, see [`CachedStoreBuilder::label_index`],
-        /// when it covers one of the selector's `=`, `in` or exists terms), without
+        /// when it covers the key of one of the selector's `=` or `in` terms), without
         /// fetching anything. Without a label index references keep no labels, so only
         /// selectors that an object without labels matches select anything.
         pub fn select_references(&self, selector: &Selector) -> Vec<Arc<Reference>> {

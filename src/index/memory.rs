@@ -748,6 +748,11 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
+    /// Whether the store has secondary indexes (the label index included).
+    pub(crate) fn has_indexes(&self) -> bool {
+        !self.secondary.is_empty()
+    }
+
     /// Whether every secondary index can read its keys from `obj` (see
     /// `watch::Target::check`).
     pub(crate) fn check_indexes(&self, obj: &K) -> Result<(), StoreError> {

@@ -85,6 +85,26 @@
 //! registration. A tokio channel per store would have cost the writer a lock per
 //! notifier per write, as the watch feed's change signal does when it has receivers.
 //!
+//! # Secondary indexes and the label index: more groups in the same state
+//!
+//! A secondary index is more trees of groups in the published state, beside the
+//! primary key's: for an index of `n` paths, one tree per depth `1..=n`, whose group of
+//! an encoded prefix holds, in (namespace, name, uid) order, every object with a key
+//! that starts with it, once however many of its keys do (multi-valued `[*]` paths
+//! give an object several). The groups are the primary key's own type, so lookups,
+//! snapshots and reclamation are the same code, and a write builds every index's
+//! change into the one state it publishes: no lookup can see an object in one index
+//! and not another. A write reads the keys of the version it replaces from that
+//! object again rather than keeping them: nothing per object is stored for them. A
+//! group the object stays in is updated in place, found by pointer.
+//!
+//! The label index is one such index of `[label key, value]` with one key per indexed
+//! label, keeping only its depth-2 groups: a group of every object carrying a key
+//! would be one more large tree that nearly every write changes. A selector reads the
+//! members of the group (or, for `in`, groups) of its cheapest `=`/`in` term on an
+//! indexed key and checks the rest of its terms on them; a namespace is one run of a
+//! group's members, found by one descent. Anything else reads every object, counted.
+//!
 //! # The on-demand tier: the cache owns, the reference points
 //!
 //! The on-demand index stores `Arc<Reference>`s (namespace, name, uid,

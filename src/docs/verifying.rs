@@ -101,7 +101,16 @@
 //! - `tests/model.rs`: proptest runs random operation sequences (keys from an alphabet
 //!   with `/`, empty strings, NUL and multibyte characters) against a `BTreeMap` model,
 //!   comparing every result including order and checking every internal invariant after
-//!   each step.
+//!   each step. Its stores have secondary indexes (one of two label components, one of
+//!   the namespace, one multi-valued over `metadata.finalizers[*]`) and a label index
+//!   on one of two label keys; every lookup and selector (in one namespace or all) is
+//!   compared with a scan of the model.
+//! - `tests/secondary.rs` and `tests/cached_indexes.rs`: secondary indexes and
+//!   selectors case by case on both tiers (moves between values, values gained and
+//!   lost, duplicates and empty arrays, the bound on values per object, objects without
+//!   labels, unindexed label keys, unknown index names, a watch skipping an object its
+//!   store cannot index without losing its batch or relist; on the on-demand tier
+//!   through the in-process API server, queries that fetch no body).
 //! - `tests/stress.rs`: one writer, several readers: whatever a reader saw through
 //!   `get` is in every later `list()`, every list is a prefix of the write sequence, a
 //!   moving object is never duplicated, lost or rolled back.
@@ -123,7 +132,10 @@
 //!   `sim/tests/protocol.rs`: the in-process API server's protocol through kube.
 //! - `loom-tests/`: loom models of snapshot publication, moves, siblings, relists,
 //!   deletes, batches (seen whole or not at all; a twin applying the changes one by one
-//!   must fail) and concurrent writers in the index; the reclamation of the trees'
+//!   must fail) and concurrent writers in the index; an object moving between values of
+//!   a secondary index, alone, with its key, or two in a batch, racing exact and prefix
+//!   lookups on the key and the index (seen under exactly one value, never going back;
+//!   twins splitting the write must fail); the reclamation of the trees'
 //!   uncounted objects (a held snapshot keeps what later writes replace; checked to
 //!   fail with the generations unlinked or a version not retired); the singleflight (a
 //!   leader that succeeds, fails, is cancelled), invalidation racing a fetch, and an

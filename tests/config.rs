@@ -102,7 +102,36 @@ fn example_file_loads_the_four_resources() {
         assert_eq!(r.store, StoreKind::Full, "{name}");
         assert_eq!(r.cache_ttl, None);
         assert_eq!(r.missing_fields, MissingFieldPolicy::Error);
+        assert_eq!(r.index_labels, None, "{name}");
     }
+    // The secondary indexes the demo and the controller example query.
+    let indexes = |name: &str| {
+        let r = &config.watched_resources[name];
+        r.secondary_indexers()
+            .map(|(index, _)| (index.to_owned(), r.indexes[index].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        indexes("ingresses"),
+        [(
+            "by_tls_secret".to_owned(),
+            vec![
+                "metadata.namespace".to_owned(),
+                "spec.tls[*].secretName".to_owned()
+            ]
+        )]
+    );
+    assert_eq!(
+        indexes("endpointslices"),
+        [(
+            "by_service".to_owned(),
+            vec![
+                "metadata.namespace".to_owned(),
+                "metadata.labels['kubernetes.io/service-name']".to_owned()
+            ]
+        )]
+    );
+    assert!(indexes("services").is_empty() && indexes("secrets").is_empty());
     let secrets = config.get("secrets").unwrap();
     assert_eq!(secrets.store, StoreKind::OnDemand);
     assert_eq!(secrets.cache_ttl, Some(Duration::from_secs(300)));
@@ -114,6 +143,14 @@ fn example_file_loads_the_four_resources() {
         secrets.ignore_fields,
         ["metadata.annotations['kubectl.kubernetes.io/last-applied-configuration']"]
     );
+}
+
+/// The indexer of `r`'s secondary index `name`.
+#[track_caller]
+fn secondary<'a>(r: &'a k8s_store::config::ResourceConfig, name: &str) -> &'a k8s_store::Indexer {
+    r.secondary_indexers()
+        .find_map(|(index, indexer)| (index == name).then_some(indexer))
+        .unwrap_or_else(|| panic!("no index {name}"))
 }
 
 #[test]
@@ -140,12 +177,37 @@ fn example_indexers_read_the_configured_keys() {
         ..Default::default()
     };
     slice.metadata.labels = Some([("kubernetes.io/service-name".into(), "cart".into())].into());
-    let ix = config.watched_resources["endpointslices"].indexer();
-    assert_eq!(ix.keys(&slice).unwrap(), ["shop", "cart"]);
-    // Without the label: an error by default (the watch logs and skips the object).
+    let slices = &config.watched_resources["endpointslices"];
+    let ix = slices.indexer();
+    assert_eq!(ix.keys(&slice).unwrap(), ["shop", "cart-x7k2p"]);
+    let by_service = secondary(slices, "by_service");
+    assert_eq!(by_service.key_sets(&slice).unwrap(), [["shop", "cart"]]);
+    // Without the label: still stored under its name, in no entry of by_service.
     slice.metadata.labels = None;
-    let err = ix.keys(&slice).unwrap_err().to_string();
-    assert!(err.contains("kubernetes.io/service-name"), "{err}");
+    assert_eq!(ix.keys(&slice).unwrap(), ["shop", "cart-x7k2p"]);
+    assert!(by_service.key_sets(&slice).unwrap().is_empty());
+
+    // Ingresses by TLS Secret: one key per distinct Secret, none without TLS.
+    let ingresses = &config.watched_resources["ingresses"];
+    let by_tls = secondary(ingresses, "by_tls_secret");
+    let tls = |secret: &str| k8s_openapi::api::networking::v1::IngressTLS {
+        secret_name: Some(secret.into()),
+        ..Default::default()
+    };
+    let mut ingress = Ingress {
+        metadata: meta("shop", "web"),
+        spec: Some(k8s_openapi::api::networking::v1::IngressSpec {
+            tls: Some(vec![tls("web-tls"), tls("api-tls"), tls("web-tls")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        by_tls.key_sets(&ingress).unwrap(),
+        [["shop", "api-tls"], ["shop", "web-tls"]]
+    );
+    ingress.spec = None;
+    assert!(by_tls.key_sets(&ingress).unwrap().is_empty());
 
     let secret = Secret {
         metadata: meta("shop", "tls"),

@@ -1,6 +1,7 @@
 //! A synthetic cluster shaped like a real one: namespaces of services, each with
-//! EndpointSlices labelled with its name, ingresses routing to them with TLS secrets,
-//! and opaque secrets of a few KB. Deterministic for a given scale.
+//! EndpointSlices labelled with its name and the Pods its selector picks, ingresses
+//! routing to them with TLS secrets, opaque secrets of a few KB, and a few Pods no
+//! Service selects. Deterministic for a given scale.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use k8s_openapi::api::networking::v1::{
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::ApiResource;
+use serde_json::{Value, json};
 
 /// How big the synthetic cluster is.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +55,16 @@ impl Scale {
     }
     pub(crate) fn secrets(&self) -> usize {
         self.namespaces * (self.ingresses_per_ns + self.opaque_secrets_per_ns)
+    }
+    /// The Pods of every Service of a namespace and the few no Service selects.
+    pub(crate) fn pods_per_ns(&self) -> usize {
+        (0..self.services_per_ns)
+            .map(|s| pod_count(backing(s)))
+            .sum::<usize>()
+            + UNSELECTED_PODS
+    }
+    pub(crate) fn pods(&self) -> usize {
+        self.namespaces * self.pods_per_ns()
     }
 }
 
@@ -124,15 +137,75 @@ fn meta(ns: &str, name: &str, app: &str, kind: &str) -> ObjectMeta {
     }
 }
 
+/// What stands behind Service `s` of a namespace: it decides the Service's selector
+/// and which Pods exist for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backing {
+    /// A Deployment of `replicas` Pods, plus one canary Pod (its own ReplicaSet, the
+    /// same app labels) when `canary`. The Service selects `app.kubernetes.io/name` and
+    /// `app.kubernetes.io/instance`, so it serves the canary too.
+    Deployment { replicas: usize, canary: bool },
+    /// A StatefulSet of a primary and two replicas; the Service selects the primary
+    /// only (`app.kubernetes.io/component: primary` besides name and instance).
+    Primary,
+    /// An external database: no selector, EndpointSlices written by hand. Kubernetes
+    /// picks no Pods for a Service without a selector, so neither may a controller
+    /// (an empty selector would select every Pod).
+    External,
+}
+
+/// The Backing of Service `s`: in each namespace of 25, one external Service, five
+/// primaries and nineteen Deployments of 1 to 3 replicas, three of them with a canary.
+pub(crate) fn backing(s: usize) -> Backing {
+    if s % 25 == 24 {
+        Backing::External
+    } else if s % 5 == 3 {
+        Backing::Primary
+    } else {
+        Backing::Deployment {
+            replicas: 1 + s % 3,
+            canary: s.is_multiple_of(6),
+        }
+    }
+}
+
+fn pod_count(backing: Backing) -> usize {
+    match backing {
+        Backing::Deployment { replicas, canary } => replicas + usize::from(canary),
+        Backing::Primary => 3,
+        Backing::External => 0,
+    }
+}
+
+/// Pods per namespace that no Service selects: two finished Job Pods and a debugging
+/// toolbox.
+const UNSELECTED_PODS: usize = 3;
+
+fn service_selector(ns: &str, s: usize) -> Option<BTreeMap<String, String>> {
+    let name = service_name(s);
+    let mut selector = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), name.clone()),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            format!("{name}-{ns}"),
+        ),
+    ]);
+    match backing(s) {
+        Backing::Deployment { .. } => {}
+        Backing::Primary => {
+            selector.insert("app.kubernetes.io/component".into(), "primary".into());
+        }
+        Backing::External => return None,
+    }
+    Some(selector)
+}
+
 pub(crate) fn service(ns: &str, s: usize) -> Service {
     let name = service_name(s);
     Service {
         metadata: meta(ns, &name, &name, "Service"),
         spec: Some(ServiceSpec {
-            selector: Some(BTreeMap::from([(
-                "app.kubernetes.io/name".into(),
-                name.clone(),
-            )])),
+            selector: service_selector(ns, s),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: 80,
@@ -288,4 +361,241 @@ pub(crate) fn opaque_secret(ns: &str, k: usize, scale: &Scale, rng: &mut Rng) ->
         ("config.json".into(), ByteString(filler(rng, n))),
     ]));
     s
+}
+
+/// The resource the demo's API server serves Pods as (the in-process server serves none
+/// unless told to).
+pub(crate) fn pods_resource() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&())
+}
+
+/// A lowercase token of `len` characters from Kubernetes' name alphabet (as in a
+/// ReplicaSet's pod-template-hash or a Pod's random suffix), the same for the same seed.
+fn token(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.below(ALPHABET.len())]))
+        .collect()
+}
+
+fn seed_of(ns: &str, s: usize) -> u64 {
+    ns.bytes().fold(s as u64 + 1, |h, b| {
+        h.wrapping_mul(31).wrapping_add(u64::from(b))
+    })
+}
+
+/// A running Pod as its controller (`owner`, a `(kind, name)`) and the kubelet leave it,
+/// about 2 KB as JSON.
+fn pod(
+    ns: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<(&str, &str)>,
+    image: &str,
+    n: u64,
+    restarts: u64,
+) -> Value {
+    let owners: Vec<Value> = owner
+        .into_iter()
+        .map(|(kind, owner)| {
+            json!({
+                "apiVersion": if kind == "Job" { "batch/v1" } else { "apps/v1" },
+                "kind": kind,
+                "name": owner,
+                "uid": format!("{}-{}", token(n ^ 0x5eed, 8), token(n, 12)),
+                "controller": true,
+                "blockOwnerDeletion": true,
+            })
+        })
+        .collect();
+    let ip = format!("10.244.{}.{}", (n / 250) % 250, n % 250);
+    let node = format!("node-{:02}", n % 40);
+    let finished = owner.is_some_and(|(kind, _)| kind == "Job");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "labels": labels,
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": "9090",
+            },
+            "ownerReferences": owners,
+        },
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "default",
+            "restartPolicy": if finished { "Never" } else { "Always" },
+            "dnsPolicy": "ClusterFirst",
+            "schedulerName": "default-scheduler",
+            "containers": [{
+                "name": "app",
+                "image": image,
+                "ports": [
+                    {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                    {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+                ],
+                "env": [
+                    {"name": "LOG_LEVEL", "value": "info"},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+                "volumeMounts": [{
+                    "name": "kube-api-access",
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                    "readOnly": true,
+                }],
+            }],
+            "volumes": [{
+                "name": "kube-api-access",
+                "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]},
+            }],
+        },
+        "status": {
+            "phase": if finished { "Succeeded" } else { "Running" },
+            "podIP": ip,
+            "hostIP": format!("192.168.0.{}", 10 + n % 40),
+            "qosClass": "Burstable",
+            "conditions": [
+                {"type": "Ready", "status": if finished { "False" } else { "True" }},
+                {"type": "ContainersReady", "status": if finished { "False" } else { "True" }},
+                {"type": "PodScheduled", "status": "True"},
+            ],
+            "containerStatuses": [{
+                "name": "app",
+                "image": image,
+                "imageID": format!("{image}@sha256:{}", token(n ^ 0x1a6e, 40)),
+                "ready": !finished,
+                "started": !finished,
+                "restartCount": restarts,
+                "state": if finished {
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed"}})
+                } else {
+                    json!({"running": {}})
+                },
+            }],
+        },
+    })
+}
+
+/// The Pods behind Service `s` of `ns` (none for an external one), in a fixed order;
+/// `restarts` is their containers' restart count (the churn raises it).
+pub(crate) fn service_pods(ns: &str, s: usize, restarts: u64) -> Vec<Value> {
+    let app = service_name(s);
+    let seed = seed_of(ns, s);
+    let image = format!("registry.example.com/{}/{app}:1.{}.0", ns, s % 7);
+    let base = |component: &str| {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), app.clone()),
+            (
+                "app.kubernetes.io/instance".to_owned(),
+                format!("{app}-{ns}"),
+            ),
+            (
+                "app.kubernetes.io/component".to_owned(),
+                component.to_owned(),
+            ),
+        ])
+    };
+    match backing(s) {
+        Backing::External => Vec::new(),
+        Backing::Deployment { replicas, canary } => {
+            let mut pods = Vec::new();
+            for (track, count, hash_seed) in [
+                ("stable", replicas, seed),
+                ("canary", usize::from(canary), seed ^ 0xca),
+            ] {
+                let hash = token(hash_seed, 10);
+                let mut labels = base("server");
+                labels.insert("pod-template-hash".into(), hash.clone());
+                if track == "canary" {
+                    labels.insert("track".into(), "canary".into());
+                }
+                let rs = format!("{app}-{hash}");
+                for r in 0..count {
+                    let n = seed.wrapping_add(r as u64 * 7 + u64::from(track == "canary"));
+                    let name = format!("{rs}-{}", token(n, 5));
+                    pods.push(pod(
+                        ns,
+                        &name,
+                        &labels,
+                        Some(("ReplicaSet", &rs)),
+                        &image,
+                        n,
+                        restarts,
+                    ));
+                }
+            }
+            pods
+        }
+        Backing::Primary => (0..3)
+            .map(|r| {
+                let name = format!("{app}-{r}");
+                let mut labels = base(if r == 0 { "primary" } else { "replica" });
+                labels.insert("statefulset.kubernetes.io/pod-name".into(), name.clone());
+                labels.insert("apps.kubernetes.io/pod-index".into(), r.to_string());
+                labels.insert(
+                    "controller-revision-hash".into(),
+                    format!("{app}-{}", token(seed, 10)),
+                );
+                let n = seed.wrapping_add(r as u64 * 7);
+                pod(
+                    ns,
+                    &name,
+                    &labels,
+                    Some(("StatefulSet", &app)),
+                    &image,
+                    n,
+                    restarts,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The Pods of `ns` no Service selects: two finished database-migration Job Pods and a
+/// toolbox someone started with `kubectl run`.
+pub(crate) fn unselected_pods(ns: &str) -> Vec<Value> {
+    let seed = seed_of(ns, 1000);
+    let mut pods: Vec<Value> = (0..2)
+        .map(|j| {
+            let job = format!("db-migrate-{}", 28_900_000 + j);
+            let uid = format!("{}-{}", token(seed + j, 8), token(seed ^ j, 12));
+            let labels = BTreeMap::from([
+                ("batch.kubernetes.io/job-name".to_owned(), job.clone()),
+                ("job-name".to_owned(), job.clone()),
+                ("batch.kubernetes.io/controller-uid".to_owned(), uid.clone()),
+                ("controller-uid".to_owned(), uid),
+            ]);
+            let name = format!("{job}-{}", token(seed + j, 5));
+            pod(
+                ns,
+                &name,
+                &labels,
+                Some(("Job", &job)),
+                "registry.example.com/tools/migrate:3.2",
+                seed + j,
+                0,
+            )
+        })
+        .collect();
+    let labels = BTreeMap::from([("run".to_owned(), "toolbox".to_owned())]);
+    pods.push(pod(
+        ns,
+        "toolbox",
+        &labels,
+        None,
+        "busybox:1.36",
+        seed + 2,
+        0,
+    ));
+    debug_assert_eq!(pods.len(), UNSELECTED_PODS);
+    pods
 }

@@ -183,3 +183,64 @@ async fn an_index_outside_what_references_keep_is_a_build_error() {
         "{msg}"
     );
 }
+
+/// Both tiers configured in YAML, started by `Stores::start` and queried through
+/// `AnyStore`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_indexes_answer_through_any_store() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_store::config::Config;
+    use k8s_store::stores::Stores;
+    use std::time::Duration;
+
+    let server = ApiServer::start().await.expect("server");
+    for (name, app) in [("a", "web"), ("b", "db")] {
+        server
+            .create(&secret(name, &[("app", app), ("type", "tls")], Some("d1")))
+            .expect("create");
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("default".into());
+        cm.metadata.name = Some(name.into());
+        cm.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+        cm.data = Some([("owner".to_string(), format!("team-{name}"))].into());
+        server.create(&cm).expect("create");
+    }
+    let config = Config::from_yaml(
+        "watched_resources:
+  configmaps:
+    api_version: v1
+    kind: ConfigMap
+    index_by: [metadata.namespace, metadata.name]
+    store: full
+    indexes: {by_owner: [\"data.owner\"]}
+    index_labels: all
+  secrets:
+    api_version: v1
+    kind: Secret
+    index_by: [metadata.namespace, metadata.name]
+    store: on-demand
+    indexes: {by_deployment: [\"metadata.ownerReferences[*].uid\"]}
+    index_labels: [app]
+",
+    )
+    .expect("config");
+    let stores = Stores::start(&config, server.client()).expect("stores");
+    tokio::time::timeout(Duration::from_secs(20), stores.ready())
+        .await
+        .expect("in time")
+        .expect("ready");
+    let web: Selector = "app=web".parse().unwrap();
+    let cms = stores.get("configmaps").expect("configmaps");
+    assert_eq!(cms.index_names(), ["by_owner"]);
+    assert_eq!(cms.get_by("by_owner", &["team-b"]).await.unwrap().len(), 1);
+    assert_eq!(cms.select(None, &web).await.unwrap().len(), 1);
+    assert_eq!(cms.select(Some("other"), &web).await.unwrap().len(), 0);
+    assert_eq!(cms.select_stats().indexed, 2);
+    let secrets = stores.get("secrets").expect("secrets");
+    assert_eq!(secrets.index_names(), ["by_deployment"]);
+    let owned = secrets.get_by("by_deployment", &["d1"]).await.unwrap();
+    assert_eq!(owned.len(), 2, "bodies fetched through the cache");
+    let web_secrets = secrets.select(Some("default"), &web).await.unwrap();
+    assert_eq!(web_secrets.len(), 1);
+    assert_eq!(secrets.select_stats().indexed, 1);
+}

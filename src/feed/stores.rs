@@ -19,11 +19,13 @@ use crate::feed::config::{
     Config, ConfigError, ResourceConfig, StoreKind, check_on_demand_index, resource_path,
 };
 use crate::feed::watch::{self, FeedOptions, WatchHandle, WatchStatus};
+use crate::index::memory::SelectStats;
 use crate::index::snapshot::Snapshot;
 use crate::index::store::{MemoryReader, MemoryStore};
 use crate::on_demand::cached::CacheStats;
 use crate::on_demand::store::{CachedReader, CachedStore};
 use crate::readiness::WriterDropped;
+use crate::selector::Selector;
 use crate::sync::Arc;
 
 /// A read handle to one named store of either tier, by enum dispatch (no boxing: a full
@@ -100,6 +102,61 @@ impl AnyStore {
         match self {
             AnyStore::Full(s) => Either::Left(std::future::ready(Ok(s.list()))),
             AnyStore::OnDemand(s) => Either::Right(s.list()),
+        }
+    }
+
+    /// The objects under `keys` in the secondary index `index` (exact or prefix), in
+    /// (namespace, name, uid) order; the on-demand tier fetches what is not cached.
+    ///
+    /// # Errors
+    /// As [`MemoryReader::get_by`] and [`CachedReader::get_by`].
+    pub fn get_by<'a, S: AsRef<str> + Sync>(
+        &'a self,
+        index: &'a str,
+        keys: &'a [S],
+    ) -> impl Future<Output = Result<Vec<Arc<DynamicObject>>, StoreError>> + Send + 'a {
+        match self {
+            AnyStore::Full(s) => Either::Left(std::future::ready(s.get_by(index, keys))),
+            AnyStore::OnDemand(s) => Either::Right(s.get_by(index, keys)),
+        }
+    }
+
+    /// The objects whose labels match `selector`, in (namespace, name, uid) order, in
+    /// namespace `namespace` only if given; the on-demand tier fetches what is not
+    /// cached. See [`MemoryReader::select`].
+    ///
+    /// # Errors
+    /// A fetch error of the on-demand tier.
+    pub fn select<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+    ) -> impl Future<Output = Result<Vec<Arc<DynamicObject>>, StoreError>> + Send + 'a {
+        match (self, namespace) {
+            (AnyStore::Full(s), None) => Either::Left(std::future::ready(Ok(s.select(selector)))),
+            (AnyStore::Full(s), Some(ns)) => {
+                Either::Left(std::future::ready(Ok(s.select_in(ns, selector))))
+            }
+            (AnyStore::OnDemand(s), None) => Either::Right(Either::Left(s.select(selector))),
+            (AnyStore::OnDemand(s), Some(ns)) => {
+                Either::Right(Either::Right(s.select_in(ns, selector)))
+            }
+        }
+    }
+
+    /// How selector queries were answered (see [`MemoryReader::select_stats`]).
+    pub fn select_stats(&self) -> SelectStats {
+        match self {
+            AnyStore::Full(s) => s.select_stats(),
+            AnyStore::OnDemand(s) => s.select_stats(),
+        }
+    }
+
+    /// The names of the store's secondary indexes.
+    pub fn index_names(&self) -> Vec<&str> {
+        match self {
+            AnyStore::Full(s) => s.index_names().collect(),
+            AnyStore::OnDemand(s) => s.index_names().collect(),
         }
     }
 

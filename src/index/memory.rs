@@ -159,20 +159,24 @@ impl<K> State<K> {
 
 /// The label index's lists (its groups' members) under the cheapest term of `reqs`
 /// that the index can answer alone (`=` or `in` on a key it covers), by how many
-/// objects they hold; `None` when there is no such term.
+/// objects they hold, and that term's position; `None` when there is no such term.
 fn cheapest_lists<K>(
     which: &LabelIndex,
     depths: &[StateTree<Group<K>>],
     reqs: &[Requirement],
-) -> Option<Vec<StateTree<Unowned<K>>>> {
+) -> Option<(usize, Vec<StateTree<Unowned<K>>>)> {
     let list = |depth: usize, parts: &[&str]| {
         depths
             .get(depth - 1)
             .and_then(|t| t.get(&by_prefix(&key::encode(parts))))
             .map(|g| g.members.clone())
     };
-    let mut best: Option<(usize, Vec<StateTree<Unowned<K>>>)> = None;
-    for r in reqs.iter().filter(|r| which.covers(r.key())) {
+    let mut best: Option<(usize, usize, Vec<StateTree<Unowned<K>>>)> = None;
+    for (i, r) in reqs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| which.covers(r.key()))
+    {
         let lists: Vec<_> = match r {
             Requirement::Equals { key, value } => list(2, &[key, value]).into_iter().collect(),
             Requirement::In { key, values } => {
@@ -183,11 +187,11 @@ fn cheapest_lists<K>(
             _ => continue,
         };
         let cost = lists.iter().map(PTree::len).sum::<usize>();
-        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-            best = Some((cost, lists));
+        if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
+            best = Some((cost, i, lists));
         }
     }
-    best.map(|(_, lists)| lists)
+    best.map(|(_, i, lists)| (i, lists))
 }
 
 /// Finds the first object of namespace `ns` in a list in (namespace, name, uid) order.
@@ -256,7 +260,9 @@ pub struct SelectStats {
 /// What a selector query reads: the label index's lists of its cheapest term, or
 /// every object.
 enum Plan<K> {
-    Lists(Vec<StateTree<Unowned<K>>>),
+    /// The lists, and the position of the term they answer (its objects need no check
+    /// of it).
+    Lists(usize, Vec<StateTree<Unowned<K>>>),
     Scan(Snapshot<K>),
 }
 
@@ -701,21 +707,35 @@ impl<K: Send + Sync + 'static> Index<K> {
                 (Some(which), Some(index)) => cheapest_lists(which, &index.depths, reqs),
                 _ => None,
             };
-            let plan = plan.map_or_else(|| Plan::Scan(st.snapshot()), Plan::Lists);
+            let plan = plan.map_or_else(
+                || Plan::Scan(st.snapshot()),
+                |(term, lists)| Plan::Lists(term, lists),
+            );
             (plan, Arc::clone(&st.generation))
         });
         let meta = self.acc.meta;
-        let keep = |o: &K| {
-            namespace.is_none_or(|ns| meta(o).namespace == ns)
-                && reqs.iter().all(|r| r.holds((self.label_of)(o, r.key())))
-        };
+        let holds = |o: &K, r: &Requirement| r.holds((self.label_of)(o, r.key()));
         match plan {
             Plan::Scan(all) => {
                 self.selects.scans.incr();
-                all.iter().filter(|o| keep(o)).cloned().collect()
+                all.iter()
+                    .filter(|o| {
+                        namespace.is_none_or(|ns| meta(o).namespace == ns)
+                            && reqs.iter().all(|r| holds(o, r))
+                    })
+                    .cloned()
+                    .collect()
             }
-            Plan::Lists(lists) => {
+            Plan::Lists(term, lists) => {
                 self.selects.indexed.incr();
+                // The lists' objects meet `term`: only the other terms are checked,
+                // each a read of the object's labels (none for a selector of one term).
+                let rest: Vec<&Requirement> = reqs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| (i != term).then_some(r))
+                    .collect();
+                let keep = |o: &K| rest.iter().all(|r| holds(o, r));
                 let mut out: Vec<Arc<K>> = Vec::new();
                 for list in &lists {
                     match namespace {
@@ -727,6 +747,10 @@ impl<K: Send + Sync + 'static> Index<K> {
                                 .filter(|o| keep(o))
                                 .map(|o| Arc::clone(o)),
                         ),
+                        None if rest.is_empty() => {
+                            out.reserve(list.len());
+                            out.extend(list.iter().map(|o| Arc::clone(o)));
+                        }
                         None => out.extend(list.iter().filter(|o| keep(o)).map(|o| Arc::clone(o))),
                     }
                 }

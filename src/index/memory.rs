@@ -164,14 +164,14 @@ fn cheapest_lists<K>(
     which: &LabelIndex,
     depths: &[StateTree<Group<K>>],
     reqs: &[Requirement],
-) -> Option<(usize, Vec<StateTree<Unowned<K>>>)> {
+) -> Option<(usize, Lists<K>)> {
     let list = |depth: usize, parts: &[&str]| {
         depths
             .get(depth - 1)
             .and_then(|t| t.get(&by_prefix(&key::encode(parts))))
             .map(|g| g.members.clone())
     };
-    let mut best: Option<(usize, usize, Vec<StateTree<Unowned<K>>>)> = None;
+    let mut best: Option<(usize, usize, Lists<K>)> = None;
     for (i, r) in reqs
         .iter()
         .enumerate()
@@ -257,12 +257,15 @@ pub struct SelectStats {
     pub scans: u64,
 }
 
+/// Lists of objects (groups' members) that a selector query reads.
+type Lists<K> = Vec<StateTree<Unowned<K>>>;
+
 /// What a selector query reads: the label index's lists of its cheapest term, or
 /// every object.
 enum Plan<K> {
     /// The lists, and the position of the term they answer (its objects need no check
     /// of it).
-    Lists(usize, Vec<StateTree<Unowned<K>>>),
+    Lists(usize, Lists<K>),
     Scan(Snapshot<K>),
 }
 

@@ -14,6 +14,20 @@
 //! key is read back (exactly the model's objects under it, in order) and the store is
 //! emptied key by key.
 //!
+//! The store has two secondary indexes (`common::INDEXES`): `ab`, by the labels `a` and
+//! `b`, and `ns`, by namespace. Generated objects carry each label from the alphabet,
+//! absent, `null` or a number (the last two read as absent, and an object without both
+//! labels is in no entry of `ab`; a label of the wrong type is not an error), `Bulk`
+//! gives them none, one shared pair or spread ones, and a `Move` (alone or in a batch)
+//! may relabel what it moves. `GetBy` operations look up `ab`, `ns`, or a name the
+//! store does not have (`a`, the empty name), with 0 to 3 components, half of them
+//! starting with a stored object's key in that index: the objects must be the model's,
+//! in order and by pointer, and the errors exactly its errors (`UnknownIndex` with the
+//! store's index names, else `PrefixLength`). Every write path (single writes, batches,
+//! `replace`, `clear`, delete by key, `remove`) runs with the indexes, `validate()`
+//! checks each index against the objects, and at the end every prefix of every stored
+//! object's key in each index is read back too.
+//!
 //! `validate()` runs every `LIMITS.validate_every` (24) operations, after every
 //! `Replace` and `Clear` (which rebuild the whole state), at the end and once the store
 //! is emptied. An input runs at most `LIMITS.ops` (48) operations; a `Replace` takes at
@@ -21,10 +35,13 @@
 //! and the objects `Bulk` operations add and the changes `Batch` operations make come
 //! to at most `LIMITS.bulk` (12) per input in all. The store has two or four shards.
 //! (Reading a JSON object's metadata is a chain of map lookups that the fuzzer's
-//! instrumentation makes costly, about 10 µs a write and 7 µs an object per
-//! `validate()`: larger stores would bring this target down to a few hundred
-//! executions a second. The trees' splits and merges, which need more than 32 objects,
-//! are `differential_typed`'s job.)
+//! instrumentation makes costly: about 10 µs a write and 7 µs an object per
+//! `validate()` without the secondary indexes, which read the labels and namespace of
+//! every written object and of the version it replaces, and of every object again in
+//! `validate()`, and cost about a quarter of the executions on the same inputs. Larger
+//! stores would bring this target down to a few hundred executions a second. The
+//! trees' splits and merges, which need more than 32 objects, are
+//! `differential_typed`'s job.)
 //!
 //! Key components and metadata come from a small alphabet with `/`, NUL, `:`, the empty
 //! string and non-ASCII text, so joined-string ambiguities (`["a/b", "c"]` against
@@ -42,9 +59,13 @@
 //! upsert, each counted in `stray_relist_events`; readers are ready from the first
 //! completed relist on. `WatchBurst` operations feed up to 16 events at once through
 //! `Feeder::handle_batch`, which writes the `Apply`s and `Delete`s between relist
-//! events as one batch: the model still takes them one by one. The fed store is
-//! compared with the model after every `Watch` and every burst; it has two shards and
-//! is built by an input's first `Watch` or `WatchBurst` operation.
+//! events as one batch: the model still takes them one by one. The fed store has the
+//! same two secondary indexes, and its objects labels picked by the event's byte (a
+//! `Delete` event's labels may differ from the stored version's). After every `Watch`
+//! and every burst it is compared with the model: its list, `get_by("ns", ["ns"])`,
+//! `get_by("ab", ..)` for every prefix of every key its objects can have (stale entries
+//! of any other key are `validate()`'s to find), and `validate()`. It has two shards
+//! and is built by an input's first `Watch` or `WatchBurst` operation.
 
 #![no_main]
 
@@ -52,8 +73,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use common::{ALPHABET, Field, FuzzObject, Input, Limits, Meta, N, ObjSpec, WatchOp};
+use common::{
+    ALPHABET, Field, FuzzObject, Input, Label, Labels, Limits, Meta, N, ObjSpec, WatchOp,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_store::watch::{FeedOptions, Feeder};
 use k8s_store::{ErrorKind, Indexer, MemoryReader, MemoryStore};
@@ -69,6 +93,25 @@ const LIMITS: Limits = Limits {
     validate_every: 24,
 };
 
+/// A generated JSON field: absent (`None`), or its value.
+fn json_field(f: Field) -> Option<Value> {
+    match f {
+        Field::Absent => None,
+        Field::Str(i) => Some(ALPHABET[usize::from(i) % N].into()),
+        Field::Number => Some(json!(7)),
+        Field::Null => Some(Value::Null),
+    }
+}
+
+/// The `metadata.labels` of `labels`, if any is present.
+fn json_labels(labels: Labels) -> Option<Value> {
+    let m: Map<String, Value> = [("a", labels.a), ("b", labels.b)]
+        .into_iter()
+        .filter_map(|(k, f)| Some((k.to_owned(), json_field(f)?)))
+        .collect();
+    (!m.is_empty()).then_some(Value::Object(m))
+}
+
 impl FuzzObject for Value {
     fn meta(&self, field: Meta) -> &str {
         let field = match field {
@@ -82,6 +125,13 @@ impl FuzzObject for Value {
             .unwrap_or("")
     }
 
+    fn label(&self, label: Label) -> Option<&str> {
+        self.get("metadata")?
+            .get("labels")?
+            .get(label.key())?
+            .as_str()
+    }
+
     fn generate(spec: ObjSpec, seq: u64) -> Self {
         let mut m = Map::new();
         for (name, f) in [
@@ -89,18 +139,12 @@ impl FuzzObject for Value {
             ("name", spec.name),
             ("uid", spec.uid),
         ] {
-            match f {
-                Field::Absent => {}
-                Field::Str(i) => {
-                    m.insert(name.into(), ALPHABET[usize::from(i) % N].into());
-                }
-                Field::Number => {
-                    m.insert(name.into(), json!(7));
-                }
-                Field::Null => {
-                    m.insert(name.into(), Value::Null);
-                }
+            if let Some(v) = json_field(f) {
+                m.insert(name.into(), v);
             }
+        }
+        if let Some(labels) = json_labels(spec.labels) {
+            m.insert("labels".into(), labels);
         }
         // The body's key sorts after `metadata`, so that reading metadata compares
         // one key less (each comparison is traced by the fuzzer).
@@ -112,7 +156,13 @@ impl FuzzObject for Value {
         obj
     }
 
-    fn named(namespace: &str, name: &str, uid: Option<String>, seq: u64) -> Self {
+    fn named(
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+        labels: [Option<&str>; 2],
+        seq: u64,
+    ) -> Self {
         let mut obj = json!({
             "metadata": { "namespace": namespace, "name": name },
             "seq": seq,
@@ -120,12 +170,31 @@ impl FuzzObject for Value {
         if let Some(uid) = uid {
             obj["metadata"]["uid"] = uid.into();
         }
+        for (key, value) in ["a", "b"].into_iter().zip(labels) {
+            if let Some(value) = value {
+                obj["metadata"]["labels"][key] = value.into();
+            }
+        }
         obj
     }
 
     fn version(&self, seq: u64) -> Self {
         let mut obj = self.clone();
         obj["seq"] = seq.into();
+        obj
+    }
+
+    fn relabel(&self, labels: Labels, seq: u64) -> Self {
+        let mut obj = self.version(seq);
+        match json_labels(labels) {
+            // Creates `metadata` if there was none (its identity still reads as empty).
+            Some(labels) => obj["metadata"]["labels"] = labels,
+            None => {
+                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("labels");
+                }
+            }
+        }
         obj
     }
 
@@ -160,15 +229,41 @@ impl FuzzObject for Value {
 
 const FEED_NAMES: &[&str] = &["a", "b", "c", "d", "/", "é"];
 
+/// The labels `a` and `b` of a feeder object (keys of the index `ab`), picked by its
+/// event's byte divided by the number of names.
+const FEED_LABELS: &[[Option<&str>; 2]] = &[
+    [None, None],
+    [Some("a"), Some("b")],
+    [Some("a"), None],
+    [Some("a"), Some("a")],
+    [Some(""), Some("b")],
+    [Some("b"), Some("b")],
+];
+
+/// The lookups in `ab` checked after every event: every prefix of every key in
+/// [`FEED_LABELS`].
+const FEED_LOOKUPS: &[&[&str]] = &[
+    &["a"],
+    &["a", "b"],
+    &["a", "a"],
+    &[""],
+    &["", "b"],
+    &["b"],
+    &["b", "b"],
+];
+
+/// What the feeder's store must hold of one object: its resourceVersion and labels.
+type Held = (String, [Option<&'static str>; 2]);
+
 /// The feeder's side: its store, and a model of what it must hold.
 struct Feed {
     feeder: Feeder<ConfigMap, MemoryStore<ConfigMap>>,
     /// The store, read as a reconciler would (the feeder owns its writer).
     store: MemoryReader<ConfigMap>,
-    /// name -> resourceVersion of what the store must hold.
-    state: BTreeMap<String, String>,
+    /// name -> what the store must hold.
+    state: BTreeMap<String, Held>,
     /// The relist being buffered, if one was begun by `Init`.
-    relist: Option<BTreeMap<String, String>>,
+    relist: Option<BTreeMap<String, Held>>,
     stray: u64,
     /// Whether a relist has completed (the readers' readiness).
     ready: bool,
@@ -178,9 +273,9 @@ struct Feed {
 impl Feed {
     fn new() -> Self {
         // Two shards: a store of the default 1,024 costs its 1,024 tables to build and
-        // to swap at every relist, for nothing the model could see.
-        let writer = MemoryStore::<ConfigMap>::builder(2)
-            .shards(2)
+        // to swap at every relist, for nothing the model could see. The secondary
+        // indexes of the other stores.
+        let writer = common::with_indexes(MemoryStore::<ConfigMap>::builder(2).shards(2))
             .build()
             .expect("valid settings");
         let store = writer.reader();
@@ -199,15 +294,24 @@ impl Feed {
     }
 
     /// A new version of the object named by `i` (every version has its own
-    /// resourceVersion, so no `Apply` is skipped as unchanged).
-    fn object(&mut self, i: u8) -> (String, ConfigMap) {
+    /// resourceVersion, so no `Apply` is skipped as unchanged), with the labels picked
+    /// by `i` too; with what the store must hold of it.
+    fn object(&mut self, i: u8) -> (String, Held, ConfigMap) {
         self.seq += 1;
-        let name = FEED_NAMES[usize::from(i) % FEED_NAMES.len()].to_owned();
+        let i = usize::from(i);
+        let name = FEED_NAMES[i % FEED_NAMES.len()].to_owned();
+        let labels = FEED_LABELS[(i / FEED_NAMES.len()) % FEED_LABELS.len()];
         let mut cm = ConfigMap::default();
         cm.metadata.namespace = Some("ns".into());
         cm.metadata.name = Some(name.clone());
         cm.metadata.resource_version = Some(self.seq.to_string());
-        (name, cm)
+        let set: BTreeMap<String, String> = ["a", "b"]
+            .into_iter()
+            .zip(labels)
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        cm.metadata.labels = (!set.is_empty()).then_some(set);
+        (name, (self.seq.to_string(), labels), cm)
     }
 
     /// Feeds `ops`: one alone with `Feeder::handle`, several as one burst with
@@ -232,13 +336,12 @@ impl Feed {
                 Event::Init
             }
             WatchOp::InitApply(i) => {
-                let (name, obj) = self.object(i);
-                let rv = self.seq.to_string();
+                let (name, held, obj) = self.object(i);
                 match &mut self.relist {
-                    Some(relist) => relist.insert(name, rv),
+                    Some(relist) => relist.insert(name, held),
                     None => {
                         self.stray += 1;
-                        self.state.insert(name, rv)
+                        self.state.insert(name, held)
                     }
                 };
                 Event::InitApply(obj)
@@ -254,12 +357,14 @@ impl Feed {
                 Event::InitDone
             }
             WatchOp::Apply(i) => {
-                let (name, obj) = self.object(i);
-                self.state.insert(name, self.seq.to_string());
+                let (name, held, obj) = self.object(i);
+                self.state.insert(name, held);
                 Event::Apply(obj)
             }
             WatchOp::Delete(i) => {
-                let (name, obj) = self.object(i);
+                // Its labels may differ from the stored version's: the store must
+                // remove what it holds from the indexes, not what the event says.
+                let (name, _, obj) = self.object(i);
                 self.state.remove(&name);
                 Event::Delete(obj)
             }
@@ -267,21 +372,48 @@ impl Feed {
     }
 
     fn check(&self, what: &dyn fmt::Display) {
-        let got: BTreeMap<String, String> = self
-            .store
-            .list()
-            .iter()
-            .map(|o| {
-                (
-                    o.metadata.name.clone().unwrap_or_default(),
-                    o.metadata.resource_version.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
+        // (name, resourceVersion) of each object, in order.
+        let seen = |objects: &[Arc<ConfigMap>]| -> Vec<(String, String)> {
+            objects
+                .iter()
+                .map(|o| {
+                    (
+                        o.metadata.name.clone().unwrap_or_default(),
+                        o.metadata.resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let want = |filter: &dyn Fn(&[Option<&str>; 2]) -> bool| -> Vec<(String, String)> {
+            self.state
+                .iter()
+                .filter(|(_, (_, labels))| filter(labels))
+                .map(|(name, (rv, _))| (name.clone(), rv.clone()))
+                .collect()
+        };
+        let all = want(&|_| true);
         assert_eq!(
-            got, self.state,
+            seen(&self.store.list().to_vec()),
+            all,
             "{what}: the fed store differs from the model"
         );
+        let by_ns = self.store.get_by("ns", &["ns"]).expect("a known index");
+        assert_eq!(seen(&by_ns), all, "{what}: the fed store's get_by(\"ns\")");
+        for &prefix in FEED_LOOKUPS {
+            let got = self.store.get_by("ab", prefix).expect("a known index");
+            let want = want(&|labels| {
+                labels.iter().all(Option::is_some)
+                    && prefix.iter().zip(labels).all(|(p, l)| Some(*p) == *l)
+            });
+            assert_eq!(
+                seen(&got),
+                want,
+                "{what}: the fed store's get_by(\"ab\", {prefix:?})"
+            );
+        }
+        if let Err(e) = self.store.validate() {
+            panic!("{what}: validate() of the fed store: {e}");
+        }
         assert_eq!(
             self.feeder.status().stats().stray_relist_events,
             self.stray,
@@ -294,10 +426,7 @@ impl Feed {
 // ---------------------------------------------------------------------------------
 
 fuzz_target!(|input: Input| {
-    let store: MemoryStore<Value> = MemoryStore::<Value>::builder(input.num_keys())
-        .shards(input.shards())
-        .build()
-        .expect("valid settings");
+    let store: MemoryStore<Value> = common::store(&input);
     // Built on the first `Watch` operation only.
     let mut feed: Option<Feed> = None;
     let mut watch = |events: &[WatchOp], what: &dyn fmt::Display| {

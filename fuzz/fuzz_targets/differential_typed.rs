@@ -7,20 +7,28 @@
 //! pointer; wrong key counts must return the documented error and change nothing;
 //! batches (`MemoryStore::apply`, up to `LIMITS.batch` (12) upserts and removals) must
 //! apply as the same changes one by one would, with the same counts, or be refused
-//! whole; snapshots taken earlier must not change under later writes; at the end every
-//! prefix of every stored key is read back and the store is emptied key by key. What
+//! whole; snapshots taken earlier must not change under later writes; the same two
+//! secondary indexes (`ab`, by the labels `a` and `b` in `metadata.labels`, and `ns`,
+//! by namespace) are kept by every write path, checked by `validate()` and queried by
+//! `GetBy` operations (known and unknown names, 0 to 3 components) against the model;
+//! at the end every prefix of every stored key, and of every stored object's key in
+//! each secondary index, is read back and the store is emptied key by key. What
 //! differs is the budget: `Bulk` and `Batch` operations may add or change up to
 //! `LIMITS.bulk` (34) objects per input in all (a `Replace` takes up to
 //! `LIMITS.replace` (24) items), so that the trees of the store (the list, the prefix
-//! groups, the members of a shared key; their nodes hold 32 entries) split into two or
-//! more leaves and merge back as objects move and go, one change at a time or many in
-//! one batch. A typed object's metadata is read through plain fields, two to three
-//! times cheaper than a JSON object's map lookups under the fuzzer's instrumentation,
-//! which is what makes such stores affordable at a couple of thousand executions a
-//! second. (`differential` keeps the JSON objects, their metadata of the wrong type,
-//! and the watch feeder, with a smaller `Bulk` and `Batch` budget; a typed object has
-//! no metadata of the wrong type, so `Number` and `null` fields read as absent here, a
-//! batch is refused for a wrong key count only, and `Watch` operations are ignored.)
+//! groups, the members of a shared key, and the secondary indexes' groups, which
+//! `Bulk` fills with one shared pair of labels or spread ones; their nodes hold 32
+//! entries) split into two or more leaves and merge back as objects move and go, one
+//! change at a time or many in one batch. A typed object's metadata is read through
+//! plain fields, two to three times cheaper than a JSON object's map lookups under the
+//! fuzzer's instrumentation, which is what makes such stores affordable at a couple of
+//! thousand executions a second on 2 cores. (The secondary indexes, which every write
+//! updates and every `validate()` checks, cost about two fifths of the executions on
+//! the same inputs.) (`differential` keeps the JSON objects, their metadata of the
+//! wrong type, and the watch feeder, with a smaller `Bulk` and `Batch` budget; a typed
+//! object has no metadata of the wrong type, so `Number` and `null` fields and labels
+//! read as absent here, a batch is refused for a wrong key count only, and `Watch`
+//! operations are ignored.)
 //!
 //! `validate()` runs every `LIMITS.validate_every` (32) operations, after every
 //! `Replace` and `Clear` (which rebuild the whole state), at the end and once the store
@@ -31,7 +39,9 @@
 
 mod common;
 
-use common::{ALPHABET, Field, FuzzObject, Input, Limits, Meta, N, ObjSpec};
+use std::collections::BTreeMap;
+
+use common::{ALPHABET, Field, FuzzObject, Input, Label, Labels, Limits, Meta, N, ObjSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_store::{ErrorKind, MemoryStore};
 use libfuzzer_sys::fuzz_target;
@@ -51,6 +61,19 @@ fn field(f: Field) -> Option<String> {
     }
 }
 
+/// `metadata.labels` of `labels`: `None` if every label is absent, an empty map if each
+/// is absent or `null` (a typed label has no `null` nor number: those read as absent).
+fn labels_of(labels: Labels) -> Option<BTreeMap<String, String>> {
+    let set: BTreeMap<String, String> = [("a", labels.a), ("b", labels.b)]
+        .into_iter()
+        .filter_map(|(k, f)| Some((k.to_owned(), field(f)?)))
+        .collect();
+    let any = [labels.a, labels.b]
+        .iter()
+        .any(|f| !matches!(f, Field::Absent));
+    any.then_some(set)
+}
+
 /// The body's mark: the resourceVersion (a `MemoryStore` stores whatever it is given).
 fn marked(mut cm: ConfigMap, seq: u64) -> ConfigMap {
     cm.metadata.resource_version = Some(seq.to_string());
@@ -68,24 +91,51 @@ impl FuzzObject for ConfigMap {
         .unwrap_or("")
     }
 
+    fn label(&self, label: Label) -> Option<&str> {
+        self.metadata
+            .labels
+            .as_ref()?
+            .get(label.key())
+            .map(String::as_str)
+    }
+
     fn generate(spec: ObjSpec, seq: u64) -> Self {
         let mut cm = ConfigMap::default();
         cm.metadata.namespace = field(spec.namespace);
         cm.metadata.name = field(spec.name);
         cm.metadata.uid = field(spec.uid);
+        cm.metadata.labels = labels_of(spec.labels);
         marked(cm, seq)
     }
 
-    fn named(namespace: &str, name: &str, uid: Option<String>, seq: u64) -> Self {
+    fn named(
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+        labels: [Option<&str>; 2],
+        seq: u64,
+    ) -> Self {
         let mut cm = ConfigMap::default();
         cm.metadata.namespace = Some(namespace.to_owned());
         cm.metadata.name = Some(name.to_owned());
         cm.metadata.uid = uid;
+        let set: BTreeMap<String, String> = ["a", "b"]
+            .into_iter()
+            .zip(labels)
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        cm.metadata.labels = (!set.is_empty()).then_some(set);
         marked(cm, seq)
     }
 
     fn version(&self, seq: u64) -> Self {
         marked(self.clone(), seq)
+    }
+
+    fn relabel(&self, labels: Labels, seq: u64) -> Self {
+        let mut cm = self.clone();
+        cm.metadata.labels = labels_of(labels);
+        marked(cm, seq)
     }
 
     fn seq(&self) -> String {
@@ -98,9 +148,6 @@ impl FuzzObject for ConfigMap {
 }
 
 fuzz_target!(|input: Input| {
-    let store: MemoryStore<ConfigMap> = MemoryStore::<ConfigMap>::builder(input.num_keys())
-        .shards(input.shards())
-        .build()
-        .expect("valid settings");
+    let store: MemoryStore<ConfigMap> = common::store(&input);
     common::run(&store, &input, LIMITS, None);
 });

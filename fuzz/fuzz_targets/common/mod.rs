@@ -14,16 +14,32 @@
 //! wrong key count or metadata of the wrong type, be refused whole with exactly the
 //! error of the first such change (`Operation::Apply { item }`) and change nothing.
 //!
+//! Every store is built (by [`store`], or [`with_indexes`] for another builder) with
+//! the two secondary indexes of [`INDEXES`]: `ab`, by the labels `a` and `b` (an object
+//! without both, or with one that is not a string, is in no entry of it), and `ns`, by
+//! namespace (every object is in it). Generated objects carry the labels from the
+//! alphabet, absent, `null` or a number; `Move` may relabel what it moves. A `GetBy`
+//! looks up `ab`, `ns` or a name the store does not have with 0 to 3 components (taken
+//! from a stored object's key in that index or from the alphabet), and must return the
+//! model's objects, order and pointers included, or exactly the model's error
+//! (`UnknownIndex` before `PrefixLength`). Every write path (single writes, batches,
+//! `replace`, `clear`, delete by key, `remove`, and the feeder's) keeps the indexes, and
+//! `validate()` checks them against the objects.
+//!
 //! The model is a `BTreeMap` from (namespace, name, uid) to (object, keys), with an
-//! identity index, scanned linearly for every query. It reads metadata itself, through
-//! [`FuzzObject::meta`], not through the crate's `Object` impls.
+//! identity index, scanned linearly for every query, secondary lookups included. It
+//! reads metadata and labels itself, through [`FuzzObject::meta`] and
+//! [`FuzzObject::label`], not through the crate's `Object` impls.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arbitrary::Arbitrary;
-use k8s_store::{Batch, ErrorKind, MemoryStore, Operation, Snapshot, StoreError};
+use k8s_store::{
+    Batch, ErrorKind, Indexer, MemoryStore, MemoryStoreBuilder, Object, Operation, Snapshot,
+    StoreError,
+};
 
 pub const ALPHABET: &[&str] = &[
     "", "/", "a", "a/b", "b/c", "\0", "é", "日本", ":", "a\0", "b",
@@ -32,6 +48,17 @@ pub const N: usize = ALPHABET.len();
 
 /// How many old snapshots are kept and re-checked.
 const MAX_SNAPSHOTS: usize = 4;
+
+/// The secondary indexes of every fuzzed store: name and field paths. The model reads
+/// the same fields in [`secondary_key`].
+pub const INDEXES: [(&str, &[&str]); 2] = [
+    ("ab", &["metadata.labels['a']", "metadata.labels['b']"]),
+    ("ns", &["metadata.namespace"]),
+];
+
+/// The names a `GetBy` looks up: `ab` twice as often as `ns` (it has twice the prefix
+/// lengths), and two the stores do not have (one a prefix of `ab`, one empty).
+const LOOKUP_NAMES: [&str; 5] = ["ab", "ab", "ns", "a", ""];
 
 // ---------------------------------------------------------------------------------
 // Input.
@@ -53,6 +80,32 @@ pub struct ObjSpec {
     pub namespace: Field,
     pub name: Field,
     pub uid: Field,
+    pub labels: Labels,
+}
+
+/// The labels `a` and `b` of a generated object (the keys of the index `ab`). A label
+/// that is `null` or a number (JSON objects; a typed object has neither) reads as
+/// absent: the object is then in no entry of `ab`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Labels {
+    pub a: Field,
+    pub b: Field,
+}
+
+/// A label of the index `ab`.
+#[derive(Debug, Clone, Copy)]
+pub enum Label {
+    A,
+    B,
+}
+
+impl Label {
+    pub fn key(self) -> &'static str {
+        match self {
+            Label::A => "a",
+            Label::B => "b",
+        }
+    }
 }
 
 /// A key vector. `len` is mapped to a length (see the `*_keys` functions) and each
@@ -67,9 +120,15 @@ pub struct KeySpec {
 pub enum Op {
     Add(ObjSpec, KeySpec),
     Update(ObjSpec, KeySpec),
-    /// Upserts a new version of the `i`-th stored object (in model order) under new keys.
-    Move(u16, KeySpec),
+    /// Upserts a new version of the `i`-th stored object (in model order) under new keys,
+    /// with new labels if given.
+    Move(u16, KeySpec, Option<Labels>),
     Get(KeySpec),
+    /// A lookup in a secondary index: the name is [`LOOKUP_NAMES`] indexed by the `u8`
+    /// (modulo 5), the component count `len % 4`; with `len`'s high bit, the components
+    /// start with those of the key in that index of the stored object `comps[3]` (in
+    /// model order, modulo their count), if it has one.
+    GetBy(u8, KeySpec),
     Delete(KeySpec),
     Remove(ObjSpec),
     /// Removes the `i`-th stored object (in model order).
@@ -109,8 +168,9 @@ pub const MAX_BURST: usize = 16;
 pub enum BatchOp {
     /// An upsert of a generated object (as `Add` and `Update`).
     Upsert(ObjSpec, KeySpec),
-    /// An upsert of a new version of the `i`-th stored object under new keys (as `Move`).
-    Move(u16, KeySpec),
+    /// An upsert of a new version of the `i`-th stored object under new keys, with new
+    /// labels if given (as `Move`).
+    Move(u16, KeySpec, Option<Labels>),
     /// A removal of a generated object's identity (as `Remove`).
     Remove(ObjSpec),
     /// A removal of the `i`-th stored object (as `RemoveExisting`).
@@ -181,12 +241,25 @@ pub enum Meta {
 pub trait FuzzObject: fmt::Debug + Send + Sync + 'static {
     /// The field as the store must read it: `""` when absent (or `null`).
     fn meta(&self, field: Meta) -> &str;
+    /// The label as the store's indexer must read it: `None` when absent or not a
+    /// string.
+    fn label(&self, label: Label) -> Option<&str>;
     /// The generated object `spec`, its body marked with `seq`.
     fn generate(spec: ObjSpec, seq: u64) -> Self;
-    /// An object with this namespace, name and uid, its body marked with `seq`.
-    fn named(namespace: &str, name: &str, uid: Option<String>, seq: u64) -> Self;
+    /// An object with this namespace, name, uid and labels `a` and `b`, its body marked
+    /// with `seq`.
+    fn named(
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+        labels: [Option<&str>; 2],
+        seq: u64,
+    ) -> Self;
     /// A new version of `self`: the same metadata, the body marked with `seq`.
     fn version(&self, seq: u64) -> Self;
+    /// A new version of `self` with the labels `labels` instead of its own (its other
+    /// metadata the same), the body marked with `seq`.
+    fn relabel(&self, labels: Labels, seq: u64) -> Self;
     /// The `seq` of the body, for messages.
     fn seq(&self) -> String;
     /// The error writing `self` must fail with, if its identity metadata is of the
@@ -196,6 +269,51 @@ pub trait FuzzObject: fmt::Debug + Send + Sync + 'static {
 
 fn meta<O: FuzzObject>(o: &O, field: Meta) -> &str {
     o.meta(field)
+}
+
+/// A key in a secondary index: its components (only the first `.1` are used).
+type SecondaryKey<'a> = ([&'a str; 2], usize);
+
+/// `o`'s key in the secondary index `INDEXES[index]`, as the store must read it, if it
+/// has one (the paths of [`INDEXES`], read by the model).
+fn secondary_key<O: FuzzObject>(o: &O, index: usize) -> Option<SecondaryKey<'_>> {
+    match index {
+        0 => Some(([o.label(Label::A)?, o.label(Label::B)?], 2)),
+        _ => Some(([meta(o, Meta::Namespace), ""], 1)),
+    }
+}
+
+/// Whether `key` starts with `prefix`.
+fn has_prefix((comps, len): SecondaryKey<'_>, prefix: &[String]) -> bool {
+    prefix.len() <= len && prefix.iter().zip(comps).all(|(p, c)| p == c)
+}
+
+/// The indexers of [`INDEXES`], parsed once rather than for every input.
+static INDEXERS: LazyLock<Vec<Indexer>> = LazyLock::new(|| {
+    INDEXES
+        .iter()
+        .map(|(_, paths)| Indexer::new(*paths).expect("valid paths"))
+        .collect()
+});
+
+/// Adds the secondary indexes of [`INDEXES`] to `builder`.
+pub fn with_indexes<K: Send + Sync + 'static>(
+    builder: MemoryStoreBuilder<K>,
+) -> MemoryStoreBuilder<K> {
+    INDEXES
+        .iter()
+        .zip(INDEXERS.iter())
+        .fold(builder, |b, ((name, _), indexer)| {
+            b.index(*name, indexer.clone())
+        })
+}
+
+/// The store for `input`: its key and shard counts, and the secondary indexes of
+/// [`INDEXES`].
+pub fn store<O: FuzzObject + Object<M>, M>(input: &Input) -> MemoryStore<O> {
+    with_indexes(MemoryStore::<O>::builder(input.num_keys()).shards(input.shards()))
+        .build()
+        .expect("valid settings")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -342,6 +460,31 @@ impl<O: FuzzObject> Model<O> {
         Some(Arc::clone(obj))
     }
 
+    /// A lookup in the secondary index `name`: the error, or every object with a key in
+    /// it that starts with `prefix`, in order.
+    fn get_by(&self, name: &str, prefix: &[String]) -> Result<Vec<Arc<O>>, StoreError> {
+        let error = |kind| Err(StoreError::new(Operation::Get, prefix, kind));
+        let Some(index) = INDEXES.iter().position(|(n, _)| *n == name) else {
+            return error(ErrorKind::UnknownIndex {
+                name: name.to_owned(),
+                known: INDEXES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            });
+        };
+        let max = INDEXES[index].1.len();
+        if prefix.is_empty() || prefix.len() > max {
+            return error(ErrorKind::PrefixLength {
+                max,
+                given: prefix.len(),
+            });
+        }
+        Ok(self
+            .map
+            .values()
+            .filter(|(o, _)| secondary_key(&**o, index).is_some_and(|k| has_prefix(k, prefix)))
+            .map(|(o, _)| Arc::clone(o))
+            .collect())
+    }
+
     fn get(&self, prefix: &[String]) -> Result<Vec<Arc<O>>, StoreError> {
         if prefix.is_empty() || prefix.len() > self.num_keys {
             return Err(StoreError::new(
@@ -456,10 +599,12 @@ fn describe<O: FuzzObject>(v: &[Arc<O>]) -> Vec<String> {
     v.iter()
         .map(|o| {
             format!(
-                "({:?}, {:?}, {:?}) seq {}",
+                "({:?}, {:?}, {:?}) labels ({:?}, {:?}) seq {}",
                 meta(&**o, Meta::Namespace),
                 meta(&**o, Meta::Name),
                 meta(&**o, Meta::Uid),
+                o.label(Label::A),
+                o.label(Label::B),
                 o.seq()
             )
         })
@@ -522,6 +667,37 @@ fn check_get<O: FuzzObject>(
     }
 }
 
+/// A lookup in a secondary index, store against model: the same objects in the same
+/// order, or the same error; through `String` and `&str` keys alike.
+fn check_get_by<O: FuzzObject>(
+    what: impl fmt::Display,
+    store: &MemoryStore<O>,
+    model: &Model<O>,
+    name: &str,
+    keys: &[String],
+) {
+    let want = model.get_by(name, keys);
+    let strs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for got in [store.get_by(name, keys), store.get_by(name, &strs)] {
+        match (&got, &want) {
+            (Ok(got), Ok(want)) => same_objects(&what, got, want),
+            (got, want) => assert_eq!(
+                got.as_ref().map(|v| describe(v)),
+                want.as_ref().map(|v| describe(v)),
+                "{what}"
+            ),
+        }
+    }
+}
+
+/// The new version of `old` a `Move` writes: relabelled if `labels` are given.
+fn moved<O: FuzzObject>(old: &O, labels: Option<Labels>, seq: u64) -> O {
+    match labels {
+        Some(labels) => old.relabel(labels, seq),
+        None => old.version(seq),
+    }
+}
+
 /// A `Batch` of `changes`, store against model: the model makes the same changes one by
 /// one, in order; the store must apply them all, with the same counts, or refuse them
 /// all with the error of the first refused change (the model then undoes them). Either
@@ -561,9 +737,9 @@ fn check_batch<O: FuzzObject>(
                     }
                 }
             }
-            BatchOp::Move(i, ks) => {
+            BatchOp::Move(i, ks, labels) => {
                 let Some(old) = model.nth(i) else { continue };
-                let obj = Arc::new(old.version(generator.next()));
+                let obj = Arc::new(moved(&*old, labels, generator.next()));
                 let keys = object_keys(ks, num_keys, &*obj);
                 if refused.is_none() {
                     refused = model.key_count_error(operation, &keys);
@@ -625,8 +801,9 @@ fn check_batch<O: FuzzObject>(
 /// alone; several for `WatchBurst`, fed together), and the operation for messages.
 pub type Watch<'a> = &'a mut dyn FnMut(&[WatchOp], &dyn fmt::Display);
 
-/// Runs `input` against `store` (empty, built with `input.num_keys()` keys and
-/// `input.shards()` shards) and a model; `Watch` operations go to `watch`, if given.
+/// Runs `input` against `store` (empty, built by [`store`]: `input.num_keys()` keys,
+/// `input.shards()` shards and the secondary indexes of [`INDEXES`]) and a model;
+/// `Watch` operations go to `watch`, if given.
 pub fn run<O: FuzzObject>(
     store: &MemoryStore<O>,
     input: &Input,
@@ -638,6 +815,10 @@ pub fn run<O: FuzzObject>(
     let mut generator = Gen { seq: 0 };
     let mut snapshots: Vec<(Snapshot<O>, Vec<Arc<O>>)> = Vec::new();
     let mut bulk_left = limits.bulk;
+    assert!(
+        store.index_names().eq(INDEXES.iter().map(|(n, _)| *n)),
+        "index_names"
+    );
 
     for (step, op) in input.ops.iter().take(limits.ops).enumerate() {
         let what = What { step, op };
@@ -665,9 +846,9 @@ pub fn run<O: FuzzObject>(
                 };
                 same_result(format_args!("{what} keys {keys:?}"), got, want);
             }
-            Op::Move(i, ks) => {
+            Op::Move(i, ks, labels) => {
                 if let Some(old) = model.nth(i) {
-                    let obj = Arc::new(old.version(generator.next()));
+                    let obj = Arc::new(moved(&*old, labels, generator.next()));
                     let keys = object_keys(ks, num_keys, &*obj);
                     let got = store.update(Arc::clone(&obj), &keys);
                     let want = match model.key_count_error(Operation::Update, &keys) {
@@ -683,6 +864,27 @@ pub fn run<O: FuzzObject>(
             Op::Get(ks) => {
                 let keys = plain_keys(ks, usize::from(ks.len) % (num_keys + 2));
                 check_get(format_args!("{what} get {keys:?}"), store, &model, &keys);
+            }
+            Op::GetBy(name, ks) => {
+                let name = LOOKUP_NAMES[usize::from(name) % LOOKUP_NAMES.len()];
+                let mut keys = plain_keys(ks, usize::from(ks.len) % 4);
+                // Half the lookups start with a stored object's key, to find something.
+                if ks.len & 0x80 != 0
+                    && let Some(index) = INDEXES.iter().position(|(n, _)| *n == name)
+                    && let Some(obj) = model.nth(u16::from(ks.comps[3]))
+                    && let Some((comps, len)) = secondary_key(&*obj, index)
+                {
+                    for (k, c) in keys.iter_mut().zip(&comps[..len]) {
+                        (*c).clone_into(k);
+                    }
+                }
+                check_get_by(
+                    format_args!("{what} get_by {name:?} {keys:?}"),
+                    store,
+                    &model,
+                    name,
+                    &keys,
+                );
             }
             Op::Delete(ks) => {
                 let keys = plain_keys(ks, write_len(ks, num_keys));
@@ -776,7 +978,17 @@ pub fn run<O: FuzzObject>(
                     let ns = ALPHABET[j % N];
                     let name = format!("bulk{}", j / 3);
                     let uid = (mode & 1 == 1).then(|| format!("u{j}"));
-                    let obj = Arc::new(O::named(ns, &name, uid, generator.next()));
+                    let labels = match (mode >> 3) % 4 {
+                        // No labels: in no entry of `ab`.
+                        0 => [None, None],
+                        // One shared key: a big group at both depths.
+                        1 => [Some("a"), Some("a")],
+                        // A few first components, spread second ones.
+                        2 => [Some(ALPHABET[j % 3]), Some(ALPHABET[(j / 3) % N])],
+                        // The namespace first; the second on every other object only.
+                        _ => [Some(ns), (j % 2 == 0).then_some("b")],
+                    };
+                    let obj = Arc::new(O::named(ns, &name, uid, labels, generator.next()));
                     let keys: Vec<String> = (0..num_keys)
                         .map(|d| match (mode >> 1) % 4 {
                             // Keys from the object's own metadata (elided buckets).
@@ -836,6 +1048,30 @@ pub fn run<O: FuzzObject>(
     for (prefix, want) in &under {
         let got = store.get(prefix).expect("valid prefix length");
         same_objects(format_args!("final: get({prefix:?})"), &got, want);
+    }
+    // The same for every prefix of every stored object's key in each secondary index.
+    for (index, (name, _)) in INDEXES.iter().enumerate() {
+        let mut under: BTreeMap<&[&str], Vec<Arc<O>>> = BTreeMap::new();
+        let keys: Vec<(SecondaryKey<'_>, &Arc<O>)> = model
+            .map
+            .values()
+            .filter_map(|(obj, _)| Some((secondary_key(&**obj, index)?, obj)))
+            .collect();
+        for ((comps, len), obj) in &keys {
+            for d in 1..=*len {
+                under.entry(&comps[..d]).or_default().push(Arc::clone(obj));
+            }
+        }
+        for (prefix, want) in &under {
+            let got = store
+                .get_by(name, prefix)
+                .expect("a known index, a valid length");
+            same_objects(
+                format_args!("final: get_by({name:?}, {prefix:?})"),
+                &got,
+                want,
+            );
+        }
     }
     // Delete everything by key; the store ends empty and valid.
     let distinct: BTreeSet<&Vec<String>> = model.map.values().map(|(_, k)| k).collect();

@@ -156,9 +156,10 @@
 //!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; stores get 2 index shards by default
 //!   under Miri). CI does not run it: it takes many minutes.
 //! - `fuzz/`: a differential target against a model on JSON objects, single writes and
-//!   batches ([`MemoryStore::apply`](crate::MemoryStore::apply)) alike (it also feeds a
-//!   store through a [`Feeder`](crate::watch::Feeder) with any sequence of watcher
-//!   events), the same model on typed objects in stores large enough to split and merge
+//!   batches ([`MemoryStore::apply`](crate::MemoryStore::apply)) alike, with two
+//!   secondary indexes looked up exactly, by prefix and by unknown names (it also
+//!   feeds a store through a [`Feeder`](crate::watch::Feeder) with any sequence of
+//!   watcher events), the same model on typed objects in stores large enough to split and merge
 //!   tree nodes, one for the key encoding, and one driving a `CachedStore` over a
 //!   deterministic fetcher against a model of the server. Each has a minimised seed
 //!   corpus in `fuzz/corpus/<target>/`; CI's smoke run (`.ci/fuzz.sh`) starts each

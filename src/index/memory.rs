@@ -637,17 +637,26 @@ impl<K: Send + Sync + 'static> Index<K> {
                 .map(Members::into_vec)
                 .unwrap_or_default());
         }
-        let prefix = key::encode(keys);
+        Ok(self.group_objects(&key::encode(keys), |st| &st.prefixes[n - 1]))
+    }
+
+    /// The objects of the group of the encoded prefix `prefix` in the published state's
+    /// tree `tree` picks (none if there is no such group).
+    fn group_objects(
+        &self,
+        prefix: &[u8],
+        tree: impl FnOnce(&State<K>) -> &StateTree<Group<K>>,
+    ) -> Vec<Arc<K>> {
         // The group's members and the generation that keeps them alive, copied out of
         // the guard (two reference counts); the objects are cloned outside it.
         let found = self.published.with(|st| {
-            st.prefixes[n - 1]
-                .get(&by_prefix(&prefix))
+            tree(st)
+                .get(&by_prefix(prefix))
                 .map(|g| (g.members.clone(), Arc::clone(&st.generation)))
         });
-        Ok(found
+        found
             .map(|(members, _generation)| members.iter().map(|o| Arc::clone(o)).collect())
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// See [`MemoryStore::get_by`].
@@ -679,17 +688,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 ErrorKind::PrefixLength { max, given: n },
             ));
         }
-        let prefix = key::encode(keys);
-        // As a prefix `get`: the group's members and the generation that keeps them
-        // alive, copied out of the guard; the objects are cloned outside it.
-        let found = self.published.with(|st| {
-            st.secondary[i].depths[n - 1]
-                .get(&by_prefix(&prefix))
-                .map(|g| (g.members.clone(), Arc::clone(&st.generation)))
-        });
-        Ok(found
-            .map(|(members, _generation)| members.iter().map(|o| Arc::clone(o)).collect())
-            .unwrap_or_default())
+        Ok(self.group_objects(&key::encode(keys), |st| &st.secondary[i].depths[n - 1]))
     }
 
     /// See [`MemoryStore::index_names`].

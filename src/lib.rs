@@ -107,7 +107,7 @@ pub use index::memory::{MAX_KEYS, MAX_SHARDS, MemoryStoreBuilder, SelectStats};
 pub use index::secondary::LabelIndex;
 pub use index::snapshot::{Iter, Snapshot};
 pub use index::store::{MemoryReader, MemoryStore};
-pub use object::{Object, OwnerRef, via};
+pub use object::{Object, OwnerRef, PathStep, via};
 pub use on_demand::cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKETS, Reference};
 pub use on_demand::fetch::{ApiFetcher, Fetch, Fetched, Stripper};
 pub use on_demand::store::{CachedReader, CachedStore};

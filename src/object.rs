@@ -17,6 +17,13 @@ use serde_json::Value;
 use crate::error::ErrorKind;
 use crate::sync::Arc;
 
+mod path;
+mod path_ser;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use path::PathStep;
+
 /// Markers that select an [`Object`] implementation. Inferred; never named by users.
 pub mod via {
     /// The implementation for `kube::Resource` types.
@@ -108,6 +115,53 @@ pub trait Object<Via>: Send + Sync + 'static {
         if let Ok(json) = self.to_json() {
             json_finalizers(&json, f);
         }
+    }
+    /// Calls `f` with every value `path` reaches in the object's JSON form
+    /// ([`to_json`](Self::to_json)), `[*]` ([`PathStep::Each`]) expanded, in document
+    /// order, `null` included. A missing field, and a step that does not apply (a field
+    /// of a string, an element of a mapping, an index past the end), reach nothing.
+    /// What an [`Indexer`](crate::Indexer) reads for a path outside the metadata the
+    /// other methods read, such as `spec.nodeName`.
+    ///
+    /// Defaults to: walking [`to_json`](Self::to_json), once per call. A value borrowed
+    /// from it (as `serde_json::Value`'s own is) is passed borrowed; one from an owned
+    /// JSON form is cloned. The `kube::Resource` implementation reads the values from
+    /// the object's `Serialize` implementation instead, entering only the fields on the
+    /// path and building only the values at its end: a Pod's `spec.nodeName` costs a
+    /// few comparisons of field names and one copy of the name, not a 2 KB JSON tree.
+    /// It reports the same values, in the same order.
+    ///
+    /// # Examples
+    /// ```
+    /// use k8s_openapi::api::core::v1::{Pod, PodSpec};
+    /// use k8s_store::{Object, PathStep};
+    ///
+    /// let pod = Pod {
+    ///     spec: Some(PodSpec { node_name: Some("node-a".into()), ..PodSpec::default() }),
+    ///     ..Pod::default()
+    /// };
+    /// let path = [PathStep::Field("spec".into()), PathStep::Field("nodeName".into())];
+    /// let mut found = Vec::new();
+    /// pod.for_each_value_at(&path, &mut |v| found.push(v.into_owned()))?;
+    /// assert_eq!(found, [serde_json::json!("node-a")]);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The serializer's error, as [`to_json`](Self::to_json)'s. The `kube::Resource`
+    /// implementation serialises only the values on the path, so it reports only
+    /// their errors: a field elsewhere that cannot be serialised (which typed
+    /// Kubernetes objects never have) fails `to_json` but not this.
+    fn for_each_value_at<'s>(
+        &'s self,
+        path: &[PathStep],
+        f: &mut dyn FnMut(Cow<'s, Value>),
+    ) -> Result<(), serde_json::Error> {
+        match self.to_json()? {
+            Cow::Borrowed(json) => path::each_value(json, path, &mut |v| f(Cow::Borrowed(v))),
+            Cow::Owned(json) => path::each_value(&json, path, &mut |v| f(Cow::Owned(v.clone()))),
+        }
+        Ok(())
     }
 }
 
@@ -246,6 +300,16 @@ where
         for name in self.meta().finalizers.iter().flatten() {
             f(name);
         }
+    }
+    fn for_each_value_at<'s>(
+        &'s self,
+        path: &[PathStep],
+        f: &mut dyn FnMut(Cow<'s, Value>),
+    ) -> Result<(), serde_json::Error> {
+        for v in path_ser::values_at(self, path)? {
+            f(Cow::Owned(v));
+        }
+        Ok(())
     }
 }
 

@@ -28,8 +28,13 @@
 //! Metadata paths (`namespace`, `name`, `uid`, `resourceVersion`, `labels[..]`,
 //! `annotations[..]`, `finalizers[*]` and `ownerReferences[*]` followed by `.uid`,
 //! `.name`, `.kind`, `.apiVersion`, `.controller` or `.blockOwnerDeletion`) read the
-//! metadata directly through [`Object`]'s accessors; only other paths serialise the
-//! object to JSON, once per call for all of them. In an untyped JSON object, those
+//! metadata directly through [`Object`]'s accessors. Other paths are read through
+//! [`Object::for_each_value_at`]: a typed object (any `kube::Resource`) serialises only
+//! the values at the path's end, following its `Serialize` implementation down the path
+//! and skipping every other field, and a `serde_json::Value` is walked where it is;
+//! both give exactly the values of the object's JSON form. (An [`Object`]
+//! implementation of one's own that keeps the default reads its
+//! [`to_json`](Object::to_json) once per such path.) In an untyped JSON object, those
 //! accessors read a metadata value of the wrong type (`"uid": 5`, a finalizer that is
 //! not a string) as absent, where a generic path would read `5` or report
 //! [`ErrorKind::NotAScalar`].
@@ -39,7 +44,7 @@ use std::borrow::Cow;
 
 use crate::error::{ErrorKind, Operation, StoreError, TooManyValues};
 use crate::feed::keys::Keys;
-use crate::object::{MetaView, Object, OwnerRef};
+use crate::object::{MetaView, Object, OwnerRef, PathStep};
 
 /// The most entries of one secondary index an object may be under: 256. A key with
 /// several multi-valued (`[*]`) components is the product of their values (an Ingress
@@ -82,7 +87,6 @@ pub enum MissingField {
 pub struct Indexer {
     paths: Vec<FieldPath>,
     missing: MissingField,
-    needs_json: bool,
     multi: bool,
 }
 
@@ -104,7 +108,7 @@ enum PathKind {
     OwnerReferences(OwnerField),
     /// `metadata.finalizers[*]`, read by [`Object::for_each_finalizer`].
     Finalizers,
-    Json(Vec<Step>),
+    Json(Vec<PathStep>),
 }
 
 impl PathKind {
@@ -112,7 +116,7 @@ impl PathKind {
     fn is_multi(&self) -> bool {
         match self {
             PathKind::OwnerReferences(_) | PathKind::Finalizers => true,
-            PathKind::Json(steps) => steps.contains(&Step::Each),
+            PathKind::Json(steps) => steps.contains(&PathStep::Each),
             _ => false,
         }
     }
@@ -157,24 +161,13 @@ impl OwnerField {
 }
 
 /// One step of a parsed field path, as the configuration takes it (`ignore_fields`):
-/// single-valued paths only. The indexer's own steps ([`Step`]) also have `[*]`.
+/// single-valued paths only. The indexer's own steps ([`PathStep`]) also have `[*]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Segment {
     /// A field of an object (dotted or a quoted bracket key).
     Field(String),
     /// An element of an array (`[0]`).
     Index(usize),
-}
-
-/// One step of a field path as the indexer reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    /// A field of an object (dotted or a quoted bracket key).
-    Field(String),
-    /// An element of an array (`[0]`).
-    Index(usize),
-    /// Every element of an array (`[*]`).
-    Each,
 }
 
 /// Who an object is, for messages (`namespace/name`), computed only for an error.
@@ -214,12 +207,10 @@ impl Indexer {
                 given: paths.len(),
             }));
         }
-        let needs_json = paths.iter().any(|p| matches!(p.kind, PathKind::Json(_)));
         let multi = paths.iter().any(|p| p.kind.is_multi());
         Ok(Self {
             paths,
             missing: MissingField::Error,
-            needs_json,
             multi,
         })
     }
@@ -284,22 +275,33 @@ impl Indexer {
         if let Some(p) = self.paths.iter().find(|p| p.kind.is_multi()) {
             return Err(index_error(multi_valued(p)));
         }
-        let json = self.json(obj, &who).map_err(index_error)?;
         let mut out = Keys::new();
+        let mut first_error = None;
         for p in &self.paths {
-            let found = single(p, obj, json.as_deref(), &who).map_err(index_error)?;
+            let found = match single(p, obj, &who) {
+                Ok(found) => found,
+                Err(e) => {
+                    defer(&mut first_error, e).map_err(index_error)?;
+                    continue;
+                }
+            };
             match (found, self.missing) {
                 (Some(v), _) => out.push(&v),
                 (None, MissingField::Empty) => out.push(""),
-                (None, MissingField::Error) => {
-                    return Err(index_error(ErrorKind::MissingField {
+                (None, MissingField::Error) => defer(
+                    &mut first_error,
+                    ErrorKind::MissingField {
                         path: p.text.clone(),
                         object: who(),
-                    }));
-                }
+                    },
+                )
+                .map_err(index_error)?,
             }
         }
-        Ok(out)
+        match first_error {
+            Some(e) => Err(index_error(e)),
+            None => Ok(out),
+        }
     }
 
     /// Every distinct key of `obj`: what a secondary index files the object under, once
@@ -354,15 +356,20 @@ impl Indexer {
     /// `namespace/name`.
     pub fn key_sets<K: Object<M>, M>(&self, obj: &K) -> Result<Vec<Keys>, StoreError> {
         let who = || meta(obj).display();
-        let json = self.json(obj, &who).map_err(index_error)?;
         let mut values = Vec::with_capacity(self.paths.len());
+        let mut first_error = None;
         for p in &self.paths {
-            let mut v = self
-                .values(p, obj, json.as_deref(), &who)
-                .map_err(index_error)?;
-            v.sort_unstable();
-            v.dedup();
-            values.push(v);
+            match self.values(p, obj, &who) {
+                Ok(mut v) => {
+                    v.sort_unstable();
+                    v.dedup();
+                    values.push(v);
+                }
+                Err(e) => defer(&mut first_error, e).map_err(index_error)?,
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(index_error(e));
         }
         if values.iter().any(Vec::is_empty) {
             return Ok(Vec::new());
@@ -390,28 +397,12 @@ impl Indexer {
         Ok(product(&values, found))
     }
 
-    /// The object as JSON, if a path needs it.
-    fn json<'o, K: Object<M>, M>(
-        &self,
-        obj: &'o K,
-        who: Who<'_>,
-    ) -> Result<Option<Cow<'o, Value>>, ErrorKind> {
-        if !self.needs_json {
-            return Ok(None);
-        }
-        obj.to_json().map(Some).map_err(|e| ErrorKind::Serialize {
-            object: who(),
-            source: e.into(),
-        })
-    }
-
     /// The values of one path for [`key_sets`](Self::key_sets), in no order and
     /// possibly repeated.
     fn values<'a, K: Object<M>, M>(
         &self,
         p: &FieldPath,
         obj: &'a K,
-        json: Option<&'a Value>,
         who: Who<'_>,
     ) -> Result<Vec<Cow<'a, str>>, ErrorKind> {
         let mut out = Vec::new();
@@ -429,16 +420,9 @@ impl Indexer {
                 out.push(Cow::Owned(f.to_owned()));
             }),
             PathKind::Json(steps) if p.kind.is_multi() => {
-                if let Some(json) = json {
-                    each_leaf(json, steps, &mut |v| {
-                        if let Some(v) = scalar(v, p, who)? {
-                            out.push(v);
-                        }
-                        Ok(())
-                    })?;
-                }
+                json_values(steps, p, obj, who, &mut |v| out.push(v))?;
             }
-            _ => match (single(p, obj, json, who)?, self.missing) {
+            _ => match (single(p, obj, who)?, self.missing) {
                 (Some(v), _) => out.push(v),
                 (None, MissingField::Empty) => out.push(Cow::Borrowed("")),
                 (None, MissingField::Error) => {}
@@ -479,7 +463,6 @@ fn multi_valued(p: &FieldPath) -> ErrorKind {
 fn single<'a, K: Object<M>, M>(
     p: &FieldPath,
     obj: &'a K,
-    json: Option<&'a Value>,
     who: Who<'_>,
 ) -> Result<Option<Cow<'a, str>>, ErrorKind> {
     Ok(match &p.kind {
@@ -490,13 +473,75 @@ fn single<'a, K: Object<M>, M>(
         PathKind::Label(k) => obj.label(k).map(Into::into),
         PathKind::Annotation(k) => obj.annotation(k).map(Into::into),
         PathKind::OwnerReferences(_) | PathKind::Finalizers => return Err(multi_valued(p)),
-        PathKind::Json(steps) => match json.and_then(|v| walk(v, steps)) {
-            Some(v) => scalar(v, p, who)?,
-            // `walk` is `None` for a missing field, and for a `[*]` (which
-            // `key_list` refuses before it gets here).
-            None => None,
-        },
+        PathKind::Json(steps) => {
+            // A path without `[*]` (`key_list` refuses those before it gets here)
+            // reaches one value at most.
+            let mut first = None;
+            json_values(steps, p, obj, who, &mut |v| {
+                first.get_or_insert(v);
+            })?;
+            first
+        }
     })
+}
+
+/// Keeps the first error other than [`ErrorKind::Serialize`] for after every path has
+/// been read, and returns a `Serialize` error at once: an object that cannot be
+/// serialised is reported as such whichever path comes first, as when the indexer
+/// serialised the whole object before it read any path.
+fn defer(first: &mut Option<ErrorKind>, e: ErrorKind) -> Result<(), ErrorKind> {
+    match e {
+        ErrorKind::Serialize { .. } => Err(e),
+        e => {
+            first.get_or_insert(e);
+            Ok(())
+        }
+    }
+}
+
+/// Calls `push` with the key component of every value `steps` reach in `obj` (read
+/// through [`Object::for_each_value_at`]), `null` left out.
+///
+/// # Errors
+/// [`ErrorKind::Serialize`] if the object cannot be read, else
+/// [`ErrorKind::NotAScalar`] for the first value in document order that is an object
+/// or an array.
+fn json_values<'a, K: Object<M>, M>(
+    steps: &[PathStep],
+    p: &FieldPath,
+    obj: &'a K,
+    who: Who<'_>,
+    push: &mut dyn FnMut(Cow<'a, str>),
+) -> Result<(), ErrorKind> {
+    let mut not_scalar = None;
+    obj.for_each_value_at(steps, &mut |v| {
+        if not_scalar.is_some() {
+            return;
+        }
+        match scalar_of(v, p, who) {
+            Ok(Some(v)) => push(v),
+            Ok(None) => {}
+            Err(e) => not_scalar = Some(e),
+        }
+    })
+    .map_err(|e| ErrorKind::Serialize {
+        object: who(),
+        source: e.into(),
+    })?;
+    not_scalar.map_or(Ok(()), Err)
+}
+
+/// [`scalar`] of a value that may be owned: an owned string is moved, not copied.
+fn scalar_of<'v>(
+    v: Cow<'v, Value>,
+    p: &FieldPath,
+    who: Who<'_>,
+) -> Result<Option<Cow<'v, str>>, ErrorKind> {
+    match v {
+        Cow::Borrowed(v) => scalar(v, p, who),
+        Cow::Owned(Value::String(s)) => Ok(Some(Cow::Owned(s))),
+        Cow::Owned(v) => Ok(scalar(&v, p, who)?.map(|s| Cow::Owned(s.into_owned()))),
+    }
 }
 
 /// A leaf value as a key component: `None` for `null`, an error for an object or an
@@ -556,9 +601,9 @@ pub(crate) fn parse_path(text: &str) -> Result<Vec<Segment>, ErrorKind> {
     parse_steps(text)?
         .into_iter()
         .map(|s| match s {
-            Step::Field(f) => Ok(Segment::Field(f)),
-            Step::Index(i) => Ok(Segment::Index(i)),
-            Step::Each => Err(ErrorKind::InvalidFieldPath {
+            PathStep::Field(f) => Ok(Segment::Field(f)),
+            PathStep::Index(i) => Ok(Segment::Index(i)),
+            PathStep::Each => Err(ErrorKind::InvalidFieldPath {
                 path: text.to_owned(),
                 reason: "`[*]` (every element of a list) is multi-valued, and this setting \
                          takes single-valued paths only"
@@ -568,62 +613,24 @@ pub(crate) fn parse_path(text: &str) -> Result<Vec<Segment>, ErrorKind> {
         .collect()
 }
 
-/// The value at a single-valued path, `None` if it is missing (or the path has `[*]`).
-fn walk<'v>(mut v: &'v Value, steps: &[Step]) -> Option<&'v Value> {
-    for s in steps {
-        v = match s {
-            Step::Field(f) => v.get(f.as_str())?,
-            Step::Index(i) => v.get(*i)?,
-            Step::Each => return None,
-        };
-    }
-    Some(v)
-}
-
-/// Calls `f` with every value a path reaches, `[*]` expanded, in document order.
-/// Recursion is as deep as the path has steps (the path's text bounds it).
-fn each_leaf<'v>(
-    v: &'v Value,
-    steps: &[Step],
-    f: &mut dyn FnMut(&'v Value) -> Result<(), ErrorKind>,
-) -> Result<(), ErrorKind> {
-    let Some((step, rest)) = steps.split_first() else {
-        return f(v);
-    };
-    match step {
-        Step::Field(name) => match v.get(name.as_str()) {
-            Some(v) => each_leaf(v, rest, f),
-            None => Ok(()),
-        },
-        Step::Index(i) => match v.get(*i) {
-            Some(v) => each_leaf(v, rest, f),
-            None => Ok(()),
-        },
-        Step::Each => match v {
-            Value::Array(items) => items.iter().try_for_each(|v| each_leaf(v, rest, f)),
-            _ => Ok(()),
-        },
-    }
-}
-
 fn parse(text: &str) -> Result<FieldPath, ErrorKind> {
     let steps = parse_steps(text)?;
-    let field = |s: &Step, name: &str| matches!(s, Step::Field(f) if f == name);
+    let field = |s: &PathStep, name: &str| matches!(s, PathStep::Field(f) if f == name);
     let kind = match steps.as_slice() {
-        [m, Step::Field(f)] if field(m, "metadata") => match f.as_str() {
+        [m, PathStep::Field(f)] if field(m, "metadata") => match f.as_str() {
             "namespace" => PathKind::Namespace,
             "name" => PathKind::Name,
             "uid" => PathKind::Uid,
             "resourceVersion" => PathKind::ResourceVersion,
             _ => PathKind::Json(steps),
         },
-        [m, l, Step::Field(k)] if field(m, "metadata") && field(l, "labels") => {
+        [m, l, PathStep::Field(k)] if field(m, "metadata") && field(l, "labels") => {
             PathKind::Label(k.clone())
         }
-        [m, a, Step::Field(k)] if field(m, "metadata") && field(a, "annotations") => {
+        [m, a, PathStep::Field(k)] if field(m, "metadata") && field(a, "annotations") => {
             PathKind::Annotation(k.clone())
         }
-        [m, o, Step::Each, Step::Field(f)]
+        [m, o, PathStep::Each, PathStep::Field(f)]
             if field(m, "metadata") && field(o, "ownerReferences") =>
         {
             match OwnerField::parse(f) {
@@ -631,7 +638,7 @@ fn parse(text: &str) -> Result<FieldPath, ErrorKind> {
                 None => PathKind::Json(steps),
             }
         }
-        [m, f, Step::Each] if field(m, "metadata") && field(f, "finalizers") => {
+        [m, f, PathStep::Each] if field(m, "metadata") && field(f, "finalizers") => {
             PathKind::Finalizers
         }
         _ => PathKind::Json(steps),
@@ -642,7 +649,7 @@ fn parse(text: &str) -> Result<FieldPath, ErrorKind> {
     })
 }
 
-fn parse_steps(text: &str) -> Result<Vec<Step>, ErrorKind> {
+fn parse_steps(text: &str) -> Result<Vec<PathStep>, ErrorKind> {
     let bad = |reason: String| ErrorKind::InvalidFieldPath {
         path: text.to_owned(),
         reason,
@@ -685,7 +692,7 @@ fn parse_steps(text: &str) -> Result<Vec<Step>, ErrorKind> {
                 while i < chars.len() && is_name_char(chars[i]) {
                     i += 1;
                 }
-                steps.push(Step::Field(chars[start..i].iter().collect()));
+                steps.push(PathStep::Field(chars[start..i].iter().collect()));
                 expect_field = false;
             }
             c => return Err(bad(format!("unexpected {c:?} at character {i}"))),
@@ -698,7 +705,7 @@ fn is_name_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '-' || c == '$'
 }
 
-fn parse_bracket(chars: &[char], open: usize) -> Result<(Step, usize), String> {
+fn parse_bracket(chars: &[char], open: usize) -> Result<(PathStep, usize), String> {
     let mut i = open + 1;
     match chars.get(i) {
         Some(&q) if q == '\'' || q == '"' => {
@@ -732,7 +739,7 @@ fn parse_bracket(chars: &[char], open: usize) -> Result<(Step, usize), String> {
             if chars.get(i) != Some(&']') {
                 return Err(format!("expected ']' at character {i}"));
             }
-            Ok((Step::Field(key), i + 1))
+            Ok((PathStep::Field(key), i + 1))
         }
         Some('*') => {
             if chars.get(i + 1) != Some(&']') {
@@ -741,7 +748,7 @@ fn parse_bracket(chars: &[char], open: usize) -> Result<(Step, usize), String> {
                     i + 1
                 ));
             }
-            Ok((Step::Each, i + 2))
+            Ok((PathStep::Each, i + 2))
         }
         Some(c) if c.is_ascii_digit() => {
             let start = i;
@@ -753,7 +760,7 @@ fn parse_bracket(chars: &[char], open: usize) -> Result<(Step, usize), String> {
             }
             let n: String = chars[start..i].iter().collect();
             let n = n.parse().map_err(|_| format!("index {n} is too large"))?;
-            Ok((Step::Index(n), i + 1))
+            Ok((PathStep::Index(n), i + 1))
         }
         _ => Err(format!(
             "expected a quoted key, an index or `*` after '[' at character {open}"
@@ -778,8 +785,13 @@ mod tests {
         for p in &mut ix.paths {
             p.kind = PathKind::Json(parse_steps(&p.text).unwrap());
         }
-        ix.needs_json = true;
         ix
+    }
+
+    /// Whether a path of `ix` is read through [`Object::for_each_value_at`] (the
+    /// object's JSON form), not through the metadata accessors.
+    fn reads_json(ix: &Indexer) -> bool {
+        ix.paths.iter().any(|p| matches!(p.kind, PathKind::Json(_)))
     }
 
     fn sets<K: Object<M>, M>(ix: &Indexer, obj: &K) -> Vec<Vec<String>> {
@@ -790,8 +802,8 @@ mod tests {
         parse(path).unwrap().kind
     }
 
-    fn f(name: &str) -> Step {
-        Step::Field(name.into())
+    fn f(name: &str) -> PathStep {
+        PathStep::Field(name.into())
     }
 
     #[test]
@@ -811,39 +823,48 @@ mod tests {
         assert_eq!(ix.paths[2].kind, PathKind::Annotation("a.b/c".into()));
         assert_eq!(
             ix.paths[3].kind,
-            PathKind::Json(vec![f("spec"), f("rules"), Step::Index(0), f("host")])
+            PathKind::Json(vec![f("spec"), f("rules"), PathStep::Index(0), f("host")])
         );
-        assert!(ix.needs_json);
+        assert!(reads_json(&ix));
         assert!(!ix.is_multi_valued());
     }
 
     #[test]
     fn parses_each_in_every_position() {
-        let json = |steps: Vec<Step>| PathKind::Json(steps);
+        let json = |steps: Vec<PathStep>| PathKind::Json(steps);
         for (path, want) in [
             (
                 "spec.tls[*].secretName",
-                json(vec![f("spec"), f("tls"), Step::Each, f("secretName")]),
+                json(vec![f("spec"), f("tls"), PathStep::Each, f("secretName")]),
             ),
             (
                 "spec.finalizers[*]",
-                json(vec![f("spec"), f("finalizers"), Step::Each]),
+                json(vec![f("spec"), f("finalizers"), PathStep::Each]),
             ),
             (
                 "spec.tls[*].hosts[*]",
                 json(vec![
                     f("spec"),
                     f("tls"),
-                    Step::Each,
+                    PathStep::Each,
                     f("hosts"),
-                    Step::Each,
+                    PathStep::Each,
                 ]),
             ),
-            ("a[*][*]", json(vec![f("a"), Step::Each, Step::Each])),
-            ("a[*][2]", json(vec![f("a"), Step::Each, Step::Index(2)])),
-            ("a[2][*]", json(vec![f("a"), Step::Index(2), Step::Each])),
-            ("a['x.y'][*]", json(vec![f("a"), f("x.y"), Step::Each])),
-            ("a[*]['x.y']", json(vec![f("a"), Step::Each, f("x.y")])),
+            (
+                "a[*][*]",
+                json(vec![f("a"), PathStep::Each, PathStep::Each]),
+            ),
+            (
+                "a[*][2]",
+                json(vec![f("a"), PathStep::Each, PathStep::Index(2)]),
+            ),
+            (
+                "a[2][*]",
+                json(vec![f("a"), PathStep::Index(2), PathStep::Each]),
+            ),
+            ("a['x.y'][*]", json(vec![f("a"), f("x.y"), PathStep::Each])),
+            ("a[*]['x.y']", json(vec![f("a"), PathStep::Each, f("x.y")])),
             (
                 "metadata.ownerReferences[*].uid",
                 PathKind::OwnerReferences(OwnerField::Uid),
@@ -875,7 +896,7 @@ mod tests {
                 json(vec![
                     f("metadata"),
                     f("ownerReferences"),
-                    Step::Each,
+                    PathStep::Each,
                     f("other"),
                 ]),
             ),
@@ -884,25 +905,25 @@ mod tests {
                 json(vec![
                     f("metadata"),
                     f("ownerReferences"),
-                    Step::Index(0),
+                    PathStep::Index(0),
                     f("uid"),
                 ]),
             ),
             (
                 "metadata.finalizers[*].x",
-                json(vec![f("metadata"), f("finalizers"), Step::Each, f("x")]),
+                json(vec![f("metadata"), f("finalizers"), PathStep::Each, f("x")]),
             ),
         ] {
             let kind = kind_of(path);
             assert_eq!(kind, want, "{path}");
-            let single = matches!(want, PathKind::Json(ref s) if !s.contains(&Step::Each));
+            let single = matches!(want, PathKind::Json(ref s) if !s.contains(&PathStep::Each));
             assert_eq!(kind.is_multi(), !single, "{path}");
             let ix = Indexer::new(["metadata.namespace", path]).unwrap();
             assert_eq!(ix.is_multi_valued(), !single, "{path}");
         }
         let fast =
             Indexer::new(["metadata.ownerReferences[*].uid", "metadata.finalizers[*]"]).unwrap();
-        assert!(!fast.needs_json, "fast paths never serialise the object");
+        assert!(!reads_json(&fast), "fast paths never serialise the object");
     }
 
     #[test]
@@ -1373,7 +1394,7 @@ mod tests {
         ];
         for path in paths {
             let fast = Indexer::new(["metadata.namespace", path]).unwrap();
-            assert!(!fast.needs_json, "{path}");
+            assert!(!reads_json(&fast), "{path}");
             let slow = json_only(["metadata.namespace", path]);
             let want = sets(&slow, &json);
             assert!(!want.is_empty(), "{path}");
@@ -1627,6 +1648,130 @@ mod tests {
                     "{:?}", got
                 ),
             }
+        }
+    }
+
+    /// What `key_sets` gives, errors as their messages (which name the path, the
+    /// object and what was found).
+    fn outcome(r: Result<Vec<Keys>, StoreError>) -> Result<Vec<Vec<String>>, String> {
+        r.map(|keys| keys.iter().map(Keys::to_vec).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// `ix` reads the same keys, or fails with the same error, from the typed object
+    /// (its `Serialize` implementation, walked down each path) as from its JSON form
+    /// (`to_json`, walked).
+    fn same_keys_as_json<K>(typed: &K, ix: &Indexer) -> Result<Vec<Vec<String>>, String>
+    where
+        K: Object<crate::object::via::Resource> + serde::Serialize,
+    {
+        let json = serde_json::to_value(typed).unwrap();
+        let got = outcome(ix.key_sets(typed));
+        assert_eq!(got, outcome(ix.key_sets(&json)), "{:?}", ix.paths);
+        if !ix.is_multi_valued() {
+            assert_eq!(
+                outcome(ix.key_list(typed).map(|k| vec![k])),
+                outcome(ix.key_list(&json).map(|k| vec![k])),
+                "{:?}",
+                ix.paths
+            );
+        }
+        got
+    }
+
+    /// [`same_keys_as_json`] for the fixture `json` of `kind`, deserialised into its
+    /// type.
+    fn same_keys_for_fixture(
+        kind: &str,
+        json: &Value,
+        ix: &Indexer,
+    ) -> Result<Vec<Vec<String>>, String> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::{ConfigMap, Service};
+        use k8s_openapi::api::networking::v1::Ingress;
+        fn typed<K: serde::de::DeserializeOwned>(json: &Value) -> K {
+            serde_json::from_value(json.clone()).unwrap()
+        }
+        match kind {
+            "Pod" => same_keys_as_json(&typed::<Pod>(json), ix),
+            "Ingress" => same_keys_as_json(&typed::<Ingress>(json), ix),
+            "Deployment" => same_keys_as_json(&typed::<Deployment>(json), ix),
+            "Service" => same_keys_as_json(&typed::<Service>(json), ix),
+            "ConfigMap" => same_keys_as_json(&typed::<ConfigMap>(json), ix),
+            "DynamicObject" => same_keys_as_json(&typed::<DynamicObject>(json), ix),
+            other => panic!("no type for {other}"),
+        }
+    }
+
+    #[test]
+    fn typed_objects_give_the_keys_and_errors_of_their_json() {
+        use crate::object::testing::{all_paths, fixtures, text};
+        let (mut ok, mut not_scalar, mut none) = (0, 0, 0);
+        for (kind, json) in fixtures() {
+            let paths: Vec<String> = all_paths(&json).iter().map(|p| text(p)).collect();
+            for (i, path) in paths.iter().enumerate() {
+                // Alone, under both policies, and beside another path (a product, and an
+                // error of either).
+                let other = &paths[(i * 7 + 3) % paths.len()];
+                for ix in [
+                    Indexer::new([path]).unwrap(),
+                    Indexer::new([path]).unwrap().missing_as_empty(),
+                    Indexer::new([path, other]).unwrap(),
+                ] {
+                    match same_keys_for_fixture(kind, &json, &ix) {
+                        Ok(keys) if keys.is_empty() => none += 1,
+                        Ok(_) => ok += 1,
+                        Err(e) if e.contains("not a string, number or boolean") => not_scalar += 1,
+                        Err(e) => {
+                            assert!(e.contains("TooManyValues") || e.contains("entries"), "{e}")
+                        }
+                    }
+                }
+            }
+        }
+        // Every kind of outcome, many times.
+        assert!(
+            ok > 500 && not_scalar > 200 && none > 200,
+            "{ok} {not_scalar} {none}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Paths drawn from typed objects' own JSON: the keys (or the error) of the
+        /// typed object are those of its JSON form, for secondary and primary keys.
+        #[test]
+        fn key_sets_of_typed_objects_equal_key_sets_of_their_json(
+            which in 0..6usize,
+            draws in prop::collection::vec(prop::collection::vec(any::<u16>(), 1..7), 1..4),
+            empty in any::<bool>(),
+        ) {
+            use crate::object::testing::{draw, fixtures, text};
+            let (kind, json) = fixtures().swap_remove(which);
+            let paths: Vec<String> = draws.iter().map(|d| text(&draw(&json, d))).collect();
+            let mut ix = Indexer::new(&paths).unwrap();
+            if empty {
+                ix = ix.missing_as_empty();
+            }
+            let _ = same_keys_for_fixture(kind, &json, &ix);
+        }
+
+        /// The same for a custom resource with every serde shape.
+        #[test]
+        fn key_sets_of_a_custom_resource_equal_key_sets_of_its_json(
+            doc in crate::object::testing::any_doc(),
+            draws in prop::collection::vec(prop::collection::vec(any::<u16>(), 1..6), 1..4),
+            empty in any::<bool>(),
+        ) {
+            use crate::object::testing::{draw, text};
+            let json = serde_json::to_value(&doc).unwrap();
+            let paths: Vec<String> = draws.iter().map(|d| text(&draw(&json, d))).collect();
+            let mut ix = Indexer::new(&paths).unwrap();
+            if empty {
+                ix = ix.missing_as_empty();
+            }
+            let _ = same_keys_as_json(&doc, &ix);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Shared by the tests of field paths: typed objects of several kinds (and a custom
-//! resource with every shape serde has), and paths drawn from an object's own JSON.
+//! resource with every shape serde has), paths drawn from an object's own JSON, and
+//! their text as the indexer parses it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -308,6 +309,45 @@ pub(crate) fn all_paths(json: &Value) -> Vec<Vec<PathStep>> {
     }
     let mut out = Vec::new();
     walk(json, &mut Vec::new(), &mut out);
+    out
+}
+
+/// `path` as the indexer's syntax writes it: `.name` for a plain name, `['key']` for
+/// any other key (quotes and backslashes escaped), `[n]` and `[*]`.
+pub(crate) fn text(path: &[PathStep]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            PathStep::Field(name)
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '$')) =>
+            {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            PathStep::Field(key) => {
+                if out.is_empty() {
+                    // A path starts with a plain name; none of the tests' objects has
+                    // another at its top.
+                    out.push_str("missing");
+                }
+                out.push_str("['");
+                for c in key.chars() {
+                    if matches!(c, '\'' | '\\') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push_str("']");
+            }
+            PathStep::Index(i) => out.push_str(&format!("[{i}]")),
+            PathStep::Each => out.push_str("[*]"),
+        }
+    }
     out
 }
 

@@ -1,7 +1,10 @@
 #![cfg(k8s_store_loom)]
 //! A write that moves objects between values of a secondary index racing lookups on
 //! that index, on a second index and on the primary key (issue 15): no reader sees an
-//! object under neither value or under both, or an old version after a new one.
+//! object under neither value or under both, or an old version after a new one. And
+//! writes that keep every key, which change only the identity's version records (the
+//! groups hold members, see `k8s_store`'s `index::latest`): each read is of one
+//! state's versions.
 //!
 //! What the store promises (the crate's "Guarantees", [`MemoryStore`]'s "Concurrency",
 //! [`MemoryStoreBuilder::index`] and `get_by`): writes, a batch included, are
@@ -38,8 +41,9 @@
 //!
 //! # Seeded bugs
 //!
-//! Each model was run against bugs seeded in `src/index/memory.rs` (in a scratch copy
-//! of the tree, never committed) with `LOOM_MAX_PREEMPTIONS` 2 and 3, and failed on
+//! Each model was run against bugs seeded in `src/index/memory.rs` and
+//! `src/index/latest.rs` (never committed) with `LOOM_MAX_PREEMPTIONS` 2 and 3 (6 to 8:
+//! 3), and failed on
 //! the ones its write goes through (with 1, only `two_readers_see_one_move`, which has
 //! a thread more, finds some). The two twins
 //! marked `#[should_panic]` keep a version of the first two made from outside the
@@ -67,10 +71,15 @@
 //!    `a_batch_is_seen_whole_or_not_at_all` (`by_ns_app ["ns"]` showed both objects at
 //!    resourceVersion 2, then `get ["ns", "new"]` `y@1`).
 //! 6. `secondary_upsert` skipping the removal from the old value's groups. Every
-//!    model fails, but not with the [`Observer`]'s report: the old version stays in a
-//!    published tree after it is retired and freed, so a reader reads freed memory (a
-//!    garbled object, or the allocator aborts). The sequential contract tests and
-//!    `validate()` (and Miri) are what name this bug.
+//!    model with a move fails: the final `get_by` of the old value still shows the
+//!    object (the groups hold its identity's member, which gives its new version), and
+//!    `two_readers_see_one_move` reports a read that fits no state.
+//! 7. `Member::at` taking the newest record whatever the reader's state. Every model
+//!    but the twins fails: a reader of the state before an update is given the new
+//!    version by `get_by` and then the old one by `get`.
+//! 8. `Member::at` walking back one record at most. Caught by
+//!    `two_updates_that_keep_their_keys_are_seen_in_order` (`by_ns_app ["ns"]` showed
+//!    `x@2` beside `y@1`).
 //!
 //! [`MemoryStore`]: k8s_store::MemoryStore
 //! [`MemoryStoreBuilder::index`]: k8s_store::MemoryStoreBuilder::index
@@ -308,12 +317,16 @@ fn reversed(reads: &[Query]) -> Vec<Query> {
     reads.iter().rev().cloned().collect()
 }
 
-/// How the writer makes its one write.
+/// How the writer makes each write.
 #[derive(Clone, Copy, Debug)]
 enum Write {
     /// `update` of each moved object (one) or `apply` of a batch (several): as the
     /// store is meant to be used.
     AsOne,
+    /// One batch that upserts each changed object twice: first a version no state
+    /// holds (resourceVersion `mid`), then the one of the next state. A reader must
+    /// never see the first.
+    Twice,
     /// The seeded bug, made from outside: the one write split in parts, each published
     /// on its own, while the states still call it one write.
     Split,
@@ -323,7 +336,13 @@ enum Write {
 /// `after` that differ from `before`, in one `update` or one batch), while one reader
 /// per element of `readers` reads those queries in that order.
 fn check(before: State, after: State, readers: Vec<(&'static str, Vec<Query>)>, write: Write) {
-    let states = Arc::new(vec![before, after]);
+    check_writes(vec![before, after], readers, write);
+}
+
+/// [`check`] for a writer that takes the store through each of `states` in turn, one
+/// write per step.
+fn check_writes(states: Vec<State>, readers: Vec<(&'static str, Vec<Query>)>, write: Write) {
+    let states = Arc::new(states);
     let readers = Arc::new(readers);
     model(move || {
         let store = store_with(&states[0]);
@@ -333,33 +352,10 @@ fn check(before: State, after: State, readers: Vec<(&'static str, Vec<Query>)>, 
         let writer = {
             let (states, done) = (Arc::clone(&states), Arc::clone(&done));
             loom::thread::spawn(move || {
-                let changed: Vec<&Version> = states[1]
-                    .iter()
-                    .filter(|v| !states[0].contains(v))
-                    .collect();
-                match (write, &changed[..]) {
-                    (Write::AsOne, [v]) => store.update(v.object(), &v.key).expect("update"),
-                    (Write::AsOne, _) => {
-                        let mut batch = Batch::new();
-                        for v in &changed {
-                            batch.upsert(v.object(), &v.key);
-                        }
-                        let applied = store.apply(batch).expect("apply");
-                        assert_eq!((applied.upserted, applied.removed), (changed.len(), 0));
-                    }
-                    (Write::Split, [v]) => {
-                        // Out of every index, then back under its new values.
-                        let old = states[0].iter().find(|o| o.tag.uid == v.tag.uid);
-                        store.remove(&old.expect("moved").object()).expect("remove");
-                        store.add(v.object(), &v.key).expect("add");
-                    }
-                    (Write::Split, _) => {
-                        for v in &changed {
-                            store.update(v.object(), &v.key).expect("update");
-                        }
-                    }
+                for (step, pair) in states.windows(2).enumerate() {
+                    write_step(&store, &pair[0], &pair[1], write);
+                    done.store(step + 1, Ordering::Release);
                 }
-                done.store(1, Ordering::Release);
                 store
             })
         };
@@ -383,8 +379,49 @@ fn check(before: State, after: State, readers: Vec<(&'static str, Vec<Query>)>, 
             r.join().expect("reader");
         }
         let all: Vec<Query> = readers.iter().flat_map(|(_, q)| q.clone()).collect();
-        assert_holds(&store, &states[1], &all);
+        assert_holds(&store, states.last().expect("states"), &all);
     });
+}
+
+/// One write, taking `store` from `from` to `to`: the objects of `to` that differ from
+/// `from`, as `write` says.
+fn write_step(store: &MemoryStore<Value>, from: &State, to: &State, write: Write) {
+    let changed: Vec<&Version> = to.iter().filter(|v| !from.contains(v)).collect();
+    match (write, &changed[..]) {
+        (Write::AsOne, [v]) => store.update(v.object(), &v.key).expect("update"),
+        (Write::AsOne, _) => {
+            let mut batch = Batch::new();
+            for v in &changed {
+                batch.upsert(v.object(), &v.key);
+            }
+            let applied = store.apply(batch).expect("apply");
+            assert_eq!((applied.upserted, applied.removed), (changed.len(), 0));
+        }
+        (Write::Twice, _) => {
+            let mut batch = Batch::new();
+            for v in &changed {
+                let mid = Version {
+                    tag: v.tag.with_rv("mid"),
+                    ..(*v).clone()
+                };
+                batch.upsert(mid.object(), &mid.key);
+                batch.upsert(v.object(), &v.key);
+            }
+            let applied = store.apply(batch).expect("apply");
+            assert_eq!(applied.upserted, 2 * changed.len());
+        }
+        (Write::Split, [v]) => {
+            // Out of every index, then back under its new values.
+            let old = from.iter().find(|o| o.tag.uid == v.tag.uid);
+            store.remove(&old.expect("moved").object()).expect("remove");
+            store.add(v.object(), &v.key).expect("add");
+        }
+        (Write::Split, _) => {
+            for v in &changed {
+                store.update(v.object(), &v.key).expect("update");
+            }
+        }
+    }
 }
 
 /// `x` (`ns/a`, shard 0), labelled `app=a` at resourceVersion 1.
@@ -537,4 +574,49 @@ fn a_batch_is_seen_whole_or_not_at_all() {
 fn a_batch_applied_change_by_change_is_caught() {
     let (before, after) = two_moves(false);
     check(before, after, vec![("reader", batch_reads())], Write::Split);
+}
+
+/// The reads of updates that leave every key as it was: the objects' one value in both
+/// indexes (where the groups hold the identities' members, and a reader picks the
+/// version of the state it read), the primary key exactly and by prefix.
+fn same_keys_reads() -> Vec<Query> {
+    vec![
+        Query::by("by_app", &["a"]),
+        Query::get(&["ns", "a"]),
+        Query::by("by_ns_app", &["ns"]),
+        Query::get(&["ns"]),
+        Query::by("by_ns_app", &["ns", "a"]),
+    ]
+}
+
+/// An update of `x` that changes no key (resourceVersion 1 to 2, still `app=a`) touches
+/// no group of the secondary indexes: readers of the state before it must still get
+/// `x@1` from them, readers after it `x@2`. Also as a batch that writes `x` twice,
+/// whose first version no reader may see.
+#[test]
+fn an_update_that_keeps_its_keys_is_seen_at_one_version() {
+    for write in [Write::AsOne, Write::Twice] {
+        for reads in [same_keys_reads(), reversed(&same_keys_reads())] {
+            let before = [vec![x()], bystanders()].concat();
+            let after = [vec![x().moved("2", "a")], bystanders()].concat();
+            check(before, after, vec![("reader", reads)], write);
+        }
+    }
+}
+
+/// Two writes while a reader reads the state before both: a batch updating `x` and
+/// `y` (both `app=a`, keys unchanged), then an update of `x` alone. A reader of the
+/// first state must walk `x`'s records back two versions, and `y`'s one, to the
+/// versions of its state: a read showing `x@2` beside `y@1` fits no state.
+#[test]
+fn two_updates_that_keep_their_keys_are_seen_in_order() {
+    let reads = vec![Query::by("by_ns_app", &["ns"]), Query::get(&["ns"])];
+    for reads in [reads.clone(), reversed(&reads)] {
+        let states = vec![
+            vec![x(), y("a")],
+            vec![x().moved("2", "a"), y("a").moved("2", "a")],
+            vec![x().moved("3", "a"), y("a").moved("2", "a")],
+        ];
+        check_writes(states, vec![("reader", reads)], Write::AsOne);
+    }
 }

@@ -135,7 +135,11 @@
 //!   must fail) and concurrent writers in the index; an object moving between values of
 //!   a secondary index, alone, with its key, or two in a batch, racing exact and prefix
 //!   lookups on the key and the index (seen under exactly one value, never going back;
-//!   twins splitting the write must fail); the reclamation of the trees'
+//!   twins splitting the write must fail); updates that keep every key, which change
+//!   only the identity's version records, alone, in a batch writing the object twice,
+//!   and two in a row under one reader (each read at one state's versions; checked to
+//!   fail with a reader taking the newest record, or walking back only one); the
+//!   reclamation of the trees'
 //!   uncounted objects (a held snapshot keeps what later writes replace; checked to
 //!   fail with the generations unlinked or a version not retired); the singleflight (a
 //!   leader that succeeds, fails, is cancelled), invalidation racing a fetch, and an

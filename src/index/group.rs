@@ -2,15 +2,32 @@
 //! encoded prefix, in (namespace, name, uid) order.
 
 use std::cmp::Ordering;
+use std::marker::PhantomData;
 
 use crate::index::ptree::{Elem, Sep, SepBuilder, StateTree, Target};
 use crate::index::retire::Unowned;
 use crate::sync::Arc;
 
 /// The objects under one encoded key prefix (see the module documentation).
-pub(crate) struct Group<K> {
+///
+/// The members are the objects themselves (`E = Unowned<K>`: the primary key's
+/// groups) or the [`Member`](crate::index::latest::Member)s of their identities (the
+/// secondary indexes' groups).
+pub(crate) struct Group<K, E = Unowned<K>> {
     pub(crate) prefix: Prefix,
-    pub(crate) members: StateTree<Unowned<K>>,
+    pub(crate) members: StateTree<E>,
+    pub(crate) objects: PhantomData<fn() -> K>,
+}
+
+impl<K, E: Clone> Group<K, E> {
+    /// The group of `prefix` with `members`.
+    pub(crate) fn new(prefix: Prefix, members: StateTree<E>) -> Self {
+        Self {
+            prefix,
+            members,
+            objects: PhantomData,
+        }
+    }
 }
 
 /// Most bytes of an encoded prefix kept inline in its [`Group`].
@@ -65,7 +82,7 @@ impl From<Vec<u8>> for Prefix {
 }
 impl<K> Elem for Unowned<K> {}
 
-impl<K> Elem for Group<K> {
+impl<K, E: Elem> Elem for Group<K, E> {
     #[allow(unsafe_code)]
     unsafe fn free_trees(&mut self) {
         // SAFETY: the caller's promise: the groups' tree is freed whole, and with it the
@@ -76,22 +93,23 @@ impl<K> Elem for Group<K> {
 }
 
 /// Finds the group of the encoded key prefix `prefix` (groups order by their bytes).
-pub(crate) fn by_prefix<K>(prefix: &[u8]) -> Target<impl Fn(&Group<K>) -> Ordering + '_> {
+pub(crate) fn by_prefix<K, E>(prefix: &[u8]) -> Target<impl Fn(&Group<K, E>) -> Ordering + '_> {
     Target {
         sep: SepBuilder::new().bytes(prefix).finish(),
-        cmp: move |g: &Group<K>| g.prefix[..].cmp(prefix),
+        cmp: move |g: &Group<K, E>| g.prefix[..].cmp(prefix),
     }
 }
 
-pub(crate) fn group_sep<K>(g: &Group<K>) -> Sep {
+pub(crate) fn group_sep<K, E>(g: &Group<K, E>) -> Sep {
     SepBuilder::new().bytes(&g.prefix).finish()
 }
 
-impl<K> Clone for Group<K> {
+impl<K, E> Clone for Group<K, E> {
     fn clone(&self) -> Self {
         Self {
             prefix: self.prefix.clone(),
             members: self.members.clone(),
+            objects: PhantomData,
         }
     }
 }

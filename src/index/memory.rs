@@ -13,9 +13,12 @@ use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
 use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
-use crate::index::ptree::{Draft, PTree, Sep, SepBuilder, StateTree, Target};
+use crate::index::latest::{Found, Member};
+use crate::index::ptree::{Draft, Elem, PTree, Sep, SepBuilder, StateTree, Target};
 use crate::index::retire::{Garbage, Generation, Unowned};
-use crate::index::secondary::{LabelIndex, Secondary, SecondaryKeys, SecondaryState, prefixes};
+use crate::index::secondary::{
+    LabelIndex, MemberGroup, Secondary, SecondaryKeys, SecondaryState, prefixes,
+};
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
@@ -57,9 +60,18 @@ impl<K> Drop for Index<K> {
         // of it may outlive the store, so its generation takes them over.
         let mut w = self.writer.lock();
         let ids = std::mem::take(&mut w.ids);
+        let mut cx = Draft::new(0);
+        for l in &ids {
+            if let Some(m) = l.member {
+                // SAFETY: the identity leaves the table (the store is dropped), once.
+                #[allow(unsafe_code)]
+                unsafe {
+                    m.retire(&mut cx)
+                };
+            }
+        }
         w.state.generation.retire(ids.into_iter().map(|l| l.obj));
         // So do the current state's trees: no later write will replace their nodes.
-        let mut cx = Draft::new(0);
         w.state.retire_trees(&mut cx);
         w.state.generation.retire_nodes(cx.finish());
     }
@@ -97,6 +109,9 @@ struct State<K> {
     len: usize,
     /// How many objects' first key component is not their namespace.
     foreign: usize,
+    /// The stamp of the write that published this state (see
+    /// [`latest`](crate::index::latest)).
+    stamp: u64,
     generation: Arc<Generation<K>>,
 }
 
@@ -110,6 +125,7 @@ impl<K> State<K> {
             secondary: self.secondary.clone(),
             len: self.len,
             foreign: self.foreign,
+            stamp: self.stamp,
             generation: self.generation.successor(),
         }
     }
@@ -120,11 +136,10 @@ impl<K> State<K> {
         if let Some(all) = &self.all {
             cx.retire_tree(all);
         }
-        for t in self
-            .prefixes
-            .iter()
-            .chain(self.secondary.iter().flat_map(|s| &s.depths))
-        {
+        for t in self.prefixes.iter() {
+            cx.retire_tree(t);
+        }
+        for t in self.secondary.iter().flat_map(|s| &s.depths) {
             cx.retire_tree(t);
         }
     }
@@ -162,7 +177,7 @@ impl<K> State<K> {
 /// objects they hold, and that term's position; `None` when there is no such term.
 fn cheapest_lists<K>(
     which: &LabelIndex,
-    depths: &[StateTree<Group<K>>],
+    depths: &[StateTree<MemberGroup<K>>],
     reqs: &[Requirement],
 ) -> Option<(usize, Lists<K>)> {
     let list = |depth: usize, parts: &[&str]| {
@@ -195,14 +210,14 @@ fn cheapest_lists<K>(
 }
 
 /// Finds the first object of namespace `ns` in a list in (namespace, name, uid) order.
-fn namespace_start<K>(acc: Accessors<K>, ns: &str) -> Target<impl Fn(&Unowned<K>) -> Ordering> {
+fn namespace_start<K, E: AsRef<K>>(acc: Accessors<K>, ns: &str) -> Target<impl Fn(&E) -> Ordering> {
     let mut sep = SepBuilder::new();
     sep.add_component(ns.as_bytes());
     Target {
         // At most the `Sep` of any object of the namespace (its name and uid follow).
         sep: sep.finish(),
-        cmp: move |o: &Unowned<K>| {
-            if (acc.meta)(o).namespace < ns {
+        cmp: move |o: &E| {
+            if (acc.meta)(o.as_ref()).namespace < ns {
                 Ordering::Less
             } else {
                 Ordering::Greater
@@ -216,8 +231,8 @@ fn namespace_start<K>(acc: Accessors<K>, ns: &str) -> Target<impl Fn(&Unowned<K>
 type Run<K> = (Vec<u8>, Vec<Unowned<K>>);
 
 /// The groups of one tree gathered during a relist: each encoded prefix and its
-/// members, in order.
-type Gathered<K> = BTreeMap<Vec<u8>, Vec<Unowned<K>>>;
+/// members (objects, or the secondary indexes' [`Member`]s), in order.
+type Gathered<E> = BTreeMap<Vec<u8>, Vec<E>>;
 
 /// How two stored objects order, by (namespace, name, uid).
 fn order_arcs<K>(acc: Accessors<K>, a: &Arc<K>, b: &Arc<K>) -> Ordering {
@@ -257,17 +272,8 @@ pub struct SelectStats {
     pub scans: u64,
 }
 
-/// Lists of objects (groups' members) that a selector query reads.
-type Lists<K> = Vec<StateTree<Unowned<K>>>;
-
-/// What a selector query reads: the label index's lists of its cheapest term, or
-/// every object.
-enum Plan<K> {
-    /// The lists, and the position of the term they answer (its objects need no check
-    /// of it).
-    Lists(usize, Lists<K>),
-    Scan(Snapshot<K>),
-}
+/// Lists of objects (the label index's groups' members) that a selector query reads.
+type Lists<K> = Vec<StateTree<Member<K>>>;
 
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {
@@ -290,6 +296,9 @@ impl<K> Writer<K> {
 struct Located<K> {
     obj: Arc<K>,
     key_hash: u64,
+    /// The identity's [`Member`] of the secondary indexes' groups (`None` without
+    /// secondary indexes).
+    member: Option<Member<K>>,
 }
 
 /// The most key components a store (and an [`Indexer`](crate::Indexer)) takes: 64.
@@ -489,6 +498,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
                 .collect(),
             len: 0,
             foreign: 0,
+            stamp: 0,
             generation: Generation::collected_by(&garbage),
         });
         Ok(Index {
@@ -568,11 +578,17 @@ struct Touched<K> {
     obj: Arc<K>,
     /// The hash and encoding of its key; `None` once removed.
     at: Option<(u64, Vec<u8>)>,
+    /// Its identity's member of the secondary indexes' groups (`None` once removed).
+    member: Option<Member<K>>,
     /// The version the identity table held before the batch, if any: the commit finds
     /// its entry by this pointer instead of reading the (by then cold) object's
     /// identity.
     stored: Option<Arc<K>>,
 }
+
+/// A stored version a write replaces, its view, and its identity's member of the
+/// secondary indexes' groups.
+type Stored<'a, K> = (&'a Arc<K>, MetaView<'a>, Option<Member<K>>);
 
 /// Where the object of a write's identity was before it.
 struct Old<K> {
@@ -582,6 +598,8 @@ struct Old<K> {
     encoded: Vec<u8>,
     /// Whether it is the only object under its key.
     alone: bool,
+    /// Its identity's member of the secondary indexes' groups, if any.
+    member: Option<Member<K>>,
 }
 
 impl<K: Send + Sync + 'static> Index<K> {
@@ -688,7 +706,31 @@ impl<K: Send + Sync + 'static> Index<K> {
                 ErrorKind::PrefixLength { max, given: n },
             ));
         }
-        Ok(self.group_objects(&key::encode(keys), |st| &st.secondary[i].depths[n - 1]))
+        let st = self.published.load_full();
+        let prefix = key::encode(keys);
+        let Some(g) = st.secondary[i].depths[n - 1].get(&by_prefix(&prefix)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(g.members.len());
+        out.extend(g.members.iter().map(|m| self.version_in(&st, m)));
+        Ok(out)
+    }
+
+    /// The version of `m`'s identity that the published state `st` holds (see
+    /// [`latest`](crate::index::latest)): what its member knows, else found in the
+    /// state's own trees.
+    fn version_in(&self, st: &State<K>, m: &Member<K>) -> Arc<K> {
+        match m.at(st.stamp) {
+            Found::Version(v) => Arc::clone(&v),
+            Found::Look(current) => match st.find(self.acc, (self.acc.meta)(&current)) {
+                Some(v) => Arc::clone(v),
+                None => {
+                    // An identity in a group of `st` is in its trees (`validate`).
+                    debug_assert!(false, "a member's identity missing from its state");
+                    Arc::clone(&current)
+                }
+            },
+        }
     }
 
     /// See [`MemoryStore::index_names`].
@@ -702,68 +744,59 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// See [`MemoryStore::select`].
     pub(crate) fn select(&self, namespace: Option<&str>, selector: &Selector) -> Vec<Arc<K>> {
         let reqs = selector.requirements();
-        // Planned under the guard, which only clones out the lists to read (a root
-        // pointer each) or the snapshot, and the generation that keeps them alive.
-        let (plan, _generation) = self.published.with(|st| {
-            let plan = match (&self.labels, st.secondary.last()) {
-                (Some(which), Some(index)) => cheapest_lists(which, &index.depths, reqs),
-                _ => None,
-            };
-            let plan = plan.map_or_else(
-                || Plan::Scan(st.snapshot()),
-                |(term, lists)| Plan::Lists(term, lists),
-            );
-            (plan, Arc::clone(&st.generation))
-        });
+        let st = self.published.load_full();
+        let plan = match (&self.labels, st.secondary.last()) {
+            (Some(which), Some(index)) => cheapest_lists(which, &index.depths, reqs),
+            _ => None,
+        };
         let meta = self.acc.meta;
         let holds = |o: &K, r: &Requirement| r.holds((self.label_of)(o, r.key()));
-        match plan {
-            Plan::Scan(all) => {
-                self.selects.scans.incr();
-                all.iter()
-                    .filter(|o| {
-                        namespace.is_none_or(|ns| meta(o).namespace == ns)
-                            && reqs.iter().all(|r| holds(o, r))
-                    })
-                    .cloned()
-                    .collect()
-            }
-            Plan::Lists(term, lists) => {
-                self.selects.indexed.incr();
-                // The lists' objects meet `term`: only the other terms are checked,
-                // each a read of the object's labels (none for a selector of one term).
-                let rest: Vec<&Requirement> = reqs
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| (i != term).then_some(r))
-                    .collect();
-                let keep = |o: &K| rest.iter().all(|r| holds(o, r));
-                let mut out: Vec<Arc<K>> = Vec::new();
-                for list in &lists {
-                    match namespace {
-                        // The list is in (namespace, name, uid) order: the namespace's
-                        // objects are one run, found by one descent.
-                        Some(ns) => out.extend(
-                            list.iter_from(&namespace_start(self.acc, ns))
-                                .take_while(|o| meta(o).namespace == ns)
-                                .filter(|o| keep(o))
-                                .map(|o| Arc::clone(o)),
-                        ),
-                        None if rest.is_empty() => {
-                            out.reserve(list.len());
-                            out.extend(list.iter().map(|o| Arc::clone(o)));
-                        }
-                        None => out.extend(list.iter().filter(|o| keep(o)).map(|o| Arc::clone(o))),
-                    }
+        let Some((term, lists)) = plan else {
+            self.selects.scans.incr();
+            return st
+                .snapshot()
+                .iter()
+                .filter(|o| {
+                    namespace.is_none_or(|ns| meta(o).namespace == ns)
+                        && reqs.iter().all(|r| holds(o, r))
+                })
+                .cloned()
+                .collect();
+        };
+        self.selects.indexed.incr();
+        // The lists' objects meet `term`: only the other terms are checked, each a
+        // read of the object's labels (none for a selector of one term).
+        let rest: Vec<&Requirement> = reqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| (i != term).then_some(r))
+            .collect();
+        let keep = |o: &Arc<K>| rest.iter().all(|r| holds(o, r));
+        let version = |m: &Member<K>| self.version_in(&st, m);
+        let mut out: Vec<Arc<K>> = Vec::new();
+        for list in &lists {
+            match namespace {
+                // The list is in (namespace, name, uid) order: the namespace's objects
+                // are one run, found by one descent.
+                Some(ns) => out.extend(
+                    list.iter_from(&namespace_start(self.acc, ns))
+                        .take_while(|m| meta(m.as_ref()).namespace == ns)
+                        .map(version)
+                        .filter(keep),
+                ),
+                None if rest.is_empty() => {
+                    out.reserve(list.len());
+                    out.extend(list.iter().map(version));
                 }
-                if lists.len() > 1 {
-                    // An `in` term's lists: each in order, and disjoint (an object has
-                    // one value for the key).
-                    out.sort_unstable_by(|a, b| order_arcs(self.acc, a, b));
-                }
-                out
+                None => out.extend(list.iter().map(version).filter(keep)),
             }
         }
+        if lists.len() > 1 {
+            // An `in` term's lists: each in order, and disjoint (an object has one
+            // value for the key).
+            out.sort_unstable_by(|a, b| order_arcs(self.acc, a, b));
+        }
+        out
     }
 
     /// See [`MemoryStore::select_stats`].
@@ -856,7 +889,8 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut state = w.state.successor();
         let mut cx = w.draft();
         for obj in &members {
-            self.state_remove(&mut state, obj, &encoded, &mut cx);
+            let member = self.member_of(&w, obj);
+            self.state_remove(&mut state, obj, &encoded, member, &mut cx);
         }
         // Commit.
         let mut table = self.exact.write(shard);
@@ -887,7 +921,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let view = (self.acc.meta)(obj);
         let id_hash = self.hasher.hash_identity(&view.identity());
         let mut w = self.writer.lock();
-        let Some((old, old_hash)) = self.locate(&w, id_hash, view) else {
+        let Some((old, old_hash, member)) = self.locate(&w, id_hash, view) else {
             return Ok(false);
         };
         let old_view = (self.acc.meta)(&old);
@@ -896,7 +930,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let (encoded, _) = self.encoded_key_of(shard, old_hash, old_view);
         let mut state = w.state.successor();
         let mut cx = w.draft();
-        self.state_remove(&mut state, &old, &encoded, &mut cx);
+        self.state_remove(&mut state, &old, &encoded, member, &mut cx);
         // Commit.
         let mut table = self.exact.write(shard);
         let removed = self.bucket_remove(&mut table, old_hash, old_view);
@@ -1011,10 +1045,11 @@ impl<K: Send + Sync + 'static> Index<K> {
         let mut tables: Vec<Table<Bucket<K>>> = (0..self.exact.len())
             .map(|_| Table::with_capacity(per_shard))
             .collect();
-        let mut groups: Vec<Gathered<K>> = (1..self.num_keys).map(|_| BTreeMap::new()).collect();
+        let mut groups: Vec<Gathered<Unowned<K>>> =
+            (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
         // Each secondary index's groups at each depth, filled in order as `groups` are.
-        let mut secondary: Vec<Vec<Gathered<K>>> = self
+        let mut secondary: Vec<Vec<Gathered<Member<K>>>> = self
             .secondary
             .iter()
             .map(|s| (0..s.num_keys).map(|_| BTreeMap::new()).collect())
@@ -1039,6 +1074,9 @@ impl<K: Send + Sync + 'static> Index<K> {
             // invariant). An error returns before anything is built.
             #[allow(unsafe_code)]
             let unowned = unsafe { Unowned::new(obj) };
+            // Made current by stamp 0: before every state that can hold it (the old
+            // states' groups hold the old identities' members, retired below).
+            let member = (!self.secondary.is_empty()).then(|| Member::new(obj, 0));
             let table = &mut tables[self.exact.index(*hash)];
             match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
                 Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
@@ -1052,6 +1090,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 Located {
                     obj: Arc::clone(obj),
                     key_hash: *hash,
+                    member,
                 },
                 |l| {
                     self.hasher
@@ -1078,13 +1117,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
             for ((depths, keys), s) in secondary.iter_mut().zip(sec).zip(&*self.secondary) {
+                let Some(member) = member else { break };
                 for d in s.depths() {
                     let g = &mut depths[d - 1];
                     for p in prefixes(keys, d) {
                         match g.get_mut(p) {
-                            Some(members) => members.push(unowned.clone()),
+                            Some(members) => members.push(member),
                             None => {
-                                g.insert(p.to_vec(), vec![unowned.clone()]);
+                                g.insert(p.to_vec(), vec![member]);
                             }
                         }
                     }
@@ -1103,29 +1143,37 @@ impl<K: Send + Sync + 'static> Index<K> {
         // Stamp 0: no write changes these nodes in place (each write's stamp is above).
         let built = Draft::new(0);
         let acc = self.acc;
-        let build_groups = |g: Gathered<K>| {
+        fn build_groups<K, E: Clone + Elem + AsRef<K>>(
+            acc: Accessors<K>,
+            built: &Draft,
+            g: Gathered<E>,
+        ) -> StateTree<Group<K, E>> {
             PTree::from_sorted(
                 g.into_iter()
-                    .map(|(p, m)| Group {
-                        prefix: p.into(),
-                        members: PTree::from_sorted(m, sep_of(acc), &built),
-                    })
+                    .map(|(p, m)| Group::new(p.into(), PTree::from_sorted(m, sep_of(acc), built)))
                     .collect(),
                 group_sep,
-                &built,
+                built,
             )
-        };
+        }
         let state = State {
             secondary: secondary
                 .into_iter()
                 .map(|depths| SecondaryState {
-                    depths: depths.into_iter().map(build_groups).collect(),
+                    depths: depths
+                        .into_iter()
+                        .map(|g| build_groups(acc, &built, g))
+                        .collect(),
                 })
                 .collect(),
             all: keep_list.then(|| PTree::from_sorted(all, sep_of(self.acc), &built)),
             len,
             foreign,
-            prefixes: groups.into_iter().map(build_groups).collect(),
+            prefixes: groups
+                .into_iter()
+                .map(|g| build_groups(acc, &built, g))
+                .collect(),
+            stamp: 0,
             generation: Generation::collected_by(&self.garbage),
         };
 
@@ -1139,6 +1187,15 @@ impl<K: Send + Sync + 'static> Index<K> {
         // The old state's trees share no node with the new one's: they go whole.
         let mut cx = w.draft();
         w.state.retire_trees(&mut cx);
+        for l in &old_ids {
+            if let Some(m) = l.member {
+                // SAFETY: every old identity left the identity table above, once.
+                #[allow(unsafe_code)]
+                unsafe {
+                    m.retire(&mut cx)
+                };
+            }
+        }
         let prev = self.publish(&mut w, state, cx);
         drop(guards);
         drop(w);
@@ -1220,12 +1277,15 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
-                    if let Some(sec) = secs.next() {
-                        let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&o.obj, ov));
+                    let member = secs.next().map(|sec| {
+                        let stored = old
+                            .as_ref()
+                            .zip(old_view)
+                            .map(|(o, ov)| (&o.obj, ov, o.member));
                         self.secondary_upsert(
-                            &mut state, &mut cx, stored, same_order, &unowned, view, sec,
-                        );
-                    }
+                            &mut state, &mut cx, stored, same_order, obj, view, sec,
+                        )
+                    });
                     self.state_upsert(
                         &mut state,
                         &mut cx,
@@ -1257,6 +1317,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                         id_hash,
                         Arc::clone(obj),
                         Some((hash, encoded)),
+                        member,
                         old.as_ref().map(|o| &o.obj),
                     );
                     applied.upserted += 1;
@@ -1268,13 +1329,13 @@ impl<K: Send + Sync + 'static> Index<K> {
                     else {
                         continue;
                     };
-                    self.state_remove(&mut state, &old.obj, &old.encoded, &mut cx);
+                    self.state_remove(&mut state, &old.obj, &old.encoded, old.member, &mut cx);
                     ops.push(BucketOp::Remove {
                         hash: old.hash,
                         obj: Arc::clone(&old.obj),
                     });
                     let stored = Arc::clone(&old.obj);
-                    self.touch(&mut touched, id_hash, old.obj, None, Some(&stored));
+                    self.touch(&mut touched, id_hash, old.obj, None, None, Some(&stored));
                     applied.removed += 1;
                 }
             }
@@ -1314,7 +1375,14 @@ impl<K: Send + Sync + 'static> Index<K> {
         for t in touched {
             match (t.at, t.stored) {
                 (Some((key_hash, _)), stored) => {
-                    self.locate_at(&mut w, t.id_hash, stored.as_ref(), t.obj, key_hash);
+                    self.locate_at(
+                        &mut w,
+                        t.id_hash,
+                        stored.as_ref(),
+                        t.obj,
+                        key_hash,
+                        t.member,
+                    );
                 }
                 (None, Some(stored)) => {
                     if let Ok(e) = w
@@ -1353,13 +1421,21 @@ impl<K: Send + Sync + 'static> Index<K> {
     ) -> Option<Old<K>> {
         let meta = self.acc.meta;
         if let Some(t) = touched.find(id_hash, |t| meta(&t.obj).identity() == view.identity()) {
-            return t.at.as_ref().map(|(hash, encoded)| Old {
+            let (hash, encoded) = t.at.as_ref()?;
+            if t.member.is_some() {
+                // A version this batch wrote, which a reader may have read through its
+                // member (for its identity) while the batch was prepared: the previous
+                // state's generation keeps it, as it keeps what the batch replaced.
+                retired.push(Arc::clone(&t.obj));
+            }
+            return Some(Old {
                 obj: Arc::clone(&t.obj),
                 hash: *hash,
                 shard: self.exact.index(*hash),
                 encoded: encoded.clone(),
                 // Only a single write's skip check reads it.
                 alone: false,
+                member: t.member,
             });
         }
         let old = self.locate_stored(w, id_hash, view)?;
@@ -1370,7 +1446,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// Where the stored object of `view`'s identity is: its key's hash, shard and
     /// encoding (read from its bucket).
     fn locate_stored(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<Old<K>> {
-        self.locate(w, id_hash, view).map(|(obj, hash)| {
+        self.locate(w, id_hash, view).map(|(obj, hash, member)| {
             let shard = self.exact.index(hash);
             let (encoded, alone) = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
             Old {
@@ -1379,6 +1455,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 shard,
                 encoded,
                 alone,
+                member,
             }
         })
     }
@@ -1395,6 +1472,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         id_hash: u64,
         obj: Arc<K>,
         at: Option<(u64, Vec<u8>)>,
+        member: Option<Member<K>>,
         old: Option<&Arc<K>>,
     ) {
         let meta = self.acc.meta;
@@ -1403,12 +1481,14 @@ impl<K: Send + Sync + 'static> Index<K> {
             Some(t) => {
                 t.obj = obj;
                 t.at = at;
+                t.member = member;
             }
             None => {
                 let t = Touched {
                     id_hash,
                     obj,
                     at,
+                    member,
                     stored: old.cloned(),
                 };
                 touched.insert_unique(id_hash, t, |t| t.id_hash);
@@ -1469,12 +1549,13 @@ impl<K: Send + Sync + 'static> Index<K> {
         // anything is built.
         #[allow(unsafe_code)]
         let unowned = unsafe { Unowned::new(&obj) };
-        if !self.secondary.is_empty() {
-            let stored = old.as_ref().zip(old_view).map(|(o, ov)| (&o.obj, ov));
-            self.secondary_upsert(
-                &mut state, &mut cx, stored, same_order, &unowned, view, &sec,
-            );
-        }
+        let member = (!self.secondary.is_empty()).then(|| {
+            let stored = old
+                .as_ref()
+                .zip(old_view)
+                .map(|(o, ov)| (&o.obj, ov, o.member));
+            self.secondary_upsert(&mut state, &mut cx, stored, same_order, &obj, view, &sec)
+        });
         self.state_upsert(
             &mut state,
             &mut cx,
@@ -1522,7 +1603,14 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
         };
 
-        self.locate_at(&mut w, id_hash, old.as_ref().map(|o| &o.obj), obj, new.hash);
+        self.locate_at(
+            &mut w,
+            id_hash,
+            old.as_ref().map(|o| &o.obj),
+            obj,
+            new.hash,
+            member,
+        );
         // The previous state may still be read: its generation keeps the old version.
         if let Some(o) = old {
             prev.generation.retire([o.obj]);
@@ -1543,11 +1631,13 @@ impl<K: Send + Sync + 'static> Index<K> {
         stored: Option<&Arc<K>>,
         obj: Arc<K>,
         key_hash: u64,
+        member: Option<Member<K>>,
     ) {
         if let Some(stored) = stored {
             if let Some(l) = w.ids.find_mut(id_hash, |l| Arc::ptr_eq(&l.obj, stored)) {
                 l.obj = obj;
                 l.key_hash = key_hash;
+                l.member = member;
                 return;
             }
             // The caller found `stored` in the table, under the writer mutex.
@@ -1559,24 +1649,46 @@ impl<K: Send + Sync + 'static> Index<K> {
             Some(l) => {
                 l.obj = obj;
                 l.key_hash = key_hash;
+                l.member = member;
             }
             None => {
                 let hasher = &self.hasher;
-                w.ids
-                    .insert_unique(id_hash, Located { obj, key_hash }, |l| {
-                        hasher.hash_identity(&meta(&l.obj).identity())
-                    });
+                let located = Located {
+                    obj,
+                    key_hash,
+                    member,
+                };
+                w.ids.insert_unique(id_hash, located, |l| {
+                    hasher.hash_identity(&meta(&l.obj).identity())
+                });
             }
         }
     }
 
-    /// The stored object with `view`'s identity and the hash of its key.
-    fn locate(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<(Arc<K>, u64)> {
+    /// The stored object with `view`'s identity, the hash of its key and its member of
+    /// the secondary indexes' groups.
+    fn locate(
+        &self,
+        w: &Writer<K>,
+        id_hash: u64,
+        view: MetaView<'_>,
+    ) -> Option<(Arc<K>, u64, Option<Member<K>>)> {
         w.ids
             .find(id_hash, |l| {
                 (self.acc.meta)(&l.obj).identity() == view.identity()
             })
-            .map(|l| (Arc::clone(&l.obj), l.key_hash))
+            .map(|l| (Arc::clone(&l.obj), l.key_hash, l.member))
+    }
+
+    /// The member of the secondary indexes' groups of `obj`, a stored object.
+    fn member_of(&self, w: &Writer<K>, obj: &Arc<K>) -> Option<Member<K>> {
+        if self.secondary.is_empty() {
+            return None;
+        }
+        let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
+        w.ids
+            .find(id_hash, |l| Arc::ptr_eq(&l.obj, obj))
+            .and_then(|l| l.member)
     }
 
     /// The encoded key of the bucket (hash `hash`, in `shard`) that holds `obj`, and
@@ -1769,10 +1881,19 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
-    fn state_remove(&self, state: &mut State<K>, stored: &K, encoded: &[u8], cx: &mut Draft) {
+    /// Takes `stored` (under the key `encoded`, with its identity's `member` of the
+    /// secondary indexes' groups) out of `state`; the member is retired.
+    fn state_remove(
+        &self,
+        state: &mut State<K>,
+        stored: &K,
+        encoded: &[u8],
+        member: Option<Member<K>>,
+        cx: &mut Draft,
+    ) {
         let old = (self.acc.meta)(stored);
         if !self.secondary.is_empty() {
-            self.secondary_remove(state, cx, stored, old);
+            self.secondary_remove(state, cx, stored, old, member);
         }
         state.len -= 1;
         if !first_is_namespace(encoded, old) {
@@ -1788,11 +1909,11 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// Adds (or replaces) `obj` in the group of `prefix`, creating the group if needed.
-    fn group_add(
+    fn group_add<E: Clone + Elem + AsRef<K>>(
         &self,
-        tree: &mut StateTree<Group<K>>,
+        tree: &mut StateTree<Group<K, E>>,
         prefix: &[u8],
-        obj: &Unowned<K>,
+        obj: &E,
         view: MetaView<'_>,
         cx: &mut Draft,
     ) {
@@ -1803,18 +1924,15 @@ impl<K: Send + Sync + 'static> Index<K> {
                 .insert(obj.clone(), &by_order(acc, view), sep_of(acc), cx);
         });
         if !found {
-            let group = Group {
-                prefix: prefix.into(),
-                members: PTree::single(obj.clone(), cx),
-            };
+            let group = Group::new(prefix.into(), PTree::single(obj.clone(), cx));
             tree.insert(group, &target, group_sep, cx);
         }
     }
 
     /// Removes `old` from the group of `prefix`, and the group if that emptied it.
-    fn group_remove(
+    fn group_remove<E: Clone + Elem + AsRef<K>>(
         &self,
-        tree: &mut StateTree<Group<K>>,
+        tree: &mut StateTree<Group<K, E>>,
         prefix: &[u8],
         old: MetaView<'_>,
         cx: &mut Draft,
@@ -1859,78 +1977,79 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// The secondary indexes' part of a write of `obj` (ordered as `view`, with the keys
-    /// `new`) that replaces `old` (ordered as `obj` if `same_order`), if there is one:
-    /// it leaves the groups of the prefixes it no longer has, joins those it gains, and
-    /// is replaced in place in the others (or, moved in order, removed and added).
+    /// `new`) that replaces `old` (with its view and its identity's member; ordering as
+    /// `obj` if `same_order`), if there is one. Returns the identity's member, for the
+    /// identity table.
+    ///
+    /// A version of the same order keeps its identity's member: it leaves the groups of
+    /// the prefixes it no longer has and joins those it gains, and the groups it stays
+    /// in are not touched, since they hold the member, whose current version it becomes
+    /// (the common update, whose keys did not change, touches no group at all).
+    /// Anything else is a new identity to the groups: the old member (if any) leaves
+    /// every group and is retired, and a new one joins.
     #[allow(clippy::too_many_arguments)]
     fn secondary_upsert(
         &self,
         state: &mut State<K>,
         cx: &mut Draft,
-        old: Option<(&Arc<K>, MetaView<'_>)>,
+        old: Option<Stored<'_, K>>,
         same_order: bool,
-        obj: &Unowned<K>,
+        obj: &Arc<K>,
         view: MetaView<'_>,
         new: &SecondaryKeys,
-    ) {
-        for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
-            let old_keys = old.map(|(o, _)| Self::stored_keys(s, o));
-            for d in s.depths() {
-                let tree = &mut st.depths[d - 1];
-                let had: Vec<&[u8]> = match &old_keys {
-                    Some(keys) => prefixes(keys, d).collect(),
-                    None => Vec::new(),
-                };
-                let has: Vec<&[u8]> = prefixes(new, d).collect();
-                if let Some((_, ov)) = old {
-                    for p in &had {
-                        if !(same_order && has.binary_search(p).is_ok()) {
+    ) -> Member<K> {
+        let indexes = self.secondary.iter().zip(&mut state.secondary).zip(new);
+        if let Some((stored, ov, Some(member))) = old
+            && same_order
+        {
+            for ((s, st), new) in indexes {
+                let had = Self::stored_keys(s, stored);
+                if had == *new {
+                    continue;
+                }
+                for d in s.depths() {
+                    let tree = &mut st.depths[d - 1];
+                    let was: Vec<&[u8]> = prefixes(&had, d).collect();
+                    let is: Vec<&[u8]> = prefixes(new, d).collect();
+                    for p in &was {
+                        if is.binary_search(p).is_err() {
                             self.group_remove(tree, p, ov, cx);
                         }
                     }
-                }
-                for p in &has {
-                    // Kept in place: found by pointer, no object read (the common
-                    // update, whose keys did not change).
-                    let replaced = match old {
-                        Some((o, _)) if same_order && had.binary_search(p).is_ok() => {
-                            self.group_replace(tree, p, o, obj, view, cx)
+                    for p in &is {
+                        if was.binary_search(p).is_err() {
+                            self.group_add(tree, p, &member, view, cx);
                         }
-                        _ => false,
-                    };
-                    if !replaced {
-                        self.group_add(tree, p, obj, view, cx);
                     }
                 }
             }
+            member.set(obj, cx);
+            return member;
         }
+        if let Some((stored, ov, member)) = old {
+            self.secondary_remove(state, cx, stored, ov, member);
+        }
+        let member = Member::new(obj, cx.stamp());
+        for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
+            for d in s.depths() {
+                for p in prefixes(new, d) {
+                    self.group_add(&mut st.depths[d - 1], p, &member, view, cx);
+                }
+            }
+        }
+        member
     }
 
-    /// Replaces `old` with `obj` (which orders as `old`) in the group of `prefix`,
-    /// finding it by pointer; returns whether it was there.
-    fn group_replace(
+    /// The secondary indexes' part of removing `old` (ordered as `ov`), whose identity's
+    /// member (`member`) leaves every group and is retired.
+    fn secondary_remove(
         &self,
-        tree: &mut StateTree<Group<K>>,
-        prefix: &[u8],
-        old: &Arc<K>,
-        obj: &Unowned<K>,
-        view: MetaView<'_>,
+        state: &mut State<K>,
         cx: &mut Draft,
-    ) -> bool {
-        let target = by_order(self.acc, view);
-        let mut replaced = false;
-        tree.update(&by_prefix(prefix), cx, |g, cx| {
-            replaced = g
-                .members
-                .replace_where(obj.clone(), &target, |e| Arc::ptr_eq(e, old), cx);
-        });
-        // A stored object is in every group of its keys (`validate` checks it).
-        debug_assert!(replaced, "replaced object missing from its secondary group");
-        replaced
-    }
-
-    /// The secondary indexes' part of removing `old` (ordered as `ov`).
-    fn secondary_remove(&self, state: &mut State<K>, cx: &mut Draft, old: &K, ov: MetaView<'_>) {
+        old: &K,
+        ov: MetaView<'_>,
+        member: Option<Member<K>>,
+    ) {
         for (s, st) in self.secondary.iter().zip(&mut state.secondary) {
             let keys = Self::stored_keys(s, old);
             for d in s.depths() {
@@ -1938,6 +2057,15 @@ impl<K: Send + Sync + 'static> Index<K> {
                     self.group_remove(&mut st.depths[d - 1], p, ov, cx);
                 }
             }
+        }
+        match member {
+            // SAFETY: the identity leaves the identity table in this write (its entry is
+            // removed, or given a new member, at the commit), and the writer uses this
+            // member no more.
+            #[allow(unsafe_code)]
+            Some(m) => unsafe { m.retire(cx) },
+            // Every identity stored has one while there are secondary indexes.
+            None => debug_assert!(false, "a stored object without a member"),
         }
     }
 
@@ -1957,6 +2085,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         {
             cx.retire_tree(&all);
         }
+        state.stamp = cx.stamp();
         let state = Arc::new(state);
         // What the write took out of the trees is freed with the previous generation.
         w.state.generation.link(&state.generation, [], cx.finish());
@@ -2150,18 +2279,36 @@ impl<K: Send + Sync + 'static> Index<K> {
         if st.secondary.len() != self.secondary.len() {
             return Err("the state has another count of secondary indexes".into());
         }
-        let order = |a: &Unowned<K>, b: &Unowned<K>| (self.acc.meta)(a).order(&(self.acc.meta)(b));
+        let meta = self.acc.meta;
+        let order = |a: &Member<K>, b: &Member<K>| meta(a.as_ref()).order(&meta(b.as_ref()));
+        for l in w.ids.iter() {
+            match l.member {
+                None if self.secondary.is_empty() => {}
+                None => return Err("a stored identity without a member".into()),
+                Some(_) if self.secondary.is_empty() => {
+                    return Err("a member without secondary indexes".into());
+                }
+                Some(m) => {
+                    if !Arc::ptr_eq(&m.current(), &l.obj) {
+                        return Err("a member whose current version is not the stored one".into());
+                    }
+                    if !matches!(m.at(st.stamp), Found::Version(v) if Arc::ptr_eq(&v, &l.obj)) {
+                        return Err("a member that does not give the stored version".into());
+                    }
+                }
+            }
+        }
         for (s, sst) in self.secondary.iter().zip(&st.secondary) {
             if sst.depths.len() != s.num_keys {
                 return Err(format!("index {}: {} depths", s.name, sst.depths.len()));
             }
-            let mut want: Vec<BTreeMap<Vec<u8>, Vec<&Arc<K>>>> =
+            let mut want: Vec<BTreeMap<Vec<u8>, Vec<&Located<K>>>> =
                 (0..s.num_keys).map(|_| BTreeMap::new()).collect();
             for l in w.ids.iter() {
                 let keys = s.keys_of(&l.obj).map_err(|e| e.to_string())?;
                 for d in s.depths() {
                     for p in prefixes(&keys, d) {
-                        want[d - 1].entry(p.to_vec()).or_default().push(&l.obj);
+                        want[d - 1].entry(p.to_vec()).or_default().push(l);
                     }
                 }
             }
@@ -2187,12 +2334,12 @@ impl<K: Send + Sync + 'static> Index<K> {
                             d + 1
                         ));
                     };
-                    objects.sort_by(|a, b| order_arcs(self.acc, a, b));
+                    objects.sort_by(|a, b| order_arcs(self.acc, &a.obj, &b.obj));
                     let same = objects.len() == g.members.len()
                         && objects
                             .iter()
                             .zip(g.members.iter())
-                            .all(|(a, b)| Arc::ptr_eq(a, b));
+                            .all(|(a, b)| a.member.is_some_and(|m| m.is(b)));
                     if !same {
                         return Err(format!(
                             "index {}: a depth-{} group holds {} objects, not the {} with its prefix",

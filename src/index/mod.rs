@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod bucket;
 pub(crate) mod group;
 pub mod key;
+pub(crate) mod latest;
 pub(crate) mod memory;
 pub(crate) mod ptree;
 #[allow(unsafe_code)] // The one module with `unsafe` code; its docs hold the argument.

@@ -160,6 +160,17 @@ impl Draft {
         }
     }
 
+    /// This write's stamp.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    /// Hands `r` (something other than a node that this write took out of use) to the
+    /// generation this draft is finished into, to be freed with it.
+    pub(crate) fn retire(&mut self, r: Retired) {
+        self.retired.push(r);
+    }
+
     /// The nodes this write took out of its trees, to be freed once no version that
     /// reaches them can be read (the caller hands them to the previous generation).
     pub(crate) fn finish(mut self) -> Vec<Retired> {

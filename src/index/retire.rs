@@ -128,6 +128,20 @@ impl<K> Unowned<K> {
     }
 }
 
+impl<K> Unowned<K> {
+    /// A copy, owning no count, of the `Arc` whose pointer (`Arc::as_ptr`) is `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// As [`new`](Self::new), and `ptr` must be the pointer of a live `Arc<K>`.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn from_raw(ptr: *const K) -> Self {
+        // SAFETY: the caller's promise: `ptr` is a live `Arc`'s, so this is a bitwise
+        // copy of it, which `ManuallyDrop` never releases.
+        Self(ManuallyDrop::new(unsafe { Arc::from_raw(ptr) }))
+    }
+}
+
 impl<K> Clone for Unowned<K> {
     fn clone(&self) -> Self {
         // SAFETY: a copy of an `Unowned` is made only where the original is (the trees

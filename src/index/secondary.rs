@@ -15,6 +15,9 @@
 //! return nothing). They are computed from the object on every write, the replaced
 //! version's included, so nothing per object is kept for them.
 //!
+//! The groups hold [`Member`]s, not the objects: a write that leaves an object's keys
+//! as they were touches none of its groups (see [`latest`](crate::index::latest)).
+//!
 //! [`Group`]: crate::index::group::Group
 
 use std::collections::BTreeSet;
@@ -24,6 +27,7 @@ use crate::feed::indexer::Indexer;
 use crate::feed::keys::Components;
 use crate::index::group::Group;
 use crate::index::key;
+use crate::index::latest::Member;
 use crate::index::ptree::StateTree;
 use crate::object::Object;
 
@@ -183,8 +187,11 @@ pub(crate) fn prefixes(keys: &[Vec<u8>], depth: usize) -> impl Iterator<Item = &
 /// A secondary index in the published state: `depths[d - 1]` holds the groups of the
 /// prefixes of `d` components.
 pub(crate) struct SecondaryState<K> {
-    pub(crate) depths: Box<[StateTree<Group<K>>]>,
+    pub(crate) depths: Box<[StateTree<MemberGroup<K>>]>,
 }
+
+/// A group of a secondary index: its members are its objects' identities' [`Member`]s.
+pub(crate) type MemberGroup<K> = Group<K, Member<K>>;
 
 impl<K> SecondaryState<K> {
     pub(crate) fn empty(num_keys: usize) -> Self {

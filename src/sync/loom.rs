@@ -1,7 +1,7 @@
 //! The loom-modelled stand-ins, under `--cfg k8s_store_loom` (see the
 //! [parent module](super)).
 
-pub(crate) use loom::sync::atomic::AtomicU64;
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::{Arc, Table};
 use std::ops::{Deref, DerefMut};

@@ -12,6 +12,7 @@
 //! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
 //! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
+//! | [`Newest`]         | `AtomicUsize` (release / acquire)    | `loom::sync::atomic::AtomicUsize`     |
 //! | [`now_nanos`], [`Stopwatch`] | the coarse / precise monotonic clocks | clocks that stand still |
 //! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
 //!
@@ -21,7 +22,8 @@
 //! reads to decide anything, so `Relaxed` suffices for every access. A [`Stamp`] only
 //! rate-limits how often a hit is reported to the cache's eviction policy; a stale
 //! read reports one hit more or fewer, which no protocol depends on, so it is
-//! `Relaxed` too. Everything that orders the store's state goes through the locks, the
+//! `Relaxed` too. [`Newest`] publishes a record by pointer (explained there).
+//! Everything else that orders the store's state goes through the locks, the
 //! `Published` swap and the `Slot` (arc-swap's loads and stores are sequentially
 //! consistent: a body stored in a slot is fully built before any reader can load it).
 //!
@@ -161,3 +163,30 @@ pub(crate) trait CacheValue: Clone {
 pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
 
 pub(crate) use imp::cache::Cache;
+
+/// A pointer that one writer replaces and any thread loads without a lock: the
+/// newest version record of an identity (see [`latest`](crate::index::latest)).
+///
+/// # Orderings
+///
+/// The writer stores with `Release` a pointer to a record it has fully written, and
+/// readers load it with `Acquire`, so a reader that sees the pointer sees the record
+/// (which is never written again) and everything the writer did before it, the object
+/// the record points to included. Nothing else is ordered by it.
+#[derive(Debug)]
+pub(crate) struct Newest(imp::AtomicUsize);
+
+impl Newest {
+    pub(crate) fn new(ptr: usize) -> Self {
+        Self(imp::AtomicUsize::new(ptr))
+    }
+
+    /// Replaces the pointer. Only one thread (the store's writer) ever calls it.
+    pub(crate) fn set(&self, ptr: usize) {
+        self.0.store(ptr, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

@@ -1,6 +1,6 @@
 //! The primitives of a normal build (see the [parent module](super)).
 
-pub(crate) use std::sync::atomic::AtomicU64;
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::{Arc, Table};
 use std::hash::BuildHasherDefault;
@@ -89,7 +89,6 @@ impl<T> Published<T> {
     }
 
     /// An owned handle to the current value; never blocks, never holds a guard.
-    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
     pub(crate) fn load_full(&self) -> Arc<T> {
         self.inner.load_full()
     }

@@ -296,8 +296,8 @@ impl<K> Writer<K> {
 struct Located<K> {
     obj: Arc<K>,
     key_hash: u64,
-    /// The identity's [`Member`] of the secondary indexes' groups (`None` without
-    /// secondary indexes).
+    /// The identity's [`Member`] of the secondary indexes' groups (`None` when it is in
+    /// none: no secondary index, or no key in any).
     member: Option<Member<K>>,
 }
 
@@ -1076,7 +1076,10 @@ impl<K: Send + Sync + 'static> Index<K> {
             let unowned = unsafe { Unowned::new(obj) };
             // Made current by stamp 0: before every state that can hold it (the old
             // states' groups hold the old identities' members, retired below).
-            let member = (!self.secondary.is_empty()).then(|| Member::new(obj, 0));
+            let member = sec
+                .iter()
+                .any(|keys| !keys.is_empty())
+                .then(|| Member::new(obj, 0));
             let table = &mut tables[self.exact.index(*hash)];
             match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
                 Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
@@ -1277,7 +1280,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     // (`retire`'s invariant).
                     #[allow(unsafe_code)]
                     let unowned = unsafe { Unowned::new(obj) };
-                    let member = secs.next().map(|sec| {
+                    let member = secs.next().and_then(|sec| {
                         let stored = old
                             .as_ref()
                             .zip(old_view)
@@ -1549,13 +1552,15 @@ impl<K: Send + Sync + 'static> Index<K> {
         // anything is built.
         #[allow(unsafe_code)]
         let unowned = unsafe { Unowned::new(&obj) };
-        let member = (!self.secondary.is_empty()).then(|| {
+        let member = if self.secondary.is_empty() {
+            None
+        } else {
             let stored = old
                 .as_ref()
                 .zip(old_view)
                 .map(|(o, ov)| (&o.obj, ov, o.member));
             self.secondary_upsert(&mut state, &mut cx, stored, same_order, &obj, view, &sec)
-        });
+        };
         self.state_upsert(
             &mut state,
             &mut cx,
@@ -1981,6 +1986,8 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// `obj` if `same_order`), if there is one. Returns the identity's member, for the
     /// identity table.
     ///
+    /// An identity in no group (no key in any index) has no member (`None`).
+    ///
     /// A version of the same order keeps its identity's member: it leaves the groups of
     /// the prefixes it no longer has and joins those it gains, and the groups it stays
     /// in are not touched, since they hold the member, whose current version it becomes
@@ -1997,10 +2004,12 @@ impl<K: Send + Sync + 'static> Index<K> {
         obj: &Arc<K>,
         view: MetaView<'_>,
         new: &SecondaryKeys,
-    ) -> Member<K> {
+    ) -> Option<Member<K>> {
+        let grouped = new.iter().any(|keys| !keys.is_empty());
         let indexes = self.secondary.iter().zip(&mut state.secondary).zip(new);
         if let Some((stored, ov, Some(member))) = old
             && same_order
+            && grouped
         {
             for ((s, st), new) in indexes {
                 let had = Self::stored_keys(s, stored);
@@ -2024,10 +2033,13 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
             member.set(obj, cx);
-            return member;
+            return Some(member);
         }
         if let Some((stored, ov, member)) = old {
             self.secondary_remove(state, cx, stored, ov, member);
+        }
+        if !grouped {
+            return None;
         }
         let member = Member::new(obj, cx.stamp());
         for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
@@ -2037,11 +2049,11 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
         }
-        member
+        Some(member)
     }
 
     /// The secondary indexes' part of removing `old` (ordered as `ov`), whose identity's
-    /// member (`member`) leaves every group and is retired.
+    /// member (`member`) leaves every group and is retired (`None`: it is in none).
     fn secondary_remove(
         &self,
         state: &mut State<K>,
@@ -2050,6 +2062,9 @@ impl<K: Send + Sync + 'static> Index<K> {
         ov: MetaView<'_>,
         member: Option<Member<K>>,
     ) {
+        let Some(member) = member else {
+            return;
+        };
         for (s, st) in self.secondary.iter().zip(&mut state.secondary) {
             let keys = Self::stored_keys(s, old);
             for d in s.depths() {
@@ -2058,14 +2073,12 @@ impl<K: Send + Sync + 'static> Index<K> {
                 }
             }
         }
-        match member {
-            // SAFETY: the identity leaves the identity table in this write (its entry is
-            // removed, or given a new member, at the commit), and the writer uses this
-            // member no more.
-            #[allow(unsafe_code)]
-            Some(m) => unsafe { m.retire(cx) },
-            // Every identity stored has one while there are secondary indexes.
-            None => debug_assert!(false, "a stored object without a member"),
+        // SAFETY: the identity leaves the identity table in this write (its entry is
+        // removed, or given another member or none, at the commit), and the writer uses
+        // this member no more.
+        #[allow(unsafe_code)]
+        unsafe {
+            member.retire(cx);
         }
     }
 
@@ -2282,11 +2295,15 @@ impl<K: Send + Sync + 'static> Index<K> {
         let meta = self.acc.meta;
         let order = |a: &Member<K>, b: &Member<K>| meta(a.as_ref()).order(&meta(b.as_ref()));
         for l in w.ids.iter() {
+            let mut grouped = false;
+            for s in self.secondary.iter() {
+                grouped |= !s.keys_of(&l.obj).map_err(|e| e.to_string())?.is_empty();
+            }
             match l.member {
-                None if self.secondary.is_empty() => {}
-                None => return Err("a stored identity without a member".into()),
-                Some(_) if self.secondary.is_empty() => {
-                    return Err("a member without secondary indexes".into());
+                None if !grouped => {}
+                None => return Err("an identity in a group without a member".into()),
+                Some(_) if !grouped => {
+                    return Err("a member of an identity in no group".into());
                 }
                 Some(m) => {
                     if !Arc::ptr_eq(&m.current(), &l.obj) {

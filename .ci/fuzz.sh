@@ -77,14 +77,16 @@ echo "built in $(elapsed "$t")"
 runs=(
     # Operation sequences, at most 48 operations an input (see each target's LIMITS),
     # which fit in 1,024 bytes; -len_control=0 lets inputs be that long from the start.
-    # The store of JSON objects, its metadata quirks and the watch feeder.
+    # The store of JSON objects, its metadata quirks and the watch feeder; secondary
+    # indexes (multi-valued [*] paths, the bound on keys per object) and label selectors
+    # (generated and raw strings, with a label index or none).
     "differential:${FUZZ_SECS_DIFFERENTIAL:-90}:-max_len=1024 -len_control=0"
     # The same model on typed objects, with stores large enough to split tree nodes.
     "differential_typed:${FUZZ_SECS_DIFFERENTIAL_TYPED:-90}:-max_len=1024 -len_control=0"
     "key_encoding:${FUZZ_SECS_KEY_ENCODING:-45}:-max_len=4096"
     # The on-demand tier (CachedStore) against a deterministic API server: operation
     # sequences (at most 64) with reads left pending across watch events and
-    # cancellations.
+    # cancellations; its references' secondary indexes and selectors.
     "cached:${FUZZ_SECS_CACHED:-75}:-max_len=1024 -len_control=0"
 )
 

@@ -20,6 +20,16 @@
 //! - an object is left out only if such a fetch answered 404, and a read fails only
 //!   if such a fetch failed, with [`Operation::Fetch`] and the injected cause.
 //!
+//! The store has two secondary indexes, `ab` (the labels `a` and `b`) and `own` (the
+//! owner references' uids, multi-valued: none to three per object, with repeats and
+//! the empty uid), and a label index over every key, over `a` only, or none (picked by
+//! the input). Watch events carry ConfigMaps with those labels and owner references,
+//! which the references keep. `ReferencesBy` (`ab`, `own` or an unknown name, 0 to 3
+//! components) must find exactly the model's references, in order, or its error, and
+//! `SelectReferences` (a table of selectors with every kind of term, on labels objects
+//! carry and one they do not, in all namespaces or one) exactly those whose labels the
+//! model's own evaluation of the selector accepts; neither fetches anything.
+//!
 //! Also, after every operation: the counters agree with the log (`fetches`,
 //! `fetch_errors`, `not_found`), the cache stays within `max_entries` (or `max_bytes`)
 //! and its byte count matches its entries. `validate()` passes every `VALIDATE_EVERY`
@@ -39,8 +49,10 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_store::{
-    CachedStore, ErrorKind, Fetch, FetchError, Fetched, Operation, Reference, StoreError,
+    CachedStore, ErrorKind, Fetch, FetchError, Fetched, Indexer, LabelIndex, Operation, Reference,
+    Requirement, Selector, StoreError,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -75,6 +87,8 @@ struct Obj {
     ns: u8,
     name: u8,
     uid: u8,
+    /// Labels and owner references (see [`Ref::labels`] and [`Ref::owners`]).
+    meta: u8,
 }
 
 /// The resourceVersion a watch event carries.
@@ -130,10 +144,18 @@ enum Op {
     Poll(u8),
     /// Drops a pending read.
     Cancel(u8),
+    /// `references_by`: the index is [`INDEX_NAMES`] (or an unknown name) picked by
+    /// the `u8`, the components from [`INDEX_VALUES`] (`len % 4` of them).
+    ReferencesBy(u8, Keys),
+    /// `select_references` with the selector [`SELECTORS`] picked by the `u8`, in all
+    /// namespaces or (`select_references_in`) in the one picked.
+    SelectReferences(u8, Option<u8>),
 }
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// The label index: every key, `a` only, or none (see [`label_index`]).
+    label_index: u8,
     max_entries: u8,
     /// 0: bounded by entries; else by bytes.
     budget: u8,
@@ -338,9 +360,94 @@ struct Ref {
     name: String,
     uid: String,
     rv: Option<String>,
+    /// Labels and owner references, decoded by [`Ref::labels`] and [`Ref::owners`].
+    meta: u8,
+}
+
+/// The values of the labels `a` and `b` (absent, or one of these).
+const LABEL_VALUES: [Option<&str>; 4] = [None, Some("a"), Some("b"), Some("")];
+/// The uids of owner references (with a repeat and the empty uid).
+const OWNER_UIDS: [&str; 4] = ["o1", "o2", "o1", ""];
+
+/// The secondary indexes of the store: the labels `a` and `b`, and the owner references'
+/// uids (multi-valued). The on-demand tier's references keep what these read.
+const INDEXES: [(&str, &[&str]); 2] = [
+    ("ab", &["metadata.labels['a']", "metadata.labels['b']"]),
+    ("own", &["metadata.ownerReferences[*].uid"]),
+];
+/// The names `ReferencesBy` looks up: the indexes and one the store does not have.
+const INDEX_NAMES: [&str; 3] = ["ab", "own", "a"];
+/// The components `ReferencesBy` looks up.
+const INDEX_VALUES: [&str; 5] = ["a", "b", "", "o1", "o2"];
+/// The selectors of `SelectReferences`: each kind of term, on a label objects carry
+/// and one they do not, alone and together.
+const SELECTORS: [&str; 16] = [
+    "",
+    "a=a",
+    "a!=a",
+    "a in (a,b)",
+    "a notin (a)",
+    "a",
+    "!a",
+    "a=,b",
+    "a=a,b=b",
+    "b in (),a notin (b)",
+    "a in (a,),b!=a",
+    "c",
+    "!c,a in (b)",
+    "c!=a,b=a",
+    "c in (a),a",
+    "a notin (,b),!b",
+];
+
+/// The store's label index for the input's byte.
+fn label_index(b: u8) -> Option<LabelIndex> {
+    match b % 3 {
+        0 => Some(LabelIndex::All),
+        1 => Some(LabelIndex::keys(["a"])),
+        _ => None,
+    }
 }
 
 impl Ref {
+    /// The labels `a` and `b`, from bits 0-1 and 2-3 of `meta`.
+    fn labels(&self) -> [Option<&'static str>; 2] {
+        let m = usize::from(self.meta);
+        [LABEL_VALUES[m & 3], LABEL_VALUES[(m >> 2) & 3]]
+    }
+
+    /// The label `key` as the model reads it.
+    fn label(&self, key: &str) -> Option<&'static str> {
+        match key {
+            "a" => self.labels()[0],
+            "b" => self.labels()[1],
+            _ => None,
+        }
+    }
+
+    /// The owner references' uids: `(meta >> 4) % 4` of them, from [`OWNER_UIDS`] on
+    /// from `meta >> 6` (none: no `ownerReferences` at all).
+    fn owners(&self) -> Vec<&'static str> {
+        let m = usize::from(self.meta);
+        (0..(m >> 4) % 4)
+            .map(|j| OWNER_UIDS[((m >> 6) + j) % OWNER_UIDS.len()])
+            .collect()
+    }
+
+    /// The reference's keys in the index `INDEXES[index]`, as the model reads them.
+    fn index_keys(&self, index: usize) -> Vec<Vec<String>> {
+        match index {
+            0 => match self.labels() {
+                [Some(a), Some(b)] => vec![vec![a.to_owned(), b.to_owned()]],
+                _ => Vec::new(),
+            },
+            _ => {
+                let uids: BTreeSet<&str> = self.owners().into_iter().collect();
+                uids.into_iter().map(|u| vec![u.to_owned()]).collect()
+            }
+        }
+    }
+
     fn key(&self) -> Key {
         (self.ns.clone(), self.name.clone())
     }
@@ -355,6 +462,25 @@ impl Ref {
         cm.metadata.name = Some(self.name.clone());
         cm.metadata.uid = (!self.uid.is_empty()).then(|| self.uid.clone());
         cm.metadata.resource_version = self.rv.clone();
+        let labels: BTreeMap<String, String> = ["a", "b"]
+            .into_iter()
+            .zip(self.labels())
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        cm.metadata.labels = (!labels.is_empty()).then_some(labels);
+        let owners = self.owners();
+        cm.metadata.owner_references = (!owners.is_empty()).then(|| {
+            owners
+                .into_iter()
+                .map(|uid| OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "K".into(),
+                    name: "o".into(),
+                    uid: uid.to_owned(),
+                    ..OwnerReference::default()
+                })
+                .collect()
+        });
         cm
     }
 }
@@ -388,6 +514,52 @@ impl Model {
             .collect();
         v.sort_by(|a, b| (&a.ns, &a.name, &a.uid).cmp(&(&b.ns, &b.name, &b.uid)));
         v
+    }
+
+    /// (namespace, name, uid) of the references `f` accepts, in order.
+    fn ids(&self, f: impl Fn(&Ref) -> bool) -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = self
+            .refs
+            .values()
+            .filter(|(r, _)| f(r))
+            .map(|(r, _)| (r.ns.clone(), r.name.clone(), r.uid.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// (namespace, name, uid) of each reference, in order.
+fn ids(refs: &[Arc<Reference>]) -> Vec<(String, String, String)> {
+    refs.iter()
+        .map(|r| {
+            (
+                r.namespace().to_owned(),
+                r.name().to_owned(),
+                r.uid().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Kubernetes' label-selector semantics, written here: `=`, `in` and `exists` need the
+/// label; `!=`, `notin` and `!` hold without it.
+fn holds(r: &Requirement, value: Option<&str>) -> bool {
+    match (r, value) {
+        (Requirement::Equals { value: want, .. }, Some(v)) => v == want,
+        (Requirement::In { values, .. }, Some(v)) => values.contains(v),
+        (Requirement::Equals { .. } | Requirement::In { .. }, None) => false,
+        (
+            Requirement::NotEquals {
+                value: unwanted, ..
+            },
+            Some(v),
+        ) => v != unwanted,
+        (Requirement::NotIn { values, .. }, Some(v)) => !values.contains(v),
+        (Requirement::NotEquals { .. } | Requirement::NotIn { .. }, None) => true,
+        (Requirement::Exists { .. }, v) => v.is_some(),
+        (Requirement::DoesNotExist { .. }, v) => v.is_none(),
+        (r, _) => panic!("a requirement the model does not know: {r:?}"),
     }
 }
 
@@ -423,6 +595,10 @@ fn prefix_error(keys: &[String]) -> Option<StoreError> {
 struct Gen {
     /// The resourceVersion counter (shared by the server and `Rv::Fresh`).
     rv: u64,
+    /// The labels and owners (`Obj::meta`) of each resourceVersion given so far: one
+    /// resourceVersion stands for one version of the metadata, as in Kubernetes (a
+    /// relist keeps the reference it holds when the resourceVersion is unchanged).
+    metas: BTreeMap<String, u8>,
 }
 
 fn pick<'a>(alphabet: &[&'a str], i: u8) -> &'a str {
@@ -458,6 +634,10 @@ impl Gen {
             ns,
             name,
             uid: pick(UIDS, o.uid).to_owned(),
+            meta: match &rv {
+                Some(v) => *self.metas.entry(v.clone()).or_insert(o.meta),
+                None => o.meta,
+            },
             rv,
         }
     }
@@ -856,7 +1036,15 @@ fn run(input: Input) {
     let shared: Shared = Arc::default();
     let max_entries = 1 + usize::from(input.max_entries % 4);
     let max_bytes = (input.budget != 0).then(|| 150 + 3 * u64::from(input.budget));
-    let mut builder = CachedStore::<ConfigMap>::builder(NUM_KEYS)
+    let mut builder = CachedStore::<ConfigMap>::builder(NUM_KEYS);
+    for (name, paths) in INDEXES {
+        builder = builder.index(name, Indexer::new(paths).expect("valid paths"));
+    }
+    let which = label_index(input.label_index);
+    if let Some(which) = which.clone() {
+        builder = builder.label_index(which);
+    }
+    let mut builder = builder
         .max_entries(max_entries)
         .ttl(Duration::from_secs(3600))
         .fetch_concurrency(1 + usize::from(input.concurrency % 3))
@@ -875,7 +1063,10 @@ fn run(input: Input) {
         max_bytes,
     };
     let mut model = Model::default();
-    let mut generator = Gen { rv: 0 };
+    let mut generator = Gen {
+        rv: 0,
+        metas: BTreeMap::new(),
+    };
     let mut pending: Vec<PendingRead<'_>> = Vec::new();
     let mut validate_due = false;
 
@@ -921,7 +1112,7 @@ fn run(input: Input) {
                 let mut keys = object_keys(k, &r);
                 keys.resize(NUM_KEYS, String::new());
                 store
-                    .update(&r.reference(), &keys)
+                    .update(&r.config_map(), &keys)
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
                 checker.server().invalidate(r.key());
                 model.refs.insert(identity(&r), (r, keys));
@@ -969,7 +1160,7 @@ fn run(input: Input) {
                         (r, keys)
                     })
                     .collect();
-                let got = store.replace(items.iter().map(|(r, k)| (r.reference(), k.clone())));
+                let got = store.replace(items.iter().map(|(r, k)| (r.config_map(), k.clone())));
                 let want = items
                     .iter()
                     .find_map(|(_, k)| key_count_error(Operation::Replace, k));
@@ -1159,6 +1350,59 @@ fn run(input: Input) {
                     let i = usize::from(i) % pending.len();
                     drop(pending.remove(i));
                 }
+            }
+            Op::ReferencesBy(i, k) => {
+                let name = INDEX_NAMES[usize::from(i) % INDEX_NAMES.len()];
+                let keys: Vec<String> = k.comps[..usize::from(k.len) % 4]
+                    .iter()
+                    .map(|&c| pick(&INDEX_VALUES, c).to_owned())
+                    .collect();
+                let got = store.references_by(name, &keys).map(|v| ids(&v));
+                let want = match INDEXES.iter().position(|(n, _)| *n == name) {
+                    None => Err(StoreError::new(
+                        Operation::Get,
+                        &keys,
+                        ErrorKind::UnknownIndex {
+                            name: name.to_owned(),
+                            known: INDEXES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                        },
+                    )),
+                    Some(index) if keys.is_empty() || keys.len() > INDEXES[index].1.len() => {
+                        Err(StoreError::new(
+                            Operation::Get,
+                            &keys,
+                            ErrorKind::PrefixLength {
+                                max: INDEXES[index].1.len(),
+                                given: keys.len(),
+                            },
+                        ))
+                    }
+                    Some(index) => {
+                        Ok(model.ids(|r| r.index_keys(index).iter().any(|c| c.starts_with(&keys))))
+                    }
+                };
+                assert_eq!(got, want, "{what}: references_by({name:?}, {keys:?})");
+            }
+            Op::SelectReferences(i, ns) => {
+                let text = SELECTORS[usize::from(i) % SELECTORS.len()];
+                let selector = Selector::parse(text).expect("a valid selector");
+                let ns = ns.map(|n| pick(NAMESPACES, n));
+                let got = match ns {
+                    Some(ns) => store.select_references_in(ns, &selector),
+                    None => store.select_references(&selector),
+                };
+                let want = model.ids(|r| {
+                    ns.is_none_or(|ns| r.ns == ns)
+                        && selector
+                            .requirements()
+                            .iter()
+                            .all(|req| holds(req, r.label(req.key())))
+                });
+                assert_eq!(
+                    ids(&got),
+                    want,
+                    "{what}: select_references {ns:?} {text:?} (label index {which:?})"
+                );
             }
         }
         checker.check_stats(&what, &store);

@@ -14,8 +14,17 @@
 //! key is read back (exactly the model's objects under it, in order) and the store is
 //! emptied key by key.
 //!
-//! The store has two secondary indexes (`common::INDEXES`): `ab`, by the labels `a` and
-//! `b`, and `ns`, by namespace. Generated objects carry each label from the alphabet,
+//! The store has five secondary indexes (`common::JSON_INDEXES`): `ab`, by the labels
+//! `a` and `b`, `ns`, by namespace, and three multi-valued ones: `fin` (each
+//! finalizer), `fo` (owner uids times finalizers) and `ifo` (`spec.items[*]` times
+//! finalizers times owner uids). Generated JSON arrays hold strings and also numbers,
+//! `null`, `true` and `{}`: a finalizer that is not a string is skipped, an owner
+//! reference that is not a mapping is skipped and a `uid` that is not a string is
+//! absent, a spec item that is `null` has no value, a number or boolean is its JSON
+//! text, and a mapping is refused (`NotAScalar`); an object with too many keys in `fo`
+//! or `ifo` is refused (`TooManyValues`), each as the model computes it. It also has a
+//! label index, or none, and `Select` and `SelectRaw` operations compare selectors with
+//! the model (see `common/mod.rs`). Generated objects carry each label from the alphabet,
 //! absent, `null` or a number (the last two read as absent, and an object without both
 //! labels is in no entry of `ab`; a label of the wrong type is not an error), `Bulk`
 //! gives them none, one shared pair or spread ones, and a `Move` (alone or in a batch)
@@ -38,7 +47,10 @@
 //! instrumentation makes costly: about 10 µs a write and 7 µs an object per
 //! `validate()` without the secondary indexes, which read the labels and namespace of
 //! every written object and of the version it replaces, and of every object again in
-//! `validate()`, and cost about a quarter of the executions on the same inputs. Larger
+//! `validate()`, and cost about a quarter of the executions on the same inputs; the
+//! multi-valued indexes, the label index and the selectors about a
+//! twentieth more (1,326 against 1,244 executions a second in a minute from the same
+//! seed corpus). Larger
 //! stores would bring this target down to a few hundred executions a second. The
 //! trees' splits and merges, which need more than 32 objects, are
 //! `differential_typed`'s job.)
@@ -76,7 +88,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use common::{
-    ALPHABET, Field, FuzzObject, Input, Label, Labels, Limits, Meta, N, ObjSpec, WatchOp,
+    ALPHABET, Arrays, Elem, Field, FuzzObject, IndexDef, Input, Label, Labels, Limits, Meta, N,
+    ObjSpec, Path, WatchOp,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_store::watch::{FeedOptions, Feeder};
@@ -112,7 +125,56 @@ fn json_labels(labels: Labels) -> Option<Value> {
     (!m.is_empty()).then_some(Value::Object(m))
 }
 
+/// An element as JSON.
+fn json_elem(e: Elem) -> Value {
+    match e {
+        Elem::Str(s) => s.into(),
+        Elem::Number => json!(7),
+        Elem::Null => Value::Null,
+        Elem::Map => json!({}),
+        Elem::Bool => json!(true),
+    }
+}
+
+/// An owner reference whose `uid` is `e`: a full one for a string, one with a `uid` of
+/// the wrong type for a number, one without a `uid` for a mapping, and `null` or `true`
+/// (not a mapping) as they are.
+fn json_owner(e: Elem) -> Value {
+    match e {
+        Elem::Str(uid) => json!({"apiVersion": "v1", "kind": "K", "name": "o", "uid": uid}),
+        Elem::Number => json!({"uid": 7}),
+        e => json_elem(e),
+    }
+}
+
+/// Gives `obj` (with a `metadata` mapping) the arrays of `arrays`.
+fn with_arrays(obj: &mut Value, arrays: Option<Arrays>) {
+    let Some(arrays) = arrays else { return };
+    let array = |b, f: fn(Elem) -> Value| {
+        common::elements(b).map(|v| Value::Array(v.into_iter().map(f).collect()))
+    };
+    if let Some(v) = array(arrays.finalizers, json_elem) {
+        obj["metadata"]["finalizers"] = v;
+    }
+    if let Some(v) = array(arrays.owners, json_owner) {
+        obj["metadata"]["ownerReferences"] = v;
+    }
+    if let Some(v) = array(arrays.items, json_elem) {
+        obj["spec"] = json!({ "items": v });
+    }
+}
+
+/// The elements of the array at `v`, none if it is not an array.
+fn array_at(v: Option<&Value>) -> &[Value] {
+    match v {
+        Some(Value::Array(a)) => a,
+        _ => &[],
+    }
+}
+
 impl FuzzObject for Value {
+    const INDEXES: &'static [IndexDef] = common::JSON_INDEXES;
+
     fn meta(&self, field: Meta) -> &str {
         let field = match field {
             Meta::Namespace => "namespace",
@@ -130,6 +192,46 @@ impl FuzzObject for Value {
             .get("labels")?
             .get(label.key())?
             .as_str()
+    }
+
+    /// As the Kubernetes API documents these fields, read here by hand: a finalizer
+    /// that is not a string is skipped, an owner reference that is not a mapping is
+    /// skipped and a `uid` that is not a string is absent; a spec item that is `null`
+    /// has no value, a number or boolean prints as JSON does, a mapping or list is not
+    /// a scalar.
+    fn values(&self, path: Path) -> Result<Vec<String>, &'static str> {
+        let m = self.get("metadata");
+        let one = |v: Option<&str>| v.map(str::to_owned).into_iter().collect();
+        Ok(match path {
+            Path::LabelA => one(self.label(Label::A)),
+            Path::LabelB => one(self.label(Label::B)),
+            Path::Namespace => one(Some(self.meta(Meta::Namespace))),
+            Path::Finalizers => array_at(m.and_then(|m| m.get("finalizers")))
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Path::OwnerUids => array_at(m.and_then(|m| m.get("ownerReferences")))
+                .iter()
+                .filter_map(|r| r.as_object()?.get("uid")?.as_str())
+                .map(str::to_owned)
+                .collect(),
+            Path::Items => {
+                let items = array_at(self.get("spec").and_then(|s| s.get("items")));
+                let mut out = Vec::with_capacity(items.len());
+                for v in items {
+                    match v {
+                        Value::Null => {}
+                        Value::String(s) => out.push(s.clone()),
+                        Value::Bool(b) => out.push(b.to_string()),
+                        Value::Number(n) => out.push(n.to_string()),
+                        Value::Object(_) => return Err("an object"),
+                        Value::Array(_) => return Err("an array"),
+                    }
+                }
+                out
+            }
+        })
     }
 
     fn generate(spec: ObjSpec, seq: u64) -> Self {
@@ -150,9 +252,10 @@ impl FuzzObject for Value {
         // one key less (each comparison is traced by the fuzzer).
         let mut obj = json!({ "seq": seq });
         // An object whose metadata is all absent sometimes has no metadata at all.
-        if !m.is_empty() || seq.is_multiple_of(2) {
+        if !m.is_empty() || seq.is_multiple_of(2) || spec.arrays.is_some() {
             obj["metadata"] = Value::Object(m);
         }
+        with_arrays(&mut obj, spec.arrays);
         obj
     }
 
@@ -161,6 +264,7 @@ impl FuzzObject for Value {
         name: &str,
         uid: Option<String>,
         labels: [Option<&str>; 2],
+        arrays: Option<Arrays>,
         seq: u64,
     ) -> Self {
         let mut obj = json!({
@@ -175,6 +279,7 @@ impl FuzzObject for Value {
                 obj["metadata"]["labels"][key] = value.into();
             }
         }
+        with_arrays(&mut obj, arrays);
         obj
     }
 
@@ -275,9 +380,12 @@ impl Feed {
         // Two shards: a store of the default 1,024 costs its 1,024 tables to build and
         // to swap at every relist, for nothing the model could see. The secondary
         // indexes of the other stores.
-        let writer = common::with_indexes(MemoryStore::<ConfigMap>::builder(2).shards(2))
-            .build()
-            .expect("valid settings");
+        let writer = common::with_indexes(
+            MemoryStore::<ConfigMap>::builder(2).shards(2),
+            common::INDEXES,
+        )
+        .build()
+        .expect("valid settings");
         let store = writer.reader();
         let indexer = Indexer::new(["metadata.namespace", "metadata.name"]).expect("valid paths");
         let feeder =

@@ -7,10 +7,15 @@
 //! pointer; wrong key counts must return the documented error and change nothing;
 //! batches (`MemoryStore::apply`, up to `LIMITS.batch` (12) upserts and removals) must
 //! apply as the same changes one by one would, with the same counts, or be refused
-//! whole; snapshots taken earlier must not change under later writes; the same two
-//! secondary indexes (`ab`, by the labels `a` and `b` in `metadata.labels`, and `ns`,
-//! by namespace) are kept by every write path, checked by `validate()` and queried by
-//! `GetBy` operations (known and unknown names, 0 to 3 components) against the model;
+//! whole; snapshots taken earlier must not change under later writes; the secondary
+//! indexes of `common::INDEXES` (`ab`, by the labels `a` and `b` in `metadata.labels`,
+//! `ns`, by namespace, and the multi-valued `fin`, by each finalizer, and `fo`, by
+//! owner uids times finalizers, whose bound of 256 keys an object with 16 and 17
+//! values passes and one with 16 and 16 meets) are kept by every write path, checked
+//! by `validate()` and queried by `GetBy` operations (known and unknown names, 0 to 3
+//! components) against the model, a refused object's `TooManyValues` included; label
+//! selectors, generated and raw, are compared with the model's evaluation through
+//! `select` and `select_in`, with a label index or none (see `common/mod.rs`);
 //! at the end every prefix of every stored key, and of every stored object's key in
 //! each secondary index, is read back and the store is emptied key by key. What
 //! differs is the budget: `Bulk` and `Batch` operations may add or change up to
@@ -41,8 +46,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{ALPHABET, Field, FuzzObject, Input, Label, Labels, Limits, Meta, N, ObjSpec};
+use common::{
+    ALPHABET, Arrays, Elem, Field, FuzzObject, IndexDef, Input, Label, Labels, Limits, Meta, N,
+    ObjSpec, Path,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_store::{ErrorKind, MemoryStore};
 use libfuzzer_sys::fuzz_target;
 
@@ -74,6 +83,38 @@ fn labels_of(labels: Labels) -> Option<BTreeMap<String, String>> {
     any.then_some(set)
 }
 
+/// The strings of the array `b` stands for (a typed array holds nothing else), if any.
+fn strings(b: u8) -> Option<Vec<String>> {
+    let elements = common::elements(b)?;
+    Some(
+        elements
+            .into_iter()
+            .filter_map(|e| match e {
+                Elem::Str(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Gives `cm` the finalizers and owner references of `arrays` (`spec.items` is for JSON
+/// objects only).
+fn with_arrays(cm: &mut ConfigMap, arrays: Option<Arrays>) {
+    let Some(arrays) = arrays else { return };
+    cm.metadata.finalizers = strings(arrays.finalizers);
+    cm.metadata.owner_references = strings(arrays.owners).map(|uids| {
+        uids.into_iter()
+            .map(|uid| OwnerReference {
+                api_version: "v1".into(),
+                kind: "K".into(),
+                name: "o".into(),
+                uid,
+                ..OwnerReference::default()
+            })
+            .collect()
+    });
+}
+
 /// The body's mark: the resourceVersion (a `MemoryStore` stores whatever it is given).
 fn marked(mut cm: ConfigMap, seq: u64) -> ConfigMap {
     cm.metadata.resource_version = Some(seq.to_string());
@@ -81,6 +122,8 @@ fn marked(mut cm: ConfigMap, seq: u64) -> ConfigMap {
 }
 
 impl FuzzObject for ConfigMap {
+    const INDEXES: &'static [IndexDef] = common::INDEXES;
+
     fn meta(&self, field: Meta) -> &str {
         let m = &self.metadata;
         match field {
@@ -99,12 +142,31 @@ impl FuzzObject for ConfigMap {
             .map(String::as_str)
     }
 
+    fn values(&self, path: Path) -> Result<Vec<String>, &'static str> {
+        let m = &self.metadata;
+        let one = |v: Option<&str>| v.map(str::to_owned).into_iter().collect();
+        Ok(match path {
+            Path::LabelA => one(self.label(Label::A)),
+            Path::LabelB => one(self.label(Label::B)),
+            Path::Namespace => one(Some(self.meta(Meta::Namespace))),
+            Path::Finalizers => m.finalizers.iter().flatten().cloned().collect(),
+            Path::OwnerUids => m
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|r| r.uid.clone())
+                .collect(),
+            Path::Items => unreachable!("not an index of typed objects"),
+        })
+    }
+
     fn generate(spec: ObjSpec, seq: u64) -> Self {
         let mut cm = ConfigMap::default();
         cm.metadata.namespace = field(spec.namespace);
         cm.metadata.name = field(spec.name);
         cm.metadata.uid = field(spec.uid);
         cm.metadata.labels = labels_of(spec.labels);
+        with_arrays(&mut cm, spec.arrays);
         marked(cm, seq)
     }
 
@@ -113,6 +175,7 @@ impl FuzzObject for ConfigMap {
         name: &str,
         uid: Option<String>,
         labels: [Option<&str>; 2],
+        arrays: Option<Arrays>,
         seq: u64,
     ) -> Self {
         let mut cm = ConfigMap::default();
@@ -125,6 +188,7 @@ impl FuzzObject for ConfigMap {
             .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
             .collect();
         cm.metadata.labels = (!set.is_empty()).then_some(set);
+        with_arrays(&mut cm, arrays);
         marked(cm, seq)
     }
 

@@ -15,21 +15,52 @@
 //! error of the first such change (`Operation::Apply { item }`) and change nothing.
 //!
 //! Every store is built (by [`store`], or [`with_indexes`] for another builder) with
-//! the two secondary indexes of [`INDEXES`]: `ab`, by the labels `a` and `b` (an object
-//! without both, or with one that is not a string, is in no entry of it), and `ns`, by
-//! namespace (every object is in it). Generated objects carry the labels from the
-//! alphabet, absent, `null` or a number; `Move` may relabel what it moves. A `GetBy`
-//! looks up `ab`, `ns` or a name the store does not have with 0 to 3 components (taken
-//! from a stored object's key in that index or from the alphabet), and must return the
-//! model's objects, order and pointers included, or exactly the model's error
-//! (`UnknownIndex` before `PrefixLength`). Every write path (single writes, batches,
-//! `replace`, `clear`, delete by key, `remove`, and the feeder's) keeps the indexes, and
-//! `validate()` checks them against the objects.
+//! the secondary indexes of its target ([`INDEXES`], or [`JSON_INDEXES`] for JSON
+//! objects): `ab`, by the labels `a` and `b` (an object without both, or with one that
+//! is not a string, is in no entry of it); `ns`, by namespace (every object is in it);
+//! `fin`, by each distinct finalizer (`metadata.finalizers[*]`); `fo`, by the product of
+//! the owner references' uids and the finalizers; and for JSON objects `ifo`, the
+//! product of `spec.items[*]`, the finalizers and the owner uids. Generated objects
+//! carry the labels from the alphabet, absent, `null` or a number, and some carry
+//! arrays ([`Arrays`], decoded by [`elements`]): none to three elements with repeats
+//! and the empty string, elements that are not strings (skipped, absent, or for a spec
+//! item a number, a boolean, or a mapping the indexer refuses as not a scalar), empty
+//! or absent arrays, and 15 to 18 distinct values, so that `fo` comes to 225 to 324
+//! keys around [`MAX_ENTRIES_PER_OBJECT`] (256). The model computes each object's keys
+//! itself when it is written ([`index_keys`]: each path's distinct values, none if a
+//! path has none, their product, `TooManyValues` past the bound, `NotAScalar` for the
+//! first path with an object or a list): a write the model refuses must be refused with
+//! exactly that error (after the key count and metadata checks; in a batch or a
+//! `replace`, the first refused change refuses all) and change nothing. `Move` may
+//! relabel what it moves; `Bulk` may give its objects shared finalizers and owners. A
+//! `GetBy` looks up one of the indexes or a name the store does not have (a prefix of
+//! one, the empty name, `labels`) with 0 to 3 components (taken from a key in that
+//! index of a stored object that has one, or from the alphabet), and must return the
+//! model's objects (each once, however many of its keys match), order and pointers
+//! included, or exactly the model's error (`UnknownIndex` before `PrefixLength`). Every
+//! write path (single writes, batches, `replace`, `clear`, delete by key, `remove`, and
+//! the feeder's) keeps the indexes, `validate()` checks them against the objects, and
+//! at the end every prefix of every key of every object in each index is read back.
 //!
-//! The model is a `BTreeMap` from (namespace, name, uid) to (object, keys), with an
-//! identity index, scanned linearly for every query, secondary lookups included. It
-//! reads metadata and labels itself, through [`FuzzObject::meta`] and
-//! [`FuzzObject::label`], not through the crate's `Object` impls.
+//! Selectors: each store has a label index over every key, `a` only, `b` and `c`, or
+//! none ([`Input::label_index`]). `Select` builds a selector of up to [`MAX_TERMS`]
+//! terms (`k=v`, `k!=v`, `k in (..)`, `k notin (..)`, `k`, `!k` over the keys `a`, `b`,
+//! `c` and values that objects carry and one they do not, `()` included), renders it as
+//! a string in one of several styles (spaces, `==`, values in reverse order, the empty
+//! value last), and parses it: the parse must equal `Selector::from_requirements` of
+//! the terms. `SelectRaw` parses any string: a refusal must be `InvalidSelector` naming
+//! the string and a byte position in it at a character boundary; a selector parsed must
+//! print as a string that parses back to it. Either way `select` (or `select_in` a
+//! namespace) must return exactly the objects the model's own evaluation accepts
+//! ([`requirement_holds`], Kubernetes' semantics: `!=`, `notin` and `!k` hold without
+//! the label), in order and by pointer, and `select_stats` must count it as indexed
+//! exactly when the label index covers the key of an `=` or `in` term.
+//!
+//! The model is a `BTreeMap` from (namespace, name, uid) to (object, keys, secondary
+//! keys), with an identity index, scanned linearly for every query, secondary lookups
+//! and selectors included. It reads metadata, labels and arrays itself, through
+//! [`FuzzObject::meta`], [`FuzzObject::label`] and [`FuzzObject::values`], not through
+//! the crate's `Object` impls or its indexer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -37,8 +68,8 @@ use std::sync::{Arc, LazyLock};
 
 use arbitrary::Arbitrary;
 use k8s_store::{
-    Batch, ErrorKind, Indexer, MemoryStore, MemoryStoreBuilder, Object, Operation, Snapshot,
-    StoreError,
+    Batch, ErrorKind, Indexer, LabelIndex, MAX_ENTRIES_PER_OBJECT, MemoryStore, MemoryStoreBuilder,
+    Object, Operation, Requirement, Selector, Snapshot, StoreError, TooManyValues,
 };
 
 pub const ALPHABET: &[&str] = &[
@@ -49,16 +80,72 @@ pub const N: usize = ALPHABET.len();
 /// How many old snapshots are kept and re-checked.
 const MAX_SNAPSHOTS: usize = 4;
 
-/// The secondary indexes of every fuzzed store: name and field paths. The model reads
-/// the same fields in [`secondary_key`].
-pub const INDEXES: [(&str, &[&str]); 2] = [
-    ("ab", &["metadata.labels['a']", "metadata.labels['b']"]),
-    ("ns", &["metadata.namespace"]),
+/// A field path of a secondary index, as the model reads it (through
+/// [`FuzzObject::values`], never through the crate's indexer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    LabelA,
+    LabelB,
+    Namespace,
+    /// `metadata.finalizers[*]`: multi-valued.
+    Finalizers,
+    /// `metadata.ownerReferences[*].uid`: multi-valued.
+    OwnerUids,
+    /// `spec.items[*]` (JSON objects only): multi-valued, its elements any JSON.
+    Items,
+}
+
+impl Path {
+    /// The path as the store's indexer is given it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Path::LabelA => "metadata.labels['a']",
+            Path::LabelB => "metadata.labels['b']",
+            Path::Namespace => "metadata.namespace",
+            Path::Finalizers => "metadata.finalizers[*]",
+            Path::OwnerUids => "metadata.ownerReferences[*].uid",
+            Path::Items => "spec.items[*]",
+        }
+    }
+}
+
+/// A secondary index: its name and paths.
+pub type IndexDef = (&'static str, &'static [Path]);
+
+/// The secondary indexes of every fuzzed store of typed objects (and of the feeder's):
+/// `ab` by the labels `a` and `b`, `ns` by namespace, `fin` by each distinct finalizer
+/// (multi-valued), and `fo` by the product of the owner references' uids and the
+/// finalizers (two multi-valued components: past [`MAX_ENTRIES_PER_OBJECT`] values an
+/// object is refused).
+pub const INDEXES: &[IndexDef] = &[
+    ("ab", &[Path::LabelA, Path::LabelB]),
+    ("ns", &[Path::Namespace]),
+    ("fin", &[Path::Finalizers]),
+    ("fo", &[Path::OwnerUids, Path::Finalizers]),
 ];
 
-/// The names a `GetBy` looks up: `ab` twice as often as `ns` (it has twice the prefix
-/// lengths), and two the stores do not have (one a prefix of `ab`, one empty).
-const LOOKUP_NAMES: [&str; 5] = ["ab", "ab", "ns", "a", ""];
+/// [`INDEXES`] and, for JSON objects, `ifo`: the product of three multi-valued
+/// components, the first a `[*]` over a spec array whose elements may be numbers,
+/// booleans, `null` (no value) or objects (refused: not a scalar).
+pub const JSON_INDEXES: &[IndexDef] = &[
+    ("ab", &[Path::LabelA, Path::LabelB]),
+    ("ns", &[Path::Namespace]),
+    ("fin", &[Path::Finalizers]),
+    ("fo", &[Path::OwnerUids, Path::Finalizers]),
+    ("ifo", &[Path::Items, Path::Finalizers, Path::OwnerUids]),
+];
+
+/// The names a `GetBy` looks up besides the store's indexes: names the stores do not
+/// have (a prefix of `ab`, the empty name, and the label index's internal name, which
+/// is not looked up by name).
+const UNKNOWN_NAMES: [&str; 3] = ["a", "", "labels"];
+
+/// The label keys of the selectors generated structurally: the two objects carry and
+/// one none carries.
+pub const SELECTOR_KEYS: [&str; 3] = ["a", "b", "c"];
+/// The values of the selectors generated structurally: those of [`ALPHABET`] that are
+/// valid label values, and one no object carries.
+pub const SELECTOR_VALUES: [&str; 4] = ["", "a", "b", "x"];
 
 // ---------------------------------------------------------------------------------
 // Input.
@@ -81,6 +168,69 @@ pub struct ObjSpec {
     pub name: Field,
     pub uid: Field,
     pub labels: Labels,
+    /// The object's arrays, if it has any (most have none, which costs nothing).
+    pub arrays: Option<Arrays>,
+}
+
+/// The arrays of a generated object: `metadata.finalizers`, the uids of
+/// `metadata.ownerReferences` and (JSON objects only) `spec.items`, each decoded by
+/// [`elements`] from its byte.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Arrays {
+    pub finalizers: u8,
+    pub owners: u8,
+    #[allow(dead_code, reason = "read by `differential` only")]
+    pub items: u8,
+}
+
+/// An element of a generated array. Each target writes it into its array as it can:
+/// a typed object keeps only `Str` elements; a JSON object writes them all (as a
+/// finalizer, an owner reference whose `uid` is it, or a spec item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Elem {
+    Str(String),
+    /// `7`: skipped as a finalizer, an absent uid, the value `7` as a spec item.
+    Number,
+    /// `null`: skipped everywhere (an owner reference that is `null` is skipped).
+    Null,
+    /// `{}`: skipped as a finalizer, an owner reference without a uid, refused as a
+    /// spec item (not a scalar).
+    Map,
+    /// `true`: skipped as a finalizer and as an owner reference (not a mapping), the
+    /// value `true` as a spec item.
+    Bool,
+}
+
+/// What small arrays are made of.
+fn small(i: usize) -> Elem {
+    match i % 8 {
+        0 => Elem::Str(String::new()),
+        1 => Elem::Str("a".into()),
+        2 => Elem::Str("b".into()),
+        3 => Elem::Str("é".into()),
+        4 => Elem::Number,
+        5 => Elem::Null,
+        6 => Elem::Map,
+        _ => Elem::Bool,
+    }
+}
+
+/// The array a byte stands for: `None` (absent), or its elements. From `0xF0` up, 15
+/// to 18 distinct strings (`v0`, `v1`, ...), so that two such arrays in one index come
+/// to 225 to 324 keys, around [`MAX_ENTRIES_PER_OBJECT`] (256); else 0 to 3 elements
+/// of [`small`] from `(b >> 2) % 8` on, in steps of `b >> 5` (a step of 0 repeats one
+/// element), an empty array being present or absent by bit 2.
+pub fn elements(b: u8) -> Option<Vec<Elem>> {
+    if b >= 0xF0 {
+        let n = 15 + usize::from(b & 3);
+        return Some((0..n).map(|j| Elem::Str(format!("v{j}"))).collect());
+    }
+    let n = usize::from(b & 3);
+    if n == 0 {
+        return (b & 4 != 0).then(Vec::new);
+    }
+    let (start, step) = (usize::from(b >> 2), usize::from(b >> 5));
+    Some((0..n).map(|j| small(start + j * step)).collect())
 }
 
 /// The labels `a` and `b` of a generated object (the keys of the index `ab`). A label
@@ -124,10 +274,11 @@ pub enum Op {
     /// with new labels if given.
     Move(u16, KeySpec, Option<Labels>),
     Get(KeySpec),
-    /// A lookup in a secondary index: the name is [`LOOKUP_NAMES`] indexed by the `u8`
-    /// (modulo 5), the component count `len % 4`; with `len`'s high bit, the components
-    /// start with those of the key in that index of the stored object `comps[3]` (in
-    /// model order, modulo their count), if it has one.
+    /// A lookup in a secondary index: the name is one of the target's indexes or of
+    /// [`UNKNOWN_NAMES`], picked by the `u8`, the component count `len % 4`; with
+    /// `len`'s high bit, the components start with those of a key in that index (the
+    /// `comps[2]`-th) of the stored object `comps[3]` (in model order, modulo their
+    /// counts), if it has one.
     GetBy(u8, KeySpec),
     Delete(KeySpec),
     Remove(ObjSpec),
@@ -156,6 +307,36 @@ pub enum Op {
     /// Watcher events ready together, which the feeder writes as one batch
     /// (`Feeder::handle_batch`; `differential` only). At most [`MAX_BURST`] are used.
     WatchBurst(Vec<WatchOp>),
+    /// A selector generated from terms, rendered as a string and parsed.
+    Select(SelectSpec),
+    /// A selector string of any bytes: parsed, and if valid, selected with.
+    SelectRaw(String, Option<u8>),
+}
+
+/// A selector built from terms over [`SELECTOR_KEYS`] and [`SELECTOR_VALUES`] (at most
+/// [`MAX_TERMS`] of them), rendered in a `style`, and looked up in all namespaces or,
+/// with `namespace`, in the alphabet entry it names.
+#[derive(Arbitrary, Debug)]
+pub struct SelectSpec {
+    terms: Vec<Term>,
+    style: u8,
+    namespace: Option<u8>,
+}
+
+/// The most terms of a generated selector used.
+pub const MAX_TERMS: usize = 5;
+
+/// A term of a generated selector: key and value are indexes into [`SELECTOR_KEYS`]
+/// and [`SELECTOR_VALUES`]; the set of `In` and `NotIn` is a bit mask over the values
+/// (no bit: `()`, the set of the empty value).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Term {
+    Eq(u8, u8),
+    Ne(u8, u8),
+    In(u8, u8),
+    NotIn(u8, u8),
+    Exists(u8),
+    Absent(u8),
 }
 
 /// The most events of a `WatchBurst` used.
@@ -207,6 +388,17 @@ impl Input {
     pub fn shards(&self) -> usize {
         if self.shards.is_multiple_of(2) { 2 } else { 4 }
     }
+
+    /// The store's label index, from the shard byte's next two bits: none, every key,
+    /// `a` only, or `b` and `c` (which no object carries).
+    pub fn label_index(&self) -> Option<LabelIndex> {
+        match (self.shards >> 1) % 4 {
+            0 => None,
+            1 => Some(LabelIndex::All),
+            2 => Some(LabelIndex::keys(["a"])),
+            _ => Some(LabelIndex::keys(["b", "c"])),
+        }
+    }
 }
 
 /// What one input may do, per target.
@@ -239,20 +431,27 @@ pub enum Meta {
 
 /// An object type the model can generate and read.
 pub trait FuzzObject: fmt::Debug + Send + Sync + 'static {
+    /// The secondary indexes of the target's stores ([`INDEXES`] or [`JSON_INDEXES`]).
+    const INDEXES: &'static [IndexDef];
     /// The field as the store must read it: `""` when absent (or `null`).
     fn meta(&self, field: Meta) -> &str;
     /// The label as the store's indexer must read it: `None` when absent or not a
     /// string.
     fn label(&self, label: Label) -> Option<&str>;
+    /// The values of `path` as the store's indexer must read them, in document order,
+    /// repeats included (a single-valued path: none or one), or what was found that is
+    /// not a scalar (`"an object"`, `"an array"`).
+    fn values(&self, path: Path) -> Result<Vec<String>, &'static str>;
     /// The generated object `spec`, its body marked with `seq`.
     fn generate(spec: ObjSpec, seq: u64) -> Self;
-    /// An object with this namespace, name, uid and labels `a` and `b`, its body marked
-    /// with `seq`.
+    /// An object with this namespace, name, uid, labels `a` and `b` and arrays, its
+    /// body marked with `seq`.
     fn named(
         namespace: &str,
         name: &str,
         uid: Option<String>,
         labels: [Option<&str>; 2],
+        arrays: Option<Arrays>,
         seq: u64,
     ) -> Self;
     /// A new version of `self`: the same metadata, the body marked with `seq`.
@@ -271,49 +470,125 @@ fn meta<O: FuzzObject>(o: &O, field: Meta) -> &str {
     o.meta(field)
 }
 
-/// A key in a secondary index: its components (only the first `.1` are used).
-type SecondaryKey<'a> = ([&'a str; 2], usize);
+/// An object's keys in each secondary index (in the order of the target's indexes):
+/// distinct and sorted, none if a path has no value.
+pub type SecondaryKeys = Vec<Vec<Vec<String>>>;
 
-/// `o`'s key in the secondary index `INDEXES[index]`, as the store must read it, if it
-/// has one (the paths of [`INDEXES`], read by the model).
-fn secondary_key<O: FuzzObject>(o: &O, index: usize) -> Option<SecondaryKey<'_>> {
-    match index {
-        0 => Some(([o.label(Label::A)?, o.label(Label::B)?], 2)),
-        _ => Some(([meta(o, Meta::Namespace), ""], 1)),
+/// `namespace/name` (or `name` without a namespace): how errors name an object.
+fn display<O: FuzzObject>(o: &O) -> String {
+    let (ns, name) = (meta(o, Meta::Namespace), meta(o, Meta::Name));
+    if ns.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{ns}/{name}")
     }
 }
 
-/// Whether `key` starts with `prefix`.
-fn has_prefix((comps, len): SecondaryKey<'_>, prefix: &[String]) -> bool {
-    prefix.len() <= len && prefix.iter().zip(comps).all(|(p, c)| p == c)
+/// `o`'s keys in the secondary index `(name, paths)`, as the model reads them: each
+/// path's distinct values (an error for the first path with a value that is not a
+/// scalar), none if a path has none, else their product, which may have at most
+/// [`MAX_ENTRIES_PER_OBJECT`] keys.
+fn index_keys<O: FuzzObject>(
+    o: &O,
+    (name, paths): IndexDef,
+) -> Result<Vec<Vec<String>>, ErrorKind> {
+    let mut values: Vec<Vec<String>> = Vec::with_capacity(paths.len());
+    for &p in paths {
+        let mut v = o.values(p).map_err(|found| ErrorKind::NotAScalar {
+            path: p.text().to_owned(),
+            object: display(o),
+            found,
+        })?;
+        v.sort();
+        v.dedup();
+        values.push(v);
+    }
+    if values.iter().any(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let found = values.iter().fold(1usize, |n, v| n.saturating_mul(v.len()));
+    if found > MAX_ENTRIES_PER_OBJECT {
+        return Err(ErrorKind::TooManyValues(Box::new(TooManyValues {
+            index: Some(name.to_owned()),
+            object: display(o),
+            paths: paths
+                .iter()
+                .zip(&values)
+                .map(|(p, v)| (p.text().to_owned(), v.len()))
+                .collect(),
+            limit: MAX_ENTRIES_PER_OBJECT,
+            found,
+        })));
+    }
+    let mut keys: Vec<Vec<String>> = vec![Vec::new()];
+    for v in &values {
+        keys = keys
+            .iter()
+            .flat_map(|k| {
+                v.iter().map(move |x| {
+                    let mut k = k.clone();
+                    k.push(x.clone());
+                    k
+                })
+            })
+            .collect();
+    }
+    keys.sort();
+    Ok(keys)
 }
 
-/// The indexers of [`INDEXES`], parsed once rather than for every input.
-static INDEXERS: LazyLock<Vec<Indexer>> = LazyLock::new(|| {
-    INDEXES
-        .iter()
-        .map(|(_, paths)| Indexer::new(*paths).expect("valid paths"))
-        .collect()
-});
+/// `o`'s keys in every secondary index of its target, or the error of the first index
+/// that refuses it.
+fn secondary_keys<O: FuzzObject>(o: &O) -> Result<SecondaryKeys, ErrorKind> {
+    O::INDEXES.iter().map(|&def| index_keys(o, def)).collect()
+}
 
-/// Adds the secondary indexes of [`INDEXES`] to `builder`.
+/// The indexers of `defs`, parsed.
+fn parse_indexers(defs: &[IndexDef]) -> Vec<Indexer> {
+    defs.iter()
+        .map(|(_, paths)| Indexer::new(paths.iter().map(|p| p.text())).expect("valid paths"))
+        .collect()
+}
+
+/// The indexers of [`INDEXES`] and [`JSON_INDEXES`], parsed once rather than for every
+/// input.
+static INDEXERS: LazyLock<Vec<Indexer>> = LazyLock::new(|| parse_indexers(INDEXES));
+static JSON_INDEXERS: LazyLock<Vec<Indexer>> = LazyLock::new(|| parse_indexers(JSON_INDEXES));
+
+/// Adds the secondary indexes `defs` ([`INDEXES`] or [`JSON_INDEXES`]) to `builder`.
 pub fn with_indexes<K: Send + Sync + 'static>(
     builder: MemoryStoreBuilder<K>,
+    defs: &'static [IndexDef],
 ) -> MemoryStoreBuilder<K> {
-    INDEXES
-        .iter()
-        .zip(INDEXERS.iter())
+    // (Compared by name: a constant has no one address.)
+    let names = |d: &[IndexDef]| d.iter().map(|(name, _)| *name).collect::<Vec<_>>();
+    let indexers: &[Indexer] = if names(defs) == names(JSON_INDEXES) {
+        &JSON_INDEXERS
+    } else {
+        assert!(
+            names(defs) == names(INDEXES),
+            "an index list of this module"
+        );
+        &INDEXERS
+    };
+    defs.iter()
+        .zip(indexers)
         .fold(builder, |b, ((name, _), indexer)| {
             b.index(*name, indexer.clone())
         })
 }
 
-/// The store for `input`: its key and shard counts, and the secondary indexes of
-/// [`INDEXES`].
+/// The store for `input`: its key and shard counts, the secondary indexes of
+/// `O::INDEXES` and its label index, if any.
 pub fn store<O: FuzzObject + Object<M>, M>(input: &Input) -> MemoryStore<O> {
-    with_indexes(MemoryStore::<O>::builder(input.num_keys()).shards(input.shards()))
-        .build()
-        .expect("valid settings")
+    let mut builder = with_indexes(
+        MemoryStore::<O>::builder(input.num_keys()).shards(input.shards()),
+        O::INDEXES,
+    );
+    if let Some(which) = input.label_index() {
+        builder = builder.label_index(which);
+    }
+    builder.build().expect("valid settings")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -349,8 +624,9 @@ fn order_key<O: FuzzObject>(o: &O) -> OrderKey {
 // ---------------------------------------------------------------------------------
 // The model.
 
-/// A stored object and its keys.
-type Entry<O> = (Arc<O>, Vec<String>);
+/// A stored object, its keys, and its keys in each secondary index (read by the model
+/// when it was written).
+type Entry<O> = (Arc<O>, Vec<String>, SecondaryKeys);
 
 /// How to undo one write to the model: its identity's entry before the write, and
 /// where the write put it (`None`: removed).
@@ -377,13 +653,14 @@ impl<O: FuzzObject> Model<O> {
         }
     }
 
-    /// Inserts `obj`, replacing the object of the same identity wherever it was.
-    fn upsert(&mut self, obj: Arc<O>, keys: Vec<String>) {
+    /// Inserts `obj` (whose secondary keys are `sec`), replacing the object of the same
+    /// identity wherever it was.
+    fn upsert(&mut self, obj: Arc<O>, keys: Vec<String>, sec: SecondaryKeys) {
         let at = order_key(&*obj);
         if let Some(old) = self.ids.insert(identity(&*obj), at.clone()) {
             self.map.remove(&old);
         }
-        self.map.insert(at, (obj, keys));
+        self.map.insert(at, (obj, keys, sec));
     }
 
     /// Removes the object of identity `id`; whether there was one.
@@ -400,14 +677,14 @@ impl<O: FuzzObject> Model<O> {
     }
 
     /// [`upsert`](Self::upsert), with what undoes it.
-    fn upsert_undoable(&mut self, obj: Arc<O>, keys: Vec<String>) -> Undo<O> {
+    fn upsert_undoable(&mut self, obj: Arc<O>, keys: Vec<String>, sec: SecondaryKeys) -> Undo<O> {
         let id = identity(&*obj);
         let at = order_key(&*obj);
         let before = self.ids.insert(id.clone(), at.clone()).map(|old| {
             let entry = self.map.remove(&old).expect("an identity's entry");
             (old, entry)
         });
-        self.map.insert(at.clone(), (obj, keys));
+        self.map.insert(at.clone(), (obj, keys, sec));
         Undo {
             id,
             before,
@@ -444,8 +721,8 @@ impl<O: FuzzObject> Model<O> {
     fn sorted(&self, filter: impl Fn(&[String]) -> bool) -> Vec<Arc<O>> {
         self.map
             .values()
-            .filter(|(_, k)| filter(k))
-            .map(|(o, _)| Arc::clone(o))
+            .filter(|(_, k, _)| filter(k))
+            .map(|(o, _, _)| Arc::clone(o))
             .collect()
     }
 
@@ -456,21 +733,34 @@ impl<O: FuzzObject> Model<O> {
     /// The `i`-th stored object (modulo their count) in the store's order, if any.
     fn nth(&self, i: u16) -> Option<Arc<O>> {
         let n = self.map.len();
-        let (obj, _) = self.map.values().nth(usize::from(i) % n.max(1))?;
+        let (obj, _, _) = self.map.values().nth(usize::from(i) % n.max(1))?;
         Some(Arc::clone(obj))
+    }
+
+    /// The keys in the secondary index `index` of the `i`-th stored object (modulo
+    /// their count) among those that have any, if one has.
+    fn nth_keys(&self, index: usize, i: u8) -> Option<&[Vec<String>]> {
+        let with = || {
+            self.map
+                .values()
+                .filter(|(_, _, sec)| !sec[index].is_empty())
+        };
+        let n = with().count();
+        let (_, _, sec) = with().nth(usize::from(i) % n.max(1))?;
+        Some(&sec[index])
     }
 
     /// A lookup in the secondary index `name`: the error, or every object with a key in
     /// it that starts with `prefix`, in order.
     fn get_by(&self, name: &str, prefix: &[String]) -> Result<Vec<Arc<O>>, StoreError> {
         let error = |kind| Err(StoreError::new(Operation::Get, prefix, kind));
-        let Some(index) = INDEXES.iter().position(|(n, _)| *n == name) else {
+        let Some(index) = O::INDEXES.iter().position(|(n, _)| *n == name) else {
             return error(ErrorKind::UnknownIndex {
                 name: name.to_owned(),
-                known: INDEXES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                known: O::INDEXES.iter().map(|(n, _)| (*n).to_owned()).collect(),
             });
         };
-        let max = INDEXES[index].1.len();
+        let max = O::INDEXES[index].1.len();
         if prefix.is_empty() || prefix.len() > max {
             return error(ErrorKind::PrefixLength {
                 max,
@@ -480,8 +770,8 @@ impl<O: FuzzObject> Model<O> {
         Ok(self
             .map
             .values()
-            .filter(|(o, _)| secondary_key(&**o, index).is_some_and(|k| has_prefix(k, prefix)))
-            .map(|(o, _)| Arc::clone(o))
+            .filter(|(_, _, sec)| sec[index].iter().any(|k| k.starts_with(prefix)))
+            .map(|(o, _, _)| Arc::clone(o))
             .collect())
     }
 
@@ -503,8 +793,8 @@ impl<O: FuzzObject> Model<O> {
         let gone: Vec<Id> = self
             .map
             .values()
-            .filter(|(_, k)| k == keys)
-            .map(|(o, _)| identity(&**o))
+            .filter(|(_, k, _)| k == keys)
+            .map(|(o, _, _)| identity(&**o))
             .collect();
         for id in &gone {
             self.remove(id);
@@ -512,13 +802,23 @@ impl<O: FuzzObject> Model<O> {
         gone.len()
     }
 
-    /// The error a write of `obj` under `keys` must return: a wrong key count first,
-    /// then identity metadata of the wrong type.
-    fn write_error(&self, operation: Operation, obj: &O, keys: &[String]) -> Option<StoreError> {
-        self.key_count_error(operation, keys).or_else(|| {
-            obj.metadata_error()
-                .map(|kind| StoreError::new(operation, keys, kind))
-        })
+    /// What a write of `obj` under `keys` must return: a wrong key count first, then
+    /// identity metadata of the wrong type, then the first secondary index that refuses
+    /// the object (a value that is not a scalar, too many values); else the object's
+    /// secondary keys.
+    fn check_write(
+        &self,
+        operation: Operation,
+        obj: &O,
+        keys: &[String],
+    ) -> Result<SecondaryKeys, StoreError> {
+        if let Some(e) = self.key_count_error(operation, keys) {
+            return Err(e);
+        }
+        if let Some(kind) = obj.metadata_error() {
+            return Err(StoreError::new(operation, keys, kind));
+        }
+        secondary_keys(obj).map_err(|kind| StoreError::new(operation, keys, kind))
     }
 
     fn key_count_error(&self, operation: Operation, keys: &[String]) -> Option<StoreError> {
@@ -532,6 +832,16 @@ impl<O: FuzzObject> Model<O> {
                 },
             )
         })
+    }
+
+    /// The objects (of namespace `namespace`, if given) whose labels `holds` accepts,
+    /// in order. The labels are read by the model ([`model_label`]).
+    fn select(&self, namespace: Option<&str>, holds: impl Fn(&O) -> bool) -> Vec<Arc<O>> {
+        self.map
+            .iter()
+            .filter(|((ns, _, _), (o, _, _))| namespace.is_none_or(|want| ns == want) && holds(o))
+            .map(|(_, (o, _, _))| Arc::clone(o))
+            .collect()
     }
 }
 
@@ -690,6 +1000,243 @@ fn check_get_by<O: FuzzObject>(
     }
 }
 
+// ---------------------------------------------------------------------------------
+// Selectors.
+
+/// The label `key` of `o` as the model reads it: the objects carry `a` and `b` only.
+fn model_label<'a, O: FuzzObject>(o: &'a O, key: &str) -> Option<&'a str> {
+    match key {
+        "a" => o.label(Label::A),
+        "b" => o.label(Label::B),
+        _ => None,
+    }
+}
+
+/// Whether a requirement holds for a label `value` (`None`: absent), as Kubernetes
+/// defines label selectors (apimachinery's `Requirement.Matches`), written here rather
+/// than read from the crate: `=`, `in` and `exists` need the label, `!=`, `notin` and
+/// `!` hold without it.
+fn requirement_holds(r: &Requirement, value: Option<&str>) -> bool {
+    match (r, value) {
+        (Requirement::Equals { value: want, .. }, Some(v)) => v == want,
+        (Requirement::In { values, .. }, Some(v)) => values.contains(v),
+        (Requirement::Equals { .. } | Requirement::In { .. }, None) => false,
+        (
+            Requirement::NotEquals {
+                value: unwanted, ..
+            },
+            Some(v),
+        ) => v != unwanted,
+        (Requirement::NotIn { values, .. }, Some(v)) => !values.contains(v),
+        (Requirement::NotEquals { .. } | Requirement::NotIn { .. }, None) => true,
+        (Requirement::Exists { .. }, v) => v.is_some(),
+        (Requirement::DoesNotExist { .. }, v) => v.is_none(),
+        (r, _) => panic!("a requirement the model does not know: {r:?}"),
+    }
+}
+
+/// Whether the label index `which` covers the label key `key`.
+fn covers(which: &LabelIndex, key: &str) -> bool {
+    match which {
+        LabelIndex::All => true,
+        LabelIndex::Keys(keys) => keys.contains(key),
+        other => panic!("a label index the model does not know: {other:?}"),
+    }
+}
+
+/// Whether `select` answers `selector` from the label index (else it reads every
+/// object): the store has one, covering the key of an `=` or `in` term.
+fn planned(which: Option<&LabelIndex>, selector: &Selector) -> bool {
+    which.is_some_and(|which| {
+        selector.requirements().iter().any(|r| match r {
+            Requirement::Equals { key, .. } | Requirement::In { key, .. } => covers(which, key),
+            _ => false,
+        })
+    })
+}
+
+impl Term {
+    fn key(self) -> &'static str {
+        let k = match self {
+            Term::Eq(k, _)
+            | Term::Ne(k, _)
+            | Term::In(k, _)
+            | Term::NotIn(k, _)
+            | Term::Exists(k)
+            | Term::Absent(k) => k,
+        };
+        SELECTOR_KEYS[usize::from(k) % SELECTOR_KEYS.len()]
+    }
+
+    fn value(v: u8) -> &'static str {
+        SELECTOR_VALUES[usize::from(v) % SELECTOR_VALUES.len()]
+    }
+
+    /// The values of the mask `m`: no bit is the set of the empty value (`()`).
+    fn set(m: u8) -> BTreeSet<&'static str> {
+        let set: BTreeSet<&str> = SELECTOR_VALUES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| m & (1 << i) != 0)
+            .map(|(_, v)| *v)
+            .collect();
+        if set.is_empty() { [""].into() } else { set }
+    }
+
+    /// The term as the crate's requirement.
+    fn requirement(self) -> Requirement {
+        let key = self.key().to_owned();
+        let set = |m| Term::set(m).into_iter().map(str::to_owned).collect();
+        match self {
+            Term::Eq(_, v) => Requirement::Equals {
+                key,
+                value: Term::value(v).to_owned(),
+            },
+            Term::Ne(_, v) => Requirement::NotEquals {
+                key,
+                value: Term::value(v).to_owned(),
+            },
+            Term::In(_, m) => Requirement::In {
+                key,
+                values: set(m),
+            },
+            Term::NotIn(_, m) => Requirement::NotIn {
+                key,
+                values: set(m),
+            },
+            Term::Exists(_) => Requirement::Exists { key },
+            Term::Absent(_) => Requirement::DoesNotExist { key },
+        }
+    }
+
+    /// Whether the term holds for a label `value` (`None`: absent), from the term
+    /// itself.
+    fn holds(self, value: Option<&str>) -> bool {
+        match self {
+            Term::Eq(_, v) => value == Some(Term::value(v)),
+            Term::Ne(_, v) => value != Some(Term::value(v)),
+            Term::In(_, m) => value.is_some_and(|x| Term::set(m).contains(x)),
+            Term::NotIn(_, m) => !value.is_some_and(|x| Term::set(m).contains(x)),
+            Term::Exists(_) => value.is_some(),
+            Term::Absent(_) => value.is_none(),
+        }
+    }
+
+    /// The term in the string syntax, in a `style`: bit 0 puts spaces around the
+    /// tokens, bit 1 writes `==` for `=`, bit 2 lists the values of a set in reverse
+    /// order (so that the empty value can come last: `(b,)`).
+    fn render(self, style: u8) -> String {
+        let sp = if style & 1 != 0 { " " } else { "" };
+        let eq = if style & 2 != 0 { "==" } else { "=" };
+        let key = self.key();
+        let list = |m: u8| {
+            let mut values: Vec<&str> = if m & 0xF == 0 {
+                // `()`: the empty value, written as nothing.
+                Vec::new()
+            } else {
+                Term::set(m).into_iter().collect()
+            };
+            if style & 4 != 0 {
+                values.reverse();
+            }
+            values.join(&format!("{sp},{sp}"))
+        };
+        match self {
+            Term::Eq(_, v) => format!("{sp}{key}{sp}{eq}{sp}{}{sp}", Term::value(v)),
+            Term::Ne(_, v) => format!("{sp}{key}{sp}!={sp}{}{sp}", Term::value(v)),
+            Term::In(_, m) => format!("{sp}{key} in {sp}({sp}{}{sp}){sp}", list(m)),
+            Term::NotIn(_, m) => format!("{sp}{key} notin{sp} ({}){sp}", list(m)),
+            Term::Exists(_) => format!("{sp}{key}{sp}"),
+            Term::Absent(_) => format!("{sp}!{sp}{key}{sp}"),
+        }
+    }
+}
+
+/// Parses `text` as a selector. A refusal must be `InvalidSelector` of `Operation::Select`
+/// naming `text` and a byte position in it (at a character boundary, at most its
+/// length); a selector parsed must print as a string that parses to an equal selector
+/// and prints the same.
+fn check_parse(what: &dyn fmt::Display, text: &str) -> Option<Selector> {
+    match Selector::parse(text) {
+        Ok(selector) => {
+            let shown = selector.to_string();
+            let again = Selector::parse(&shown).unwrap_or_else(|e| {
+                panic!("{what}: {text:?} parsed, but its display {shown:?} does not: {e}")
+            });
+            assert_eq!(again, selector, "{what}: {text:?} displayed as {shown:?}");
+            assert_eq!(again.to_string(), shown, "{what}: {text:?}: display again");
+            Some(selector)
+        }
+        Err(e) => {
+            // The message must not panic either.
+            let message = e.to_string();
+            assert_eq!(e.operation, Operation::Select, "{what}: {message}");
+            assert!(e.keys.is_empty(), "{what}: {message}");
+            match &e.kind {
+                ErrorKind::InvalidSelector {
+                    selector,
+                    position,
+                    reason: _,
+                } => {
+                    assert_eq!(selector, text, "{what}: {message}");
+                    let at = position.unwrap_or_else(|| panic!("{what}: no position: {message}"));
+                    let at = usize::try_from(at).expect("a short input");
+                    assert!(
+                        at <= text.len() && text.is_char_boundary(at),
+                        "{what}: position {at} is not a character boundary of {text:?} ({} bytes): {message}",
+                        text.len()
+                    );
+                }
+                _ => panic!("{what}: {text:?}: not InvalidSelector: {message}"),
+            }
+            None
+        }
+    }
+}
+
+/// Where `select` and `select_in` are checked: the store's label index and the query
+/// counts `select_stats` must report.
+struct Selects {
+    label_index: Option<LabelIndex>,
+    indexed: u64,
+    scans: u64,
+}
+
+impl Selects {
+    /// `store.select(selector)` (or `select_in(namespace, ..)`) against `want`, the
+    /// model's answer: the same objects, in order, by pointer; and the counts.
+    fn check<O: FuzzObject>(
+        &mut self,
+        what: &dyn fmt::Display,
+        store: &MemoryStore<O>,
+        namespace: Option<&str>,
+        selector: &Selector,
+        want: &[Arc<O>],
+    ) {
+        let got = match namespace {
+            Some(ns) => store.select_in(ns, selector),
+            None => store.select(selector),
+        };
+        same_objects(
+            format_args!("{what}: select {namespace:?} {selector:?}"),
+            &got,
+            want,
+        );
+        if planned(self.label_index.as_ref(), selector) {
+            self.indexed += 1;
+        } else {
+            self.scans += 1;
+        }
+        let stats = store.select_stats();
+        assert_eq!(
+            (stats.indexed, stats.scans),
+            (self.indexed, self.scans),
+            "{what}: select_stats (indexed, scans) with label index {:?}",
+            self.label_index
+        );
+    }
+}
+
 /// The new version of `old` a `Move` writes: relabelled if `labels` are given.
 fn moved<O: FuzzObject>(old: &O, labels: Option<Labels>, seq: u64) -> O {
     match labels {
@@ -730,10 +1277,12 @@ fn check_batch<O: FuzzObject>(
                 let keys = object_keys(ks, num_keys, &*obj);
                 batch.upsert(Arc::clone(&obj), &keys);
                 if refused.is_none() {
-                    refused = model.write_error(operation, &obj, &keys);
-                    if refused.is_none() {
-                        log.push(model.upsert_undoable(obj, keys));
-                        upserted += 1;
+                    match model.check_write(operation, &obj, &keys) {
+                        Ok(sec) => {
+                            log.push(model.upsert_undoable(obj, keys, sec));
+                            upserted += 1;
+                        }
+                        Err(e) => refused = Some(e),
                     }
                 }
             }
@@ -742,10 +1291,12 @@ fn check_batch<O: FuzzObject>(
                 let obj = Arc::new(moved(&*old, labels, generator.next()));
                 let keys = object_keys(ks, num_keys, &*obj);
                 if refused.is_none() {
-                    refused = model.key_count_error(operation, &keys);
-                    if refused.is_none() {
-                        log.push(model.upsert_undoable(Arc::clone(&obj), keys.clone()));
-                        upserted += 1;
+                    match model.check_write(operation, &obj, &keys) {
+                        Ok(sec) => {
+                            log.push(model.upsert_undoable(Arc::clone(&obj), keys.clone(), sec));
+                            upserted += 1;
+                        }
+                        Err(e) => refused = Some(e),
                     }
                 }
                 batch.upsert_owned(obj, keys);
@@ -815,8 +1366,13 @@ pub fn run<O: FuzzObject>(
     let mut generator = Gen { seq: 0 };
     let mut snapshots: Vec<(Snapshot<O>, Vec<Arc<O>>)> = Vec::new();
     let mut bulk_left = limits.bulk;
+    let mut selects = Selects {
+        label_index: input.label_index(),
+        indexed: 0,
+        scans: 0,
+    };
     assert!(
-        store.index_names().eq(INDEXES.iter().map(|(n, _)| *n)),
+        store.index_names().eq(O::INDEXES.iter().map(|(n, _)| *n)),
         "index_names"
     );
 
@@ -837,13 +1393,9 @@ pub fn run<O: FuzzObject>(
                 } else {
                     store.update(Arc::clone(&obj), &keys)
                 };
-                let want = match model.write_error(operation, &obj, &keys) {
-                    Some(e) => Err(e),
-                    None => {
-                        model.upsert(obj, keys.clone());
-                        Ok(())
-                    }
-                };
+                let want = model
+                    .check_write(operation, &obj, &keys)
+                    .map(|sec| model.upsert(obj, keys.clone(), sec));
                 same_result(format_args!("{what} keys {keys:?}"), got, want);
             }
             Op::Move(i, ks, labels) => {
@@ -851,13 +1403,9 @@ pub fn run<O: FuzzObject>(
                     let obj = Arc::new(moved(&*old, labels, generator.next()));
                     let keys = object_keys(ks, num_keys, &*obj);
                     let got = store.update(Arc::clone(&obj), &keys);
-                    let want = match model.key_count_error(Operation::Update, &keys) {
-                        Some(e) => Err(e),
-                        None => {
-                            model.upsert(obj, keys.clone());
-                            Ok(())
-                        }
-                    };
+                    let want = model
+                        .check_write(Operation::Update, &obj, &keys)
+                        .map(|sec| model.upsert(obj, keys.clone(), sec));
                     same_result(format_args!("{what} keys {keys:?}"), got, want);
                 }
             }
@@ -866,16 +1414,21 @@ pub fn run<O: FuzzObject>(
                 check_get(format_args!("{what} get {keys:?}"), store, &model, &keys);
             }
             Op::GetBy(name, ks) => {
-                let name = LOOKUP_NAMES[usize::from(name) % LOOKUP_NAMES.len()];
+                let i = usize::from(name) % (O::INDEXES.len() + UNKNOWN_NAMES.len());
+                let name = match O::INDEXES.get(i) {
+                    Some((name, _)) => *name,
+                    None => UNKNOWN_NAMES[i - O::INDEXES.len()],
+                };
                 let mut keys = plain_keys(ks, usize::from(ks.len) % 4);
-                // Half the lookups start with a stored object's key, to find something.
+                // Half the lookups start with a key of a stored object that has keys in
+                // the index, to find something.
                 if ks.len & 0x80 != 0
-                    && let Some(index) = INDEXES.iter().position(|(n, _)| *n == name)
-                    && let Some(obj) = model.nth(u16::from(ks.comps[3]))
-                    && let Some((comps, len)) = secondary_key(&*obj, index)
+                    && let Some(index) = O::INDEXES.iter().position(|(n, _)| *n == name)
+                    && let Some(keys_of) = model.nth_keys(index, ks.comps[3])
                 {
-                    for (k, c) in keys.iter_mut().zip(&comps[..len]) {
-                        (*c).clone_into(k);
+                    let comps = &keys_of[usize::from(ks.comps[2]) % keys_of.len()];
+                    for (k, c) in keys.iter_mut().zip(comps) {
+                        c.clone_into(k);
                     }
                 }
                 check_get_by(
@@ -936,26 +1489,25 @@ pub fn run<O: FuzzObject>(
                         (obj, keys)
                     })
                     .collect();
-                let want = match items
+                let want: Result<Vec<SecondaryKeys>, StoreError> = items
                     .iter()
-                    .find_map(|(o, k)| model.write_error(Operation::Replace, o, k))
-                {
-                    Some(e) => Err(e),
-                    None => Ok(()),
-                };
+                    .map(|(o, k)| model.check_write(Operation::Replace, o, k))
+                    .collect();
                 let before = store.list();
                 let got = store.replace(items.iter().cloned());
-                let failed = want.is_err();
-                same_result(&what, got, want);
-                if failed {
-                    // Nothing changed.
-                    let all = model.all();
-                    check_snapshot(format_args!("{what} (failed)"), &store.list(), &all);
-                    check_snapshot(format_args!("{what} (failed, before)"), &before, &all);
-                } else {
-                    model.clear();
-                    for (obj, keys) in items {
-                        model.upsert(obj, keys);
+                same_result(&what, got, want.as_ref().map(|_| ()).map_err(Clone::clone));
+                match want {
+                    Err(_) => {
+                        // Nothing changed.
+                        let all = model.all();
+                        check_snapshot(format_args!("{what} (failed)"), &store.list(), &all);
+                        check_snapshot(format_args!("{what} (failed, before)"), &before, &all);
+                    }
+                    Ok(secs) => {
+                        model.clear();
+                        for ((obj, keys), sec) in items.into_iter().zip(secs) {
+                            model.upsert(obj, keys, sec);
+                        }
                     }
                 }
             }
@@ -988,7 +1540,14 @@ pub fn run<O: FuzzObject>(
                         // The namespace first; the second on every other object only.
                         _ => [Some(ns), (j % 2 == 0).then_some("b")],
                     };
-                    let obj = Arc::new(O::named(ns, &name, uid, labels, generator.next()));
+                    // Arrays for every other mode: shared finalizers and owners, a
+                    // few values each (in `fin` and `fo` groups of many objects).
+                    let arrays = (mode & 0x20 != 0).then(|| Arrays {
+                        finalizers: 0x20 | (j % 4) as u8,
+                        owners: 0x24 | ((j / 4) % 4) as u8,
+                        items: 0,
+                    });
+                    let obj = Arc::new(O::named(ns, &name, uid, labels, arrays, generator.next()));
                     let keys: Vec<String> = (0..num_keys)
                         .map(|d| match (mode >> 1) % 4 {
                             // Keys from the object's own metadata (elided buckets).
@@ -1003,10 +1562,12 @@ pub fn run<O: FuzzObject>(
                             _ => name.clone(),
                         })
                         .collect();
+                    let sec = secondary_keys(&*obj)
+                        .unwrap_or_else(|e| panic!("{what}: add {i}: the model refuses: {e}"));
                     store
                         .add(Arc::clone(&obj), &keys)
                         .unwrap_or_else(|e| panic!("{what}: add {i}: {e}"));
-                    model.upsert(obj, keys);
+                    model.upsert(obj, keys, sec);
                 }
             }
             Op::Watch(event) => {
@@ -1017,6 +1578,41 @@ pub fn run<O: FuzzObject>(
             Op::WatchBurst(ref events) => {
                 if let Some(watch) = watch.as_mut() {
                     watch(&events[..events.len().min(MAX_BURST)], &what);
+                }
+            }
+            Op::Select(ref spec) => {
+                let terms = &spec.terms[..spec.terms.len().min(MAX_TERMS)];
+                let sep = if spec.style & 8 != 0 { ", " } else { "," };
+                let mut text = terms
+                    .iter()
+                    .map(|t| t.render(spec.style))
+                    .collect::<Vec<_>>()
+                    .join(sep);
+                if spec.style & 16 != 0 {
+                    text = format!("\t{text}\n");
+                }
+                let parsed = Selector::parse(&text)
+                    .unwrap_or_else(|e| panic!("{what}: {text:?} does not parse: {e}"));
+                let built = Selector::from_requirements(terms.iter().map(|t| t.requirement()))
+                    .unwrap_or_else(|e| panic!("{what}: from_requirements: {e}"));
+                assert_eq!(parsed, built, "{what}: {text:?} parsed");
+                check_parse(&what, &text);
+                let namespace = spec.namespace.map(|i| ALPHABET[usize::from(i) % N]);
+                let want = model.select(namespace, |o| {
+                    terms.iter().all(|t| t.holds(model_label(o, t.key())))
+                });
+                selects.check(&what, store, namespace, &parsed, &want);
+            }
+            Op::SelectRaw(ref text, namespace) => {
+                if let Some(selector) = check_parse(&what, text) {
+                    let namespace = namespace.map(|i| ALPHABET[usize::from(i) % N]);
+                    let want = model.select(namespace, |o| {
+                        selector
+                            .requirements()
+                            .iter()
+                            .all(|r| requirement_holds(r, model_label(o, r.key())))
+                    });
+                    selects.check(&what, store, namespace, &selector, &want);
                 }
             }
         }
@@ -1040,7 +1636,7 @@ pub fn run<O: FuzzObject>(
     // of its prefixes). Grouped in one pass over the model (a get per object would be
     // quadratic in a bucket that `Bulk` filled); the model's order is the store's.
     let mut under: BTreeMap<&[String], Vec<Arc<O>>> = BTreeMap::new();
-    for (obj, keys) in model.map.values() {
+    for (obj, keys, _) in model.map.values() {
         for d in 1..=num_keys {
             under.entry(&keys[..d]).or_default().push(Arc::clone(obj));
         }
@@ -1049,17 +1645,16 @@ pub fn run<O: FuzzObject>(
         let got = store.get(prefix).expect("valid prefix length");
         same_objects(format_args!("final: get({prefix:?})"), &got, want);
     }
-    // The same for every prefix of every stored object's key in each secondary index.
-    for (index, (name, _)) in INDEXES.iter().enumerate() {
-        let mut under: BTreeMap<&[&str], Vec<Arc<O>>> = BTreeMap::new();
-        let keys: Vec<(SecondaryKey<'_>, &Arc<O>)> = model
-            .map
-            .values()
-            .filter_map(|(obj, _)| Some((secondary_key(&**obj, index)?, obj)))
-            .collect();
-        for ((comps, len), obj) in &keys {
-            for d in 1..=*len {
-                under.entry(&comps[..d]).or_default().push(Arc::clone(obj));
+    // The same for every prefix of every stored object's keys in each secondary index
+    // (an object once under a prefix, however many of its keys share it).
+    for (index, (name, paths)) in O::INDEXES.iter().enumerate() {
+        let mut under: BTreeMap<&[String], Vec<Arc<O>>> = BTreeMap::new();
+        for (obj, _, sec) in model.map.values() {
+            for d in 1..=paths.len() {
+                let prefixes: BTreeSet<&[String]> = sec[index].iter().map(|k| &k[..d]).collect();
+                for prefix in prefixes {
+                    under.entry(prefix).or_default().push(Arc::clone(obj));
+                }
             }
         }
         for (prefix, want) in &under {
@@ -1074,7 +1669,7 @@ pub fn run<O: FuzzObject>(
         }
     }
     // Delete everything by key; the store ends empty and valid.
-    let distinct: BTreeSet<&Vec<String>> = model.map.values().map(|(_, k)| k).collect();
+    let distinct: BTreeSet<&Vec<String>> = model.map.values().map(|(_, k, _)| k).collect();
     let mut total = 0;
     for keys in distinct {
         total += store.delete(keys).expect("valid key count");

@@ -10,8 +10,8 @@
 //! whole; snapshots taken earlier must not change under later writes; the secondary
 //! indexes of `common::INDEXES` (`ab`, by the labels `a` and `b` in `metadata.labels`,
 //! `ns`, by namespace, and the multi-valued `fin`, by each finalizer, and `fo`, by
-//! owner uids times finalizers, whose bound of 256 keys an object with 16 and 17
-//! values passes and one with 16 and 16 meets) are kept by every write path, checked
+//! owner uids times finalizers, whose bound of 256 keys an object with 16 and 16
+//! values meets, stored, and one with 16 and 17 exceeds, refused) are kept by every write path, checked
 //! by `validate()` and queried by `GetBy` operations (known and unknown names, 0 to 3
 //! components) against the model, a refused object's `TooManyValues` included; label
 //! selectors, generated and raw, are compared with the model's evaluation through

@@ -42,7 +42,7 @@
 //! # Seeded bugs
 //!
 //! Each model was run against bugs seeded in `src/index/memory.rs` and
-//! `src/index/latest.rs` (never committed) with `LOOM_MAX_PREEMPTIONS` 2 and 3 (6 to 8:
+//! `src/index/latest.rs` (never committed) with `LOOM_MAX_PREEMPTIONS` 2 and 3 (6 to 9:
 //! 3), and failed on
 //! the ones its write goes through (with 1, only `two_readers_see_one_move`, which has
 //! a thread more, finds some). The two twins
@@ -74,12 +74,17 @@
 //!    model with a move fails: the final `get_by` of the old value still shows the
 //!    object (the groups hold its identity's member, which gives its new version), and
 //!    `two_readers_see_one_move` reports a read that fits no state.
-//! 7. `Member::at` taking the newest record whatever the reader's state. Every model
-//!    but the twins fails: a reader of the state before an update is given the new
-//!    version by `get_by` and then the old one by `get`.
+//! 7. `Member::at` taking the current version whatever the reader's state. Every
+//!    model but the twins fails: a reader of the state before an update is given the
+//!    new version by `get_by` and then the old one by `get`.
 //! 8. `Member::at` walking back one record at most. Caught by
 //!    `two_updates_that_keep_their_keys_are_seen_in_order` (`by_ns_app ["ns"]` showed
 //!    `x@2` beside `y@1`).
+//! 9. `Versioned::read` loading `at` the second time with `Relaxed` (a real bug of
+//!    the first version, found by this model): a reader that saw the version change
+//!    under it read a record older than its state's, which the generation of the
+//!    state before had freed. `two_updates_that_keep_their_keys_are_seen_in_order`
+//!    ends in a segmentation fault.
 //!
 //! [`MemoryStore`]: k8s_store::MemoryStore
 //! [`MemoryStoreBuilder::index`]: k8s_store::MemoryStoreBuilder::index

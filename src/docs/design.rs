@@ -97,18 +97,19 @@
 //! and not another. A write reads the keys of the version it replaces from that
 //! object again rather than keeping them: nothing per object is stored for them.
 //!
-//! The secondary groups hold not the objects but a *member* per identity: a pointer
-//! to the identity's newest version record (the version, the stamp of the write that
-//! made it current, the record before it), which the writer replaces with a new record
-//! and readers load without a lock. An update that leaves every key as it was (nearly
-//! every watch event: a new resourceVersion, a status change) adds a record and
-//! touches no group; when every group held the object itself, each of its groups was a
-//! path copy of two trees per write, 4.4× the write's cost with five labels alone. A
-//! query walks each member's records to the first made at or before the state it
-//! read (nearly always the newest): one query, one state, as before. Replaced records
-//! are retired into the generations like tree nodes, so every record a reader of an
-//! old state can reach is alive. A read pays two more cache lines per result (the
-//! member and its record); a member costs 64 bytes per object (with the record).
+//! The secondary groups hold not the objects but a *member* per identity: 24 bytes
+//! with its current version, the stamp of the write that made it current, and a
+//! pointer to a record of the version before, which the writer replaces and readers
+//! read without a lock (a sequence check on the stamp). An update that leaves every key
+//! as it was (nearly every watch event: a new resourceVersion, a status change) sets
+//! the member and touches no group; when every group held the object itself, each of
+//! its groups was a path copy of two trees per write, 4.4× the write's cost with five
+//! labels alone. A query takes each member's current version if it is not newer than
+//! the state it read (nearly always), else walks the records to that state's version:
+//! one query, one state, as before. Each record is retired into the generations as it
+//! is made, like a node the write replaced, so it lives exactly as long as a reader of
+//! an older state can need it. A read pays one more cache line per result (the
+//! member's), and an identity in no group has no member.
 //!
 //! The label index is one such index of `[label key, value]` with one key per indexed
 //! label, keeping only its depth-2 groups: a group of every object carrying a key

@@ -3,60 +3,59 @@
 //!
 //! A group of a secondary index (or of the label index) holds each of its objects as a
 //! [`Member`]: a pointer to the [`Latest`] of the object's identity, which the writer
-//! allocates when the identity is first stored and retires when it is removed. A write
-//! of a new version whose keys in every secondary index are those of the version it
-//! replaces (the common update: a new `resourceVersion`, a status change) gives the
-//! `Latest` a new record and touches no group: when every group held the object
+//! allocates when the identity is first stored in a group and retires when it leaves
+//! them all. A write of a new version whose keys in every secondary index are those of
+//! the version it replaces (the common update: a new `resourceVersion`, a status
+//! change) sets the `Latest` and touches no group: when every group held the object
 //! itself, each of the object's groups was a path copy of two trees per write, most of
 //! a write's cost with a few indexes and labels.
 //!
-//! # Records
+//! # Versions
 //!
-//! A `Latest` points to its newest *record*: a version, the stamp of the write that
-//! made it current, and the record before it. Records are never changed once
-//! published ([`Newest`]). A reader of the published state of stamp `s` walks from the
-//! newest record to the first made at or before `s`: the version that state holds
-//! (nearly always the first record; one step back when a write of the object raced the
-//! read).
+//! A `Latest` holds the current version, the stamp of the write that made it current,
+//! and a pointer to a *record* of the version before (its stamp, and the record before
+//! it), read without a lock ([`Versioned`]). A reader of the published state of stamp
+//! `s` takes the current version if it was made at or before `s` (nearly always), else
+//! walks the records to the first made at or before `s`: the version that state holds.
 //!
-//! A record replaced by a newer one is retired like a tree node: into the generation
-//! of the state before the write that replaced it, freed when no state up to that one
-//! can be read. A reader of state `s` needs a record only if every newer one was made
-//! after `s`; each of those replacements retired its predecessor into a generation at
-//! or after `s`'s, which the reader holds through its state. So every record a walk
-//! reaches is alive, however many writes raced it, and the walk always ends at the
-//! version of the reader's state: a `Latest` made by a relist starts at stamp 0, one
-//! made by a write at that write's stamp, and a state holds a member only from the
-//! state its identity was stored in.
+//! Each write that replaces a version makes the record of it and, at once, retires
+//! that record into the generation of the state before the write, like a tree node it
+//! replaced: freed once no state up to that one can be read. Only a reader of such a
+//! state needs it: a reader of state `s` reads a record only if the version after it
+//! was made after `s`, so by a write whose previous state is `s` or later, and whose
+//! generation the reader holds through its own. So every record a walk reaches is
+//! alive, however many writes raced it, and a `Latest` costs its own 24 bytes between
+//! writes. A walk always ends at the version of the reader's state: a `Latest` made by
+//! a relist starts at stamp 0, one made by a write at that write's stamp, and a state
+//! holds a member only from the state its identity joined a group in.
 //!
-//! A group's members are ordered by (namespace, name, uid), read from the newest
+//! A group's members are ordered by (namespace, name, uid), read from the current
 //! version: an identity's order never changes (an object of the same identity whose
 //! order changes gets a new `Latest`), so the order the writer reads is every
 //! version's.
 //!
-//! The versions records point to are kept alive as the trees' objects are (see
-//! [`retire`](crate::index::retire)): the newest by the identity table, older ones by
-//! the generations of the states that can still reach them.
+//! The versions are kept alive as the trees' objects are (see
+//! [`retire`](crate::index::retire)): the current one by the identity table, older
+//! ones by the generations of the states that can still reach them.
 
 use std::ptr::NonNull;
 
 use crate::index::ptree::{Draft, Elem};
 use crate::index::retire::{Retired, Unowned};
-use crate::sync::{Arc, Newest};
+use crate::sync::{Arc, Versioned};
 
-/// An identity's versions (see the module documentation): its newest record.
+/// An identity's versions (see the module documentation).
 pub(crate) struct Latest<K> {
-    newest: Newest,
-    records: std::marker::PhantomData<Record<K>>,
+    versions: Versioned,
+    objects: std::marker::PhantomData<Record<K>>,
 }
 
-/// One version of an identity (see the module documentation). Never changed once
-/// [`Latest::newest`] points to it.
+/// A version that is no longer current (see the module documentation). Never changed.
 struct Record<K> {
     version: *const K,
     /// The stamp of the write that made it current.
     at: u64,
-    /// The record it replaced (null for the first).
+    /// The record of the version before it (null for none).
     before: *const Record<K>,
 }
 
@@ -71,9 +70,9 @@ impl<K> Clone for Member<K> {
 }
 impl<K> Copy for Member<K> {}
 
-// SAFETY: a `Member` gives shared access to a `Latest` (an atomic that only the
-// store's writer sets), to immutable records, and through them to objects `K` as `&K`
-// (and counted `Arc<K>` clones): `Send` and `Sync` exactly when those are.
+// SAFETY: a `Member` gives shared access to a `Latest` (atomics that only the store's
+// writer sets), to immutable records, and through them to objects `K` as `&K` (and
+// counted `Arc<K>` clones): `Send` and `Sync` exactly when those are.
 #[allow(unsafe_code)]
 unsafe impl<K: Send + Sync> Send for Member<K> {}
 // SAFETY: as for `Send`.
@@ -86,19 +85,9 @@ impl<K> Elem for Member<K> {}
 pub(crate) enum Found<K> {
     /// The version of that state.
     Version(Unowned<K>),
-    /// No record is that old (which the module documentation rules out): the caller
-    /// looks the object up in the state. The newest version gives its identity.
+    /// No version is that old (which the module documentation rules out): the caller
+    /// looks the object up in the state. The current version gives its identity.
     Look(Unowned<K>),
-}
-
-/// A new record, owned by the caller until a `Latest` points to it.
-fn record<K>(obj: &Arc<K>, at: u64, before: *const Record<K>) -> usize {
-    let r = Box::new(Record {
-        version: Arc::as_ptr(obj),
-        at,
-        before,
-    });
-    Box::into_raw(r) as usize
 }
 
 impl<K> Member<K> {
@@ -106,76 +95,82 @@ impl<K> Member<K> {
     /// The writer owns it until it [`retire`](Self::retire)s it.
     pub(crate) fn new(obj: &Arc<K>, at: u64) -> Self {
         let latest = Box::new(Latest {
-            newest: Newest::new(record(obj, at, std::ptr::null())),
-            records: std::marker::PhantomData,
+            versions: Versioned::new(Arc::as_ptr(obj) as usize, at),
+            objects: std::marker::PhantomData,
         });
         Self(NonNull::from(Box::leak(latest)))
     }
 
-    fn newest(&self) -> &Record<K> {
+    fn versions(&self) -> &Versioned {
         // SAFETY: a `Latest` is freed only by its generation, once no state that holds
         // a `Member` of it can be read, and after its writer stopped using it
-        // (`retire`); its newest record is retired with it, or when replaced (module
-        // documentation), and is never null.
+        // (`retire`).
         #[allow(unsafe_code)]
         unsafe {
-            &*(self.0.as_ref().newest.get() as *const Record<K>)
+            &self.0.as_ref().versions
         }
     }
 
-    /// Makes `obj` the current version, by the write stamped `at` (`cx`), which
-    /// retires the record it replaces. The writer only.
+    /// Makes `obj` the current version, by the write of `cx`, which retires the record
+    /// of the version it replaces (see the module documentation). The writer only.
     pub(crate) fn set(&self, obj: &Arc<K>, cx: &mut Draft) {
-        let newest = self.newest();
-        // A batch that writes an identity twice replaces its own record: the new one
-        // follows the version before the batch, which the first one followed (no state
-        // holds the version in between).
-        let before = if newest.at == cx.stamp() {
-            newest.before
+        let v = self.versions();
+        let (version, at) = v.current();
+        let older = if at == cx.stamp() {
+            // A batch that writes an identity twice: the version it replaces is its
+            // own, which no state holds.
+            v.older()
         } else {
-            newest as *const Record<K>
+            let record = NonNull::from(Box::leak(Box::new(Record {
+                version: version as *const K,
+                at,
+                before: v.older() as *const Record<K>,
+            })));
+            // SAFETY: `free_record` frees exactly this box, once, when the generation
+            // of the state before this write is dropped: no reader that can reach it is
+            // left then (module documentation).
+            #[allow(unsafe_code)]
+            cx.retire(unsafe { Retired::new(record.cast(), free_record::<K>) });
+            record.as_ptr() as usize
         };
-        let replaced = NonNull::from(newest).cast();
-        // SAFETY: a `Latest` is alive while its writer uses it (see `newest`).
-        #[allow(unsafe_code)]
-        let latest = unsafe { self.0.as_ref() };
-        latest.newest.set(record(obj, cx.stamp(), before));
-        // SAFETY: the record is out of the `Latest` from the next state on; readers of
-        // older states may still walk it, and the generation it goes to outlives them
-        // (module documentation). Each record is replaced once.
-        #[allow(unsafe_code)]
-        cx.retire(unsafe { Retired::new(replaced, free_record::<K>) });
+        v.set(Arc::as_ptr(obj) as usize, cx.stamp(), older);
     }
 
-    /// The current version, as the writer set it last (for any other thread, a recent
-    /// one: its identity and order are every version's).
+    /// The current version (for any thread but the writer, a recent one: its identity
+    /// and order are every version's).
     pub(crate) fn current(&self) -> Unowned<K> {
-        // SAFETY: a record's version is kept alive by the identity table while it is
-        // the newest, and after by the generations of the states the caller can reach
-        // (module documentation).
+        // SAFETY: a version is kept alive by the identity table while it is current,
+        // and after by the generations of the states the caller can reach (module
+        // documentation).
         #[allow(unsafe_code)]
         unsafe {
-            Unowned::from_raw(self.newest().version)
+            Unowned::from_raw(self.versions().version() as *const K)
         }
     }
 
     /// The version the state of stamp `stamp` holds.
     pub(crate) fn at(&self, stamp: u64) -> Found<K> {
-        let mut r = self.newest();
-        while r.at > stamp {
-            if r.before.is_null() {
-                return Found::Look(self.current());
+        let v = self.versions();
+        let version = v.read(stamp).or_else(|| {
+            let mut r = v.older() as *const Record<K>;
+            while !r.is_null() {
+                // SAFETY: a record a reader of `stamp` reaches is alive while it reads
+                // its state (module documentation).
+                #[allow(unsafe_code)]
+                let record = unsafe { &*r };
+                if record.at <= stamp {
+                    return Some(record.version as usize);
+                }
+                r = record.before;
             }
-            // SAFETY: a record a reader of `stamp` reaches is alive while it reads its
-            // state (module documentation).
+            None
+        });
+        match version {
+            // SAFETY: as in `current`: a version of a state the caller reads.
             #[allow(unsafe_code)]
-            {
-                r = unsafe { &*r.before };
-            }
+            Some(p) => Found::Version(unsafe { Unowned::from_raw(p as *const K) }),
+            None => Found::Look(self.current()),
         }
-        // SAFETY: as in `current`: a version of a state the caller reads.
-        #[allow(unsafe_code)]
-        Found::Version(unsafe { Unowned::from_raw(r.version) })
     }
 
     /// Whether this is the `Latest` `other` points to.
@@ -184,23 +179,18 @@ impl<K> Member<K> {
         self.0 == other.0
     }
 
-    /// Hands the `Latest` and its newest record to the generation `cx` is finished
-    /// into: freed once no state that may hold this member can be read.
+    /// Hands the `Latest` to the generation `cx` is finished into: freed once no state
+    /// that may hold this member can be read (its records were retired when made).
     ///
     /// # Safety
     ///
-    /// Called once, when the identity leaves the writer's identity table, and the
-    /// writer uses no copy of this member after the write that retires it.
+    /// Called once, when the identity leaves every group, and the writer uses no copy
+    /// of this member after the write that retires it.
     #[allow(unsafe_code)]
     pub(crate) unsafe fn retire(self, cx: &mut Draft) {
-        let newest = NonNull::from(self.newest()).cast();
-        // SAFETY: `free_record` and `free_latest` free exactly these boxes, once (the
-        // caller's promise; the newest record is retired only here), when the
-        // generation they are retired into is dropped.
-        unsafe {
-            cx.retire(Retired::new(newest, free_record::<K>));
-            cx.retire(Retired::new(self.0.cast(), free_latest::<K>));
-        }
+        // SAFETY: `free_latest` frees exactly this box, once (the caller's promise),
+        // when the generation it is retired into is dropped.
+        cx.retire(unsafe { Retired::new(self.0.cast(), free_latest::<K>) });
     }
 }
 
@@ -212,7 +202,7 @@ impl<K> AsRef<K> for Member<K> {
         // in a tree or by the writer), which the version outlives.
         #[allow(unsafe_code)]
         unsafe {
-            &*self.newest().version
+            &*(self.versions().version() as *const K)
         }
     }
 }
@@ -221,7 +211,8 @@ impl<K> AsRef<K> for Member<K> {
 ///
 /// # Safety
 ///
-/// `ptr` came from `record` and is freed once, when nothing can read it.
+/// `ptr` came from `Box::into_raw` of a `Record<K>` and is freed once, when nothing
+/// can read it.
 #[allow(unsafe_code)]
 unsafe fn free_record<K>(ptr: NonNull<()>) {
     // SAFETY: the caller's promise.

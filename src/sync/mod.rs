@@ -12,7 +12,7 @@
 //! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
 //! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
-//! | [`Newest`]         | `AtomicUsize` (release / acquire)    | `loom::sync::atomic::AtomicUsize`     |
+//! | [`Versioned`]      | std atomics (release / acquire)      | loom's atomics                        |
 //! | [`now_nanos`], [`Stopwatch`] | the coarse / precise monotonic clocks | clocks that stand still |
 //! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
 //!
@@ -22,7 +22,7 @@
 //! reads to decide anything, so `Relaxed` suffices for every access. A [`Stamp`] only
 //! rate-limits how often a hit is reported to the cache's eviction policy; a stale
 //! read reports one hit more or fewer, which no protocol depends on, so it is
-//! `Relaxed` too. [`Newest`] publishes a record by pointer (explained there).
+//! `Relaxed` too. [`Versioned`] has its own protocol, explained there.
 //! Everything else that orders the store's state goes through the locks, the
 //! `Published` swap and the `Slot` (arc-swap's loads and stores are sequentially
 //! consistent: a body stored in a slot is fully built before any reader can load it).
@@ -164,29 +164,101 @@ pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
 
 pub(crate) use imp::cache::Cache;
 
-/// A pointer that one writer replaces and any thread loads without a lock: the
-/// newest version record of an identity (see [`latest`](crate::index::latest)).
+/// The current version of an identity (a pointer), the stamp of the write that made it
+/// current, and a pointer to the record of the versions before, which one writer
+/// replaces and any thread reads without a lock (see
+/// [`latest`](crate::index::latest), which gives the pointers their meaning).
 ///
 /// # Orderings
 ///
-/// The writer stores with `Release` a pointer to a record it has fully written, and
-/// readers load it with `Acquire`, so a reader that sees the pointer sees the record
-/// (which is never written again) and everything the writer did before it, the object
-/// the record points to included. Nothing else is ordered by it.
+/// The writer replaces the current version in four stores: `older` (a record of the
+/// version it replaces), `at` set to [`WRITING`](Self::WRITING), `version`, then `at`
+/// set to the new stamp; each with `Release`. A reader ([`read`](Self::read)) loads
+/// `at`, `version` and `at` again, and takes the version only if both loads of `at`
+/// agree on a stamp no later than its state's:
+///
+/// - if it saw a new `version`, its `Acquire` load synchronises with that store, so
+///   its second load of `at` sees `WRITING` or a later stamp, never the first one:
+///   stamps only grow (a batch that writes an identity twice reuses its own stamp,
+///   which no reader's state has yet), so the two loads disagree and the read fails;
+/// - if its first load saw the stamp a write ended with, its `Acquire` makes that
+///   write's `version` visible.
+///
+/// Every load is `Acquire`, the second of `at` included: a reader whose two loads
+/// disagree reads `older` next, and must see the record of the write that it saw.
+///
+/// A reader that fails, or whose state is older than `at`, loads `older`; having seen
+/// `WRITING`, a later stamp or a later version (all stored after `older`, with
+/// `Release`, and loaded with `Acquire`), it sees at least the record the write that
+/// stored them made.
 #[derive(Debug)]
-pub(crate) struct Newest(imp::AtomicUsize);
+pub(crate) struct Versioned {
+    at: imp::AtomicU64,
+    version: imp::AtomicUsize,
+    older: imp::AtomicUsize,
+}
 
-impl Newest {
-    pub(crate) fn new(ptr: usize) -> Self {
-        Self(imp::AtomicUsize::new(ptr))
+impl Versioned {
+    /// The value of `at` while the writer replaces the version.
+    const WRITING: u64 = u64::MAX;
+
+    /// `version`, current since the write stamped `at`, with no older record (0).
+    pub(crate) fn new(version: usize, at: u64) -> Self {
+        Self {
+            at: imp::AtomicU64::new(at),
+            version: imp::AtomicUsize::new(version),
+            older: imp::AtomicUsize::new(0),
+        }
     }
 
-    /// Replaces the pointer. Only one thread (the store's writer) ever calls it.
-    pub(crate) fn set(&self, ptr: usize) {
-        self.0.store(ptr, std::sync::atomic::Ordering::Release);
+    /// Makes `version` current from the write stamped `at` (below `WRITING`), with
+    /// `older` as the record of the versions before. Only one thread (the store's
+    /// writer) ever calls it.
+    pub(crate) fn set(&self, version: usize, at: u64, older: usize) {
+        use std::sync::atomic::Ordering::Release;
+        debug_assert!(at < Self::WRITING);
+        self.older.store(older, Release);
+        self.at.store(Self::WRITING, Release);
+        self.version.store(version, Release);
+        self.at.store(at, Release);
     }
 
-    pub(crate) fn get(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+    /// The current version and its stamp, as the writer set them last. The writer
+    /// only.
+    pub(crate) fn current(&self) -> (usize, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed: the writer reads its own stores.
+        (self.version.load(Relaxed), self.at.load(Relaxed))
+    }
+
+    /// The current version, for any thread: one that is or was lately current, and
+    /// whose store this load synchronises with.
+    pub(crate) fn version(&self) -> usize {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The current version if it was made current by a write stamped `stamp` or
+    /// earlier and no write overlapped the read; else `None`, and the caller reads
+    /// [`older`](Self::older).
+    pub(crate) fn read(&self, stamp: u64) -> Option<usize> {
+        use std::sync::atomic::Ordering::Acquire;
+        let at = self.at.load(Acquire);
+        if at > stamp {
+            // Newer than the reader's state, or being written (`WRITING`).
+            return None;
+        }
+        let version = self.version.load(Acquire);
+        // Acquire, not only ordered after the load of `version`: a reader that sees a
+        // later write here goes on to `older`, and must see that write's record there.
+        // (With `Relaxed`, the loom model `two_updates_that_keep_their_keys_are_seen_in_order`
+        // finds a reader that read the record before it, of a state older than its own,
+        // already freed.)
+        (self.at.load(Acquire) == at).then_some(version)
+    }
+
+    /// The record of the versions before the current one (0 for none), at least as new
+    /// as the one stored with anything this thread has seen of the writer.
+    pub(crate) fn older(&self) -> usize {
+        self.older.load(std::sync::atomic::Ordering::Acquire)
     }
 }

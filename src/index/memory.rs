@@ -712,8 +712,40 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(g.members.len());
-        out.extend(g.members.iter().map(|m| self.version_in(&st, m)));
+        self.versions_of(&st, g.members.iter(), |_| true, &mut out);
         Ok(out)
+    }
+
+    /// Adds to `out` the versions the published state `st` holds of `members` (a
+    /// group's, in order) that `keep` keeps: what secondary lookups return.
+    ///
+    /// Each member is two dependent cache misses (its `Latest`, then its version's
+    /// count), and an `Arc` clone is a locked instruction that the next member's loads
+    /// wait for; so the `Latest`s are prefetched `2 * AHEAD` members ahead and the
+    /// versions' counts `AHEAD` ahead, and the misses of different members overlap.
+    fn versions_of<'m>(
+        &self,
+        st: &State<K>,
+        members: impl Iterator<Item = &'m Member<K>>,
+        mut keep: impl FnMut(&Arc<K>) -> bool,
+        out: &mut Vec<Arc<K>>,
+    ) where
+        K: 'm,
+    {
+        const AHEAD: usize = 8;
+        let members: Vec<Member<K>> = members.copied().collect();
+        for (i, m) in members.iter().enumerate() {
+            if let Some(next) = members.get(i + 2 * AHEAD) {
+                next.prefetch();
+            }
+            if let Some(next) = members.get(i + AHEAD) {
+                next.prefetch_version();
+            }
+            let v = self.version_in(st, m);
+            if keep(&v) {
+                out.push(v);
+            }
+        }
     }
 
     /// The version of `m`'s identity that the published state `st` holds (see
@@ -772,23 +804,23 @@ impl<K: Send + Sync + 'static> Index<K> {
             .filter_map(|(i, r)| (i != term).then_some(r))
             .collect();
         let keep = |o: &Arc<K>| rest.iter().all(|r| holds(o, r));
-        let version = |m: &Member<K>| self.version_in(&st, m);
         let mut out: Vec<Arc<K>> = Vec::new();
         for list in &lists {
             match namespace {
                 // The list is in (namespace, name, uid) order: the namespace's objects
                 // are one run, found by one descent.
-                Some(ns) => out.extend(
+                Some(ns) => self.versions_of(
+                    &st,
                     list.iter_from(&namespace_start(self.acc, ns))
-                        .take_while(|m| meta(m.as_ref()).namespace == ns)
-                        .map(version)
-                        .filter(keep),
+                        .take_while(|m| meta(m.as_ref()).namespace == ns),
+                    keep,
+                    &mut out,
                 ),
                 None if rest.is_empty() => {
                     out.reserve(list.len());
-                    out.extend(list.iter().map(version));
+                    self.versions_of(&st, list.iter(), |_| true, &mut out);
                 }
-                None => out.extend(list.iter().map(version).filter(keep)),
+                None => self.versions_of(&st, list.iter(), keep, &mut out),
             }
         }
         if lists.len() > 1 {

@@ -55,6 +55,8 @@ struct Record<K> {
     version: *const K,
     /// The stamp of the write that made it current.
     at: u64,
+    /// Its label marks (see [`Member::at`]).
+    marks: u64,
     /// The record of the version before it (null for none).
     before: *const Record<K>,
 }
@@ -83,19 +85,21 @@ impl<K> Elem for Member<K> {}
 
 /// What a reader finds in a [`Latest`] for the state it reads.
 pub(crate) enum Found<K> {
-    /// The version of that state.
-    Version(Unowned<K>),
+    /// The version of that state, and its label marks (what the writer gave with it:
+    /// see [`secondary::marks_of`](crate::index::secondary::marks_of)).
+    Version(Unowned<K>, u64),
     /// No version is that old (which the module documentation rules out): the caller
     /// looks the object up in the state. The current version gives its identity.
     Look(Unowned<K>),
 }
 
 impl<K> Member<K> {
-    /// A new identity's `Latest`, with `obj` current since the write stamped `at`.
-    /// The writer owns it until it [`retire`](Self::retire)s it.
-    pub(crate) fn new(obj: &Arc<K>, at: u64) -> Self {
+    /// A new identity's `Latest`, with `obj` (whose label marks are `marks`) current
+    /// since the write stamped `at`. The writer owns it until it
+    /// [`retire`](Self::retire)s it.
+    pub(crate) fn new(obj: &Arc<K>, marks: u64, at: u64) -> Self {
         let latest = Box::new(Latest {
-            versions: Versioned::new(Arc::as_ptr(obj) as usize, at),
+            versions: Versioned::new(Arc::as_ptr(obj) as usize, at, marks),
             objects: std::marker::PhantomData,
         });
         Self(NonNull::from(Box::leak(latest)))
@@ -111,11 +115,12 @@ impl<K> Member<K> {
         }
     }
 
-    /// Makes `obj` the current version, by the write of `cx`, which retires the record
-    /// of the version it replaces (see the module documentation). The writer only.
-    pub(crate) fn set(&self, obj: &Arc<K>, cx: &mut Draft) {
+    /// Makes `obj` (whose label marks are `marks`) the current version, by the write
+    /// of `cx`, which retires the record of the version it replaces (see the module
+    /// documentation). The writer only.
+    pub(crate) fn set(&self, obj: &Arc<K>, marks: u64, cx: &mut Draft) {
         let v = self.versions();
-        let (version, at) = v.current();
+        let (version, at, old_marks) = v.current();
         let older = if at == cx.stamp() {
             // A batch that writes an identity twice: the version it replaces is its
             // own, which no state holds.
@@ -124,6 +129,7 @@ impl<K> Member<K> {
             let record = NonNull::from(Box::leak(Box::new(Record {
                 version: version as *const K,
                 at,
+                marks: old_marks,
                 before: v.older() as *const Record<K>,
             })));
             // SAFETY: `free_record` frees exactly this box, once, when the generation
@@ -133,7 +139,7 @@ impl<K> Member<K> {
             cx.retire(unsafe { Retired::new(record.cast(), free_record::<K>) });
             record.as_ptr() as usize
         };
-        v.set(Arc::as_ptr(obj) as usize, cx.stamp(), older);
+        v.set(Arc::as_ptr(obj) as usize, cx.stamp(), marks, older);
     }
 
     /// The current version (for any thread but the writer, a recent one: its identity
@@ -148,7 +154,8 @@ impl<K> Member<K> {
         }
     }
 
-    /// The version the state of stamp `stamp` holds.
+    /// The version the state of stamp `stamp` holds, with the label marks the writer
+    /// gave with it.
     pub(crate) fn at(&self, stamp: u64) -> Found<K> {
         let v = self.versions();
         let version = v.read(stamp).or_else(|| {
@@ -159,16 +166,19 @@ impl<K> Member<K> {
                 #[allow(unsafe_code)]
                 let record = unsafe { &*r };
                 if record.at <= stamp {
-                    return Some(record.version as usize);
+                    return Some((record.version as usize, record.marks));
                 }
                 r = record.before;
             }
             None
         });
         match version {
-            // SAFETY: as in `current`: a version of a state the caller reads.
-            #[allow(unsafe_code)]
-            Some(p) => Found::Version(unsafe { Unowned::from_raw(p as *const K) }),
+            Some((p, marks)) => {
+                // SAFETY: as in `current`: a version of a state the caller reads.
+                #[allow(unsafe_code)]
+                let v = unsafe { Unowned::from_raw(p as *const K) };
+                Found::Version(v, marks)
+            }
             None => Found::Look(self.current()),
         }
     }
@@ -178,6 +188,12 @@ impl<K> Member<K> {
     /// their cache misses overlap instead of following one another).
     pub(crate) fn prefetch(&self) {
         prefetch(self.0.as_ptr().cast());
+    }
+
+    /// The current version's label marks, as a hint (they may be a version's other
+    /// than the one a reader takes): for deciding what to prefetch, never a result.
+    pub(crate) fn marks_hint(&self) -> u64 {
+        self.versions().marks_hint()
     }
 
     /// Asks the CPU to bring the reference count of this member's current version into
@@ -269,9 +285,19 @@ mod tests {
     use super::*;
     use crate::index::retire::Generation;
 
+    /// The version `m` gives a reader of `stamp`, checked against its marks (each
+    /// version below is marked with its own number).
     fn picked(m: &Member<String>, stamp: u64) -> Option<String> {
         match m.at(stamp) {
-            Found::Version(v) => Some(v.as_ref().clone()),
+            Found::Version(v, marks) => {
+                assert_eq!(
+                    v.as_ref().parse::<u64>().ok(),
+                    Some(marks),
+                    "marks of {}",
+                    v.as_ref()
+                );
+                Some(v.as_ref().clone())
+            }
             Found::Look(_) => None,
         }
     }
@@ -286,20 +312,20 @@ mod tests {
             f(&mut cx);
             g.retire_nodes(cx.finish());
         };
-        let m = Member::new(&v1, 3);
+        let m = Member::new(&v1, 1, 3);
         assert_eq!(picked(&m, 3).as_deref(), Some("1"));
         // Older than the identity: no state that old holds the member.
         assert_eq!(picked(&m, 2), None);
 
-        write(5, &mut |cx| m.set(&v2, cx));
+        write(5, &mut |cx| m.set(&v2, 2, cx));
         assert_eq!(picked(&m, 4).as_deref(), Some("1"), "the previous version");
         assert_eq!(picked(&m, 5).as_deref(), Some("2"));
         assert_eq!(picked(&m, 9).as_deref(), Some("2"));
 
         // A write of the identity twice (a batch): its first version is no state's.
         write(6, &mut |cx| {
-            m.set(&v3, cx);
-            m.set(&v4, cx);
+            m.set(&v3, 3, cx);
+            m.set(&v4, 4, cx);
         });
         assert_eq!(picked(&m, 4).as_deref(), Some("1"));
         assert_eq!(picked(&m, 5).as_deref(), Some("2"));

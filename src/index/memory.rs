@@ -17,7 +17,7 @@ use crate::index::latest::{Found, Member};
 use crate::index::ptree::{Draft, Elem, PTree, Sep, SepBuilder, StateTree, Target};
 use crate::index::retire::{Garbage, Generation, Unowned};
 use crate::index::secondary::{
-    LabelIndex, MemberGroup, Secondary, SecondaryKeys, SecondaryState, prefixes,
+    LabelIndex, MemberGroup, Secondary, SecondaryKeys, SecondaryState, mark, marks_of, prefixes,
 };
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
@@ -169,6 +169,45 @@ impl<K> State<K> {
             }
             (None, None) => None,
         }
+    }
+}
+
+/// What a selector's terms require of an object's label marks (see
+/// [`marks_of`]): for each equality or `in` term on an indexed label key, the marks
+/// of its values, one of which an object that meets the term has all the bits of.
+/// Other terms require nothing of the marks.
+struct Marks {
+    terms: Vec<Vec<u64>>,
+}
+
+impl Marks {
+    /// Requires nothing: every object's marks pass.
+    const ANY: Marks = Marks { terms: Vec::new() };
+
+    /// What `terms` require of the marks of a store indexing the label keys `which`.
+    fn of(which: &LabelIndex, terms: &[&Requirement]) -> Self {
+        let terms = terms
+            .iter()
+            .filter(|r| which.covers(r.key()))
+            .filter_map(|r| match r {
+                Requirement::Equals { key, value } => Some(vec![mark(&key::encode(&[key, value]))]),
+                Requirement::In { key, values } => Some(
+                    values
+                        .iter()
+                        .map(|v| mark(&key::encode(&[key, v])))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        Self { terms }
+    }
+
+    /// Whether an object with the marks `marks` may meet the terms (if it does, it
+    /// passes).
+    #[inline]
+    fn admits(&self, marks: u64) -> bool {
+        self.terms.iter().all(|t| t.iter().any(|&m| m & !marks == 0))
     }
 }
 
@@ -712,56 +751,83 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(g.members.len());
-        self.versions_of(&st, g.members.iter(), |_| true, &mut out);
+        self.versions_of(&st, g.members.iter(), &Marks::ANY, |_| true, &mut out);
         Ok(out)
     }
 
     /// Adds to `out` the versions the published state `st` holds of `members` (a
-    /// group's, in order) that `keep` keeps: what secondary lookups return.
+    /// group's, in order) whose label marks `marks` admits and that `keep` keeps: what
+    /// secondary lookups and selectors return.
     ///
     /// Each member is two dependent cache misses (its `Latest`, then its version's
     /// count), and an `Arc` clone is a locked instruction that the next member's loads
     /// wait for; so the `Latest`s are prefetched `2 * AHEAD` members ahead and the
-    /// versions' counts `AHEAD` ahead, and the misses of different members overlap.
+    /// versions' counts `AHEAD` ahead (those whose marks pass), and the misses of
+    /// different members overlap. The members ahead wait in a ring on the stack.
     fn versions_of<'m>(
         &self,
         st: &State<K>,
         members: impl Iterator<Item = &'m Member<K>>,
-        mut keep: impl FnMut(&Arc<K>) -> bool,
+        marks: &Marks,
+        mut keep: impl FnMut(&K) -> bool,
         out: &mut Vec<Arc<K>>,
     ) where
         K: 'm,
     {
         const AHEAD: usize = 8;
-        let members: Vec<Member<K>> = members.copied().collect();
-        for (i, m) in members.iter().enumerate() {
-            if let Some(next) = members.get(i + 2 * AHEAD) {
+        const WINDOW: usize = 2 * AHEAD;
+        let mut members = members.copied().fuse();
+        // `ring[i % WINDOW]` holds the `i`th member while it is among the next
+        // `WINDOW` to read (`None` past the last).
+        let mut ring: [Option<Member<K>>; WINDOW] = [None; WINDOW];
+        for slot in &mut ring {
+            *slot = members.next();
+            if let Some(m) = slot {
+                m.prefetch();
+            }
+        }
+        for i in 0.. {
+            let at = i % WINDOW;
+            let Some(m) = ring[at].take() else {
+                break;
+            };
+            if let Some(ahead) = ring[(at + AHEAD) % WINDOW]
+                && marks.admits(ahead.marks_hint())
+            {
+                ahead.prefetch_version();
+            }
+            ring[at] = members.next();
+            if let Some(next) = ring[at] {
                 next.prefetch();
             }
-            if let Some(next) = members.get(i + AHEAD) {
-                next.prefetch_version();
-            }
-            let v = self.version_in(st, m);
-            if keep(&v) {
-                out.push(v);
+            match m.at(st.stamp) {
+                Found::Version(v, m) => {
+                    if marks.admits(m) && keep(&v) {
+                        out.push(Arc::clone(&v));
+                    }
+                }
+                Found::Look(current) => {
+                    let v = self.look_up(st, &current);
+                    if keep(&v) {
+                        out.push(v);
+                    }
+                }
             }
         }
     }
 
-    /// The version of `m`'s identity that the published state `st` holds (see
-    /// [`latest`](crate::index::latest)): what its member knows, else found in the
-    /// state's own trees.
-    fn version_in(&self, st: &State<K>, m: &Member<K>) -> Arc<K> {
-        match m.at(st.stamp) {
-            Found::Version(v) => Arc::clone(&v),
-            Found::Look(current) => match st.find(self.acc, (self.acc.meta)(&current)) {
-                Some(v) => Arc::clone(v),
-                None => {
-                    // An identity in a group of `st` is in its trees (`validate`).
-                    debug_assert!(false, "a member's identity missing from its state");
-                    Arc::clone(&current)
-                }
-            },
+    /// The version of `current`'s identity that the published state `st` holds, for a
+    /// member that kept none that old (which [`latest`](crate::index::latest) rules
+    /// out).
+    #[cold]
+    fn look_up(&self, st: &State<K>, current: &Arc<K>) -> Arc<K> {
+        match st.find(self.acc, (self.acc.meta)(current)) {
+            Some(v) => Arc::clone(v),
+            None => {
+                // An identity in a group of `st` is in its trees (`validate`).
+                debug_assert!(false, "a member's identity missing from its state");
+                Arc::clone(current)
+            }
         }
     }
 
@@ -797,13 +863,19 @@ impl<K: Send + Sync + 'static> Index<K> {
         };
         self.selects.indexed.incr();
         // The lists' objects meet `term`: only the other terms are checked, each a
-        // read of the object's labels (none for a selector of one term).
+        // read of the object's labels (none for a selector of one term), after the
+        // label marks have passed over most objects that fail an equality or `in` term
+        // (see `marks_of`).
         let rest: Vec<&Requirement> = reqs
             .iter()
             .enumerate()
             .filter_map(|(i, r)| (i != term).then_some(r))
             .collect();
-        let keep = |o: &Arc<K>| rest.iter().all(|r| holds(o, r));
+        let marks = match &self.labels {
+            Some(which) => Marks::of(which, &rest),
+            None => Marks::ANY,
+        };
+        let keep = |o: &K| rest.iter().all(|r| holds(o, r));
         let mut out: Vec<Arc<K>> = Vec::new();
         for list in &lists {
             match namespace {
@@ -813,14 +885,15 @@ impl<K: Send + Sync + 'static> Index<K> {
                     &st,
                     list.iter_from(&namespace_start(self.acc, ns))
                         .take_while(|m| meta(m.as_ref()).namespace == ns),
+                    &marks,
                     keep,
                     &mut out,
                 ),
                 None if rest.is_empty() => {
                     out.reserve(list.len());
-                    self.versions_of(&st, list.iter(), |_| true, &mut out);
+                    self.versions_of(&st, list.iter(), &Marks::ANY, |_| true, &mut out);
                 }
-                None => self.versions_of(&st, list.iter(), keep, &mut out),
+                None => self.versions_of(&st, list.iter(), &marks, keep, &mut out),
             }
         }
         if lists.len() > 1 {
@@ -1111,7 +1184,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             let member = sec
                 .iter()
                 .any(|keys| !keys.is_empty())
-                .then(|| Member::new(obj, 0));
+                .then(|| Member::new(obj, self.marks(sec), 0));
             let table = &mut tables[self.exact.index(*hash)];
             match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
                 Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
@@ -2004,6 +2077,16 @@ impl<K: Send + Sync + 'static> Index<K> {
             .collect()
     }
 
+    /// The label marks of an object whose secondary keys are `keys` (see
+    /// [`marks_of`]; 0 without a label index, which is the last index when there is
+    /// one).
+    fn marks(&self, keys: &SecondaryKeys) -> u64 {
+        match (&self.labels, keys.last()) {
+            (Some(_), Some(labels)) => marks_of(labels),
+            _ => 0,
+        }
+    }
+
     /// The keys of `stored` (an object the store holds) in the secondary index `s`.
     /// They were read when it was written, from the same paths, so they read again.
     fn stored_keys(s: &Secondary<K>, stored: &K) -> Vec<Vec<u8>> {
@@ -2064,7 +2147,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     }
                 }
             }
-            member.set(obj, cx);
+            member.set(obj, self.marks(new), cx);
             return Some(member);
         }
         if let Some((stored, ov, member)) = old {
@@ -2073,7 +2156,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         if !grouped {
             return None;
         }
-        let member = Member::new(obj, cx.stamp());
+        let member = Member::new(obj, self.marks(new), cx.stamp());
         for ((s, st), new) in self.secondary.iter().zip(&mut state.secondary).zip(new) {
             for d in s.depths() {
                 for p in prefixes(new, d) {
@@ -2327,10 +2410,13 @@ impl<K: Send + Sync + 'static> Index<K> {
         let meta = self.acc.meta;
         let order = |a: &Member<K>, b: &Member<K>| meta(a.as_ref()).order(&meta(b.as_ref()));
         for l in w.ids.iter() {
-            let mut grouped = false;
-            for s in self.secondary.iter() {
-                grouped |= !s.keys_of(&l.obj).map_err(|e| e.to_string())?.is_empty();
-            }
+            let keys: SecondaryKeys = self
+                .secondary
+                .iter()
+                .map(|s| s.keys_of(&l.obj))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let grouped = keys.iter().any(|k| !k.is_empty());
             match l.member {
                 None if !grouped => {}
                 None => return Err("an identity in a group without a member".into()),
@@ -2341,8 +2427,17 @@ impl<K: Send + Sync + 'static> Index<K> {
                     if !Arc::ptr_eq(&m.current(), &l.obj) {
                         return Err("a member whose current version is not the stored one".into());
                     }
-                    if !matches!(m.at(st.stamp), Found::Version(v) if Arc::ptr_eq(&v, &l.obj)) {
-                        return Err("a member that does not give the stored version".into());
+                    match m.at(st.stamp) {
+                        Found::Version(v, _) if !Arc::ptr_eq(&v, &l.obj) => {
+                            return Err("a member that does not give the stored version".into());
+                        }
+                        Found::Version(_, marks) if marks != self.marks(&keys) => {
+                            return Err("a member whose marks are not its version's".into());
+                        }
+                        Found::Version(..) => {}
+                        Found::Look(_) => {
+                            return Err("a member that does not give the stored version".into());
+                        }
                     }
                 }
             }

@@ -165,24 +165,27 @@ pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
 pub(crate) use imp::cache::Cache;
 
 /// The current version of an identity (a pointer), the stamp of the write that made it
-/// current, and a pointer to the record of the versions before, which one writer
+/// current, the version's label marks (a 64-bit summary of its labels, see
+/// [`secondary::marks_of`](crate::index::secondary::marks_of)), and a pointer to the
+/// record of the versions before, which one writer
 /// replaces and any thread reads without a lock (see
 /// [`latest`](crate::index::latest), which gives the pointers their meaning).
 ///
 /// # Orderings
 ///
-/// The writer replaces the current version in four stores: `older` (a record of the
-/// version it replaces), `at` set to [`WRITING`](Self::WRITING), `version`, then `at`
-/// set to the new stamp; each with `Release`. A reader ([`read`](Self::read)) loads
-/// `at`, `version` and `at` again, and takes the version only if both loads of `at`
-/// agree on a stamp no later than its state's:
+/// The writer replaces the current version in five stores: `older` (a record of the
+/// version it replaces), `at` set to [`WRITING`](Self::WRITING), `version`, `marks`,
+/// then `at` set to the new stamp; each with `Release`. A reader ([`read`](Self::read))
+/// loads `at`, `version`, `marks` and `at` again, and takes the version and its marks
+/// only if both loads of `at` agree on a stamp no later than its state's:
 ///
-/// - if it saw a new `version`, its `Acquire` load synchronises with that store, so
+/// - if it saw a new `version` or new `marks`, its `Acquire` load synchronises with
+///   that store, so
 ///   its second load of `at` sees `WRITING` or a later stamp, never the first one:
 ///   stamps only grow (a batch that writes an identity twice reuses its own stamp,
 ///   which no reader's state has yet), so the two loads disagree and the read fails;
 /// - if its first load saw the stamp a write ended with, its `Acquire` makes that
-///   write's `version` visible.
+///   write's `version` and `marks` visible: the two it takes are one write's.
 ///
 /// Every load is `Acquire`, the second of `at` included: a reader whose two loads
 /// disagree reads `older` next, and must see the record of the write that it saw.
@@ -195,6 +198,7 @@ pub(crate) use imp::cache::Cache;
 pub(crate) struct Versioned {
     at: imp::AtomicU64,
     version: imp::AtomicUsize,
+    marks: imp::AtomicU64,
     older: imp::AtomicUsize,
 }
 
@@ -202,33 +206,47 @@ impl Versioned {
     /// The value of `at` while the writer replaces the version.
     const WRITING: u64 = u64::MAX;
 
-    /// `version`, current since the write stamped `at`, with no older record (0).
-    pub(crate) fn new(version: usize, at: u64) -> Self {
+    /// `version` with its `marks`, current since the write stamped `at`, with no older
+    /// record (0).
+    pub(crate) fn new(version: usize, at: u64, marks: u64) -> Self {
         Self {
             at: imp::AtomicU64::new(at),
             version: imp::AtomicUsize::new(version),
+            marks: imp::AtomicU64::new(marks),
             older: imp::AtomicUsize::new(0),
         }
     }
 
-    /// Makes `version` current from the write stamped `at` (below `WRITING`), with
-    /// `older` as the record of the versions before. Only one thread (the store's
-    /// writer) ever calls it.
-    pub(crate) fn set(&self, version: usize, at: u64, older: usize) {
+    /// Makes `version` (with `marks`) current from the write stamped `at` (below
+    /// `WRITING`), with `older` as the record of the versions before. Only one thread
+    /// (the store's writer) ever calls it.
+    pub(crate) fn set(&self, version: usize, at: u64, marks: u64, older: usize) {
         use std::sync::atomic::Ordering::Release;
         debug_assert!(at < Self::WRITING);
         self.older.store(older, Release);
         self.at.store(Self::WRITING, Release);
         self.version.store(version, Release);
+        self.marks.store(marks, Release);
         self.at.store(at, Release);
     }
 
-    /// The current version and its stamp, as the writer set them last. The writer
-    /// only.
-    pub(crate) fn current(&self) -> (usize, u64) {
+    /// The current version, its stamp and its marks, as the writer set them last. The
+    /// writer only.
+    pub(crate) fn current(&self) -> (usize, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         // Relaxed: the writer reads its own stores.
-        (self.version.load(Relaxed), self.at.load(Relaxed))
+        (
+            self.version.load(Relaxed),
+            self.at.load(Relaxed),
+            self.marks.load(Relaxed),
+        )
+    }
+
+    /// The current version's marks, as a hint: they may be of a version older or newer
+    /// than any reader's. Only a prefetch decision reads them.
+    pub(crate) fn marks_hint(&self) -> u64 {
+        // Relaxed: decides only whether to prefetch, which changes no result.
+        self.marks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current version, for any thread: one that is or was lately current, and
@@ -237,10 +255,10 @@ impl Versioned {
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The current version if it was made current by a write stamped `stamp` or
-    /// earlier and no write overlapped the read; else `None`, and the caller reads
-    /// [`older`](Self::older).
-    pub(crate) fn read(&self, stamp: u64) -> Option<usize> {
+    /// The current version and its marks if it was made current by a write stamped
+    /// `stamp` or earlier and no write overlapped the read; else `None`, and the
+    /// caller reads [`older`](Self::older).
+    pub(crate) fn read(&self, stamp: u64) -> Option<(usize, u64)> {
         use std::sync::atomic::Ordering::Acquire;
         let at = self.at.load(Acquire);
         if at > stamp {
@@ -248,12 +266,13 @@ impl Versioned {
             return None;
         }
         let version = self.version.load(Acquire);
+        let marks = self.marks.load(Acquire);
         // Acquire, not only ordered after the load of `version`: a reader that sees a
         // later write here goes on to `older`, and must see that write's record there.
         // (With `Relaxed`, the loom model `two_updates_that_keep_their_keys_are_seen_in_order`
         // finds a reader that read the record before it, of a state older than its own,
         // already freed.)
-        (self.at.load(Acquire) == at).then_some(version)
+        (self.at.load(Acquire) == at).then_some((version, marks))
     }
 
     /// The record of the versions before the current one (0 for none), at least as new

@@ -105,6 +105,7 @@ impl<K> Member<K> {
         Self(NonNull::from(Box::leak(latest)))
     }
 
+    #[inline]
     fn versions(&self) -> &Versioned {
         // SAFETY: a `Latest` is freed only by its generation, once no state that holds
         // a `Member` of it can be read, and after its writer stopped using it
@@ -156,6 +157,7 @@ impl<K> Member<K> {
 
     /// The version the state of stamp `stamp` holds, with the label marks the writer
     /// gave with it.
+    #[inline]
     pub(crate) fn at(&self, stamp: u64) -> Found<K> {
         let v = self.versions();
         let version = v.read(stamp).or_else(|| {
@@ -186,12 +188,14 @@ impl<K> Member<K> {
     /// Asks the CPU to bring this member's `Latest` into its cache: a hint, which
     /// changes nothing any read returns (a query issues it a few members ahead, so that
     /// their cache misses overlap instead of following one another).
+    #[inline]
     pub(crate) fn prefetch(&self) {
         prefetch(self.0.as_ptr().cast());
     }
 
     /// The current version's label marks, as a hint (they may be a version's other
     /// than the one a reader takes): for deciding what to prefetch, never a result.
+    #[inline]
     pub(crate) fn marks_hint(&self) -> u64 {
         self.versions().marks_hint()
     }
@@ -200,6 +204,7 @@ impl<K> Member<K> {
     /// its cache (reading the `Latest`, which [`prefetch`](Self::prefetch) should have
     /// brought in). A hint, as `prefetch`; nothing under the loom cfg, where it would
     /// only be one more atomic load for the model to explore.
+    #[inline]
     pub(crate) fn prefetch_version(&self) {
         #[cfg(not(k8s_store_loom))]
         {
@@ -246,6 +251,7 @@ impl<K> AsRef<K> for Member<K> {
 /// A prefetch of the cache line at `at` (x86-64; nothing elsewhere, or under Miri or
 /// the loom cfg).
 #[allow(unused_variables)]
+#[inline]
 fn prefetch(at: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri), not(k8s_store_loom)))]
     // SAFETY: a prefetch is a hint: it never faults and reads nothing the program can

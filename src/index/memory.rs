@@ -786,6 +786,14 @@ impl<K: Send + Sync + 'static> Index<K> {
                 m.prefetch();
             }
         }
+        // The first `AHEAD` versions too (their `Latest`s now on their way together),
+        // which the loop's prefetches `AHEAD` ahead never reach: a group of ten would
+        // otherwise have two of its counts prefetched.
+        for m in ring[..AHEAD].iter().flatten() {
+            if marks.admits(m.marks_hint()) {
+                m.prefetch_version();
+            }
+        }
         for i in 0.. {
             let at = i % WINDOW;
             let Some(m) = ring[at].take() else {

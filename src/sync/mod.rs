@@ -244,6 +244,7 @@ impl Versioned {
 
     /// The current version's marks, as a hint: they may be of a version older or newer
     /// than any reader's. Only a prefetch decision reads them.
+    #[inline]
     pub(crate) fn marks_hint(&self) -> u64 {
         // Relaxed: decides only whether to prefetch, which changes no result.
         self.marks.load(std::sync::atomic::Ordering::Relaxed)
@@ -251,6 +252,7 @@ impl Versioned {
 
     /// The current version, for any thread: one that is or was lately current, and
     /// whose store this load synchronises with.
+    #[inline]
     pub(crate) fn version(&self) -> usize {
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -258,6 +260,7 @@ impl Versioned {
     /// The current version and its marks if it was made current by a write stamped
     /// `stamp` or earlier and no write overlapped the read; else `None`, and the
     /// caller reads [`older`](Self::older).
+    #[inline]
     pub(crate) fn read(&self, stamp: u64) -> Option<(usize, u64)> {
         use std::sync::atomic::Ordering::Acquire;
         let at = self.at.load(Acquire);
@@ -277,6 +280,7 @@ impl Versioned {
 
     /// The record of the versions before the current one (0 for none), at least as new
     /// as the one stored with anything this thread has seen of the writer.
+    #[inline]
     pub(crate) fn older(&self) -> usize {
         self.older.load(std::sync::atomic::Ordering::Acquire)
     }

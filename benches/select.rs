@@ -154,6 +154,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -936,6 +937,47 @@ impl<K: kube::Resource> Floor<K> {
     }
 }
 
+/// The floor of an index found by key: each answer precomputed, in a hash table by
+/// its key, whose stored bytes are compared with the question's (what any index that
+/// finds an answer by its key must read), then cloned. `kube ÷ floor_keyed` bounds
+/// the speedup of a keyed lookup, as `floor` bounds that of any index.
+struct KeyedFloor<K> {
+    table: hashbrown::HashTable<(Vec<String>, Vec<Arc<K>>)>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl<K> KeyedFloor<K> {
+    /// The answers of `floor`, answer `q` under the key `key(q)`.
+    fn new(floor: &Floor<K>, key: impl Fn(usize) -> Vec<String>) -> Self {
+        let mut f = Self {
+            table: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(7),
+        };
+        for (q, answer) in floor.answers.iter().enumerate() {
+            let key = key(q);
+            let parts: Vec<&str> = key.iter().map(String::as_str).collect();
+            let hash = f.hash(&parts);
+            f.table
+                .insert_unique(hash, (key, answer.clone()), |(k, _)| {
+                    let parts: Vec<&str> = k.iter().map(String::as_str).collect();
+                    f.hasher.hash_one(&parts)
+                });
+        }
+        f
+    }
+
+    fn hash(&self, parts: &[&str]) -> u64 {
+        self.hasher.hash_one(parts)
+    }
+
+    fn get(&self, parts: &[&str]) -> usize {
+        let found = self.table.find(self.hash(parts), |(k, _)| {
+            k.len() == parts.len() && k.iter().zip(parts).all(|(a, b)| a == b)
+        });
+        black_box(found.map(|(_, a)| a.to_vec()).unwrap_or_default()).len()
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // The fixture: every store and every query, built before measuring.
 
@@ -1007,9 +1049,11 @@ struct Queries {
     /// Random ReplicaSet indexes.
     owner_order: Vec<u32>,
     floor_owner: Floor<Pod>,
+    keyed_owner: KeyedFloor<Pod>,
     /// Random Secret indexes.
     secret_order: Vec<u32>,
     floor_secret: Floor<Ingress>,
+    keyed_secret: KeyedFloor<Ingress>,
 }
 
 impl Queries {
@@ -1080,8 +1124,10 @@ impl Queries {
             ns_app_order: common::uniform_indices(pods.apps.len() * per_app, QUERIES, 12),
             floor_ns_app,
             owner_order: common::uniform_indices(pods.owners.len(), QUERIES, 13),
+            keyed_owner: KeyedFloor::new(&floor_owner, |r| vec![pods.owners[r].1.clone()]),
             floor_owner,
             secret_order: common::uniform_indices(ing.secrets.len(), QUERIES, 14),
+            keyed_secret: KeyedFloor::new(&floor_secret, |s| ing.secrets[s].to_vec()),
             floor_secret,
         }
     }
@@ -1219,6 +1265,11 @@ fn verify(big: &PodSet, small: &PodSet, q: &Queries, tls: &TlsSet) {
         );
         let r = q.owner_order[n] as usize;
         let (ns, uid) = &pods.owners[r];
+        assert_eq!(
+            q.keyed_owner.get(&[uid]),
+            q.floor_owner.answers[r].len(),
+            "the keyed floor's owner answer"
+        );
         same_answers(
             "by_owner",
             &big.ours.get_by("by_owner", &[uid]).expect("by_owner"),
@@ -1230,6 +1281,11 @@ fn verify(big: &PodSet, small: &PodSet, q: &Queries, tls: &TlsSet) {
         );
         let s = q.secret_order[n] as usize;
         let [ns, secret] = &tls.ing.secrets[s];
+        assert_eq!(
+            q.keyed_secret.get(&[ns, secret]),
+            q.floor_secret.answers[s].len(),
+            "the keyed floor's Secret answer"
+        );
         same_answers(
             "by_tls_secret",
             &tls.ours
@@ -1593,6 +1649,10 @@ fn owner_ops<'a>(big: &'a PodSet, q: &'a Queries) -> Vec<Op<'a>> {
             }),
         ),
         ("floor", Box::new(move |n| q.floor_owner.get(owner(n).0))),
+        (
+            "floor_keyed",
+            Box::new(move |n| q.keyed_owner.get(&[&owner(n).1.1])),
+        ),
     ]
 }
 
@@ -1629,6 +1689,13 @@ fn tls_ops<'a>(tls: &'a TlsSet, q: &'a Queries) -> Vec<Op<'a>> {
             }),
         ),
         ("floor", Box::new(move |n| q.floor_secret.get(secret(n).0))),
+        (
+            "floor_keyed",
+            Box::new(move |n| {
+                let (_, [ns, name]) = secret(n);
+                q.keyed_secret.get(&[ns, name])
+            }),
+        ),
     ]
 }
 
@@ -1950,6 +2017,10 @@ mod summary {
         ("floor", "floor: precomputed answer cloned"),
         ("floor_100k", "floor, 100k"),
         ("floor_10k", "floor, 10k"),
+        (
+            "floor_keyed",
+            "floor found by key: a hash table of the answers, key bytes compared",
+        ),
         ("kube_scan", "kube-runtime Store::state_filter (full scan)"),
         (
             "cr_ns_scan",
@@ -2186,12 +2257,14 @@ mod summary {
             &|v| v >= 1000.0,
         );
         bound("by_owner", "kube_scan", "floor");
+        bound("by_owner", "kube_scan", "floor_keyed");
         check(
             "TLS Secret lookup ≥ 1,000× faster than a scan (kube-runtime's state_filter)",
             ratio("by_tls_secret", "kube_scan", "ours"),
             &|v| v >= 1000.0,
         );
         bound("by_tls_secret", "kube_scan", "floor");
+        bound("by_tls_secret", "kube_scan", "floor_keyed");
         for (id, label) in [
             ("full", "by_owner + by_node (spec.nodeName) + 5 labels"),
             (

@@ -50,6 +50,7 @@ pub(crate) enum Prefix {
 
 impl std::ops::Deref for Prefix {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         match self {
             Prefix::Inline { len, bytes } => &bytes[..usize::from(*len)],

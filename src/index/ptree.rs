@@ -316,6 +316,7 @@ pub(crate) struct SepBuilder {
 }
 
 impl SepBuilder {
+    #[inline]
     pub(crate) fn new() -> Self {
         Self {
             bytes: [0; 32],
@@ -332,6 +333,7 @@ impl SepBuilder {
     }
 
     /// Raw bytes, for keys ordered as plain byte strings.
+    #[inline]
     pub(crate) fn bytes(mut self, bytes: &[u8]) -> Self {
         self.put(bytes);
         self
@@ -378,6 +380,7 @@ impl SepBuilder {
         self.push(1);
     }
 
+    #[inline]
     pub(crate) fn finish(&self) -> Sep {
         let word = |i: usize| {
             let mut w = [0; 8];

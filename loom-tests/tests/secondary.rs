@@ -4,13 +4,17 @@
 //! object under neither value or under both, or an old version after a new one. And
 //! writes that keep every key, which change only the identity's version records (the
 //! groups hold members, see `k8s_store`'s `index::latest`): each read is of one
-//! state's versions.
+//! state's versions. And updates that change a label but keep every other key, so
+//! the member, read by selectors answered from the label index, which pass over an
+//! object by the label marks its member gives with the version a reader takes: each
+//! version must come with its own marks.
 //!
 //! What the store promises (the crate's "Guarantees", [`MemoryStore`]'s "Concurrency",
-//! [`MemoryStoreBuilder::index`] and `get_by`): writes, a batch included, are
-//! linearizable; a write shows in every index at once, and `get_by` is as consistent
-//! with `get` as two gets are. So each read of one reader thread, whichever index or
-//! key it asks, takes effect at one point between the writes, and a later read of the
+//! [`MemoryStoreBuilder::index`], `get_by` and `select`): writes, a batch included, are
+//! linearizable; a write shows in every index at once, `get_by` is as consistent with
+//! `get` as two gets are, and `select` reads one published state as `list` does. So
+//! each read of one reader thread, whichever index, key or selector it asks, takes
+//! effect at one point between the writes, and a later read of the
 //! same thread at the same point or a later one. The [`Observer`] below checks exactly
 //! that against the states the writer passes through (with one write, two: before and
 //! after it): every read must return what some state at or after the one the previous
@@ -39,11 +43,18 @@
 //! `moves.rs`: `["ns", "a"]` and `["ns", "b"]` are in shard 0, `["ns", "new"]` and
 //! `["ns", "shared"]` in shard 1.
 //!
+//! The label models (`a_label_change_that_keeps_the_member_is_seen_with_its_marks`,
+//! `two_label_changes_are_seen_with_each_versions_marks`) use the same store with the
+//! label index on every label ([`LabelIndex::All`]), and give their objects a second
+//! label, `tier`. The other models' objects have `app` alone and their store no label
+//! index: they explore the executions they did before the label models.
+//!
 //! # Seeded bugs
 //!
-//! Each model was run against bugs seeded in `src/index/memory.rs` and
-//! `src/index/latest.rs` (never committed) with `LOOM_MAX_PREEMPTIONS` 2 and 3 (6 to 9:
-//! 3), and failed on
+//! Each model was run against bugs seeded in `src/index/memory.rs`,
+//! `src/index/latest.rs` and `src/sync/mod.rs` (never committed) with
+//! `LOOM_MAX_PREEMPTIONS` 2 and 3 (6 to 9: 3; 10 to 12: 0 to 3, and 10 up to 5), and
+//! failed on
 //! the ones its write goes through (with 1, only `two_readers_see_one_move`, which has
 //! a thread more, finds some). The two twins
 //! marked `#[should_panic]` keep a version of the first two made from outside the
@@ -85,23 +96,52 @@
 //!    under it read a record older than its state's, which the generation of the
 //!    state before had freed. `two_updates_that_keep_their_keys_are_seen_in_order`
 //!    ends in a segmentation fault.
+//! 10. `Versioned::set` storing `marks` after the final store of `at` (the new stamp)
+//!     instead of before it. Not caught, by either label model, up to 5 preemptions,
+//!     nor by `a_label_change_that_keeps_the_member_is_seen_with_its_marks` with no
+//!     bound: no reader can take a version with marks of another write. A reader that
+//!     loads the new `marks` synchronises with their store, which follows the store of
+//!     the new stamp, so its second load of `at` sees that stamp, not the one its first
+//!     load saw, and it reads the record, as it does when it sees the new `version`
+//!     after `WRITING`. Every field stored after some store of `at` is guarded by it;
+//!     what breaks the check is a field stored before `at` is set to `WRITING`: seeded
+//!     as `marks` stored first, it is caught by both label models (2 and 3
+//!     preemptions, not 0 or 1), with the reads of 11.
+//! 11. `Member::at`'s walk of the records taking the current marks with a record's
+//!     version. Caught (2 and 3 preemptions, not 0 or 1) by
+//!     `a_label_change_that_keeps_the_member_is_seen_with_its_marks`: a reader of the
+//!     state before the update, given `x@1` with the marks of `x@2` (which lack one
+//!     of the two bits of `tier=1`), passes over it, then reads what the write has not
+//!     yet published (`select "app=a,tier=2"` empty, `select "app=a,tier=1"` empty,
+//!     then `get ["ns", "a"]` `x@1`; reversed, `x@1`, empty, then empty again); and by
+//!     `two_label_changes_are_seen_with_each_versions_marks` (`select "app=a,tier=1"`
+//!     returned `y@1` without `x@1`). A variant that takes the current marks only past
+//!     the first record is caught by the second alone (with 3: a reader of the first
+//!     state walks two records back to `x@1`).
+//! 12. `Member::set` keeping the new version's marks in the record of the version it
+//!     replaces. Caught by both label models as 11, with the same reads.
 //!
 //! [`MemoryStore`]: k8s_store::MemoryStore
 //! [`MemoryStoreBuilder::index`]: k8s_store::MemoryStoreBuilder::index
+//! [`LabelIndex::All`]: k8s_store::LabelIndex::All
 
 use std::sync::Arc;
 
-use k8s_store::{Batch, Indexer, MemoryReader, MemoryStore};
+use k8s_store::{
+    Batch, Indexer, LabelIndex, MemoryReader, MemoryStore, MemoryStoreBuilder, Selector,
+};
 use k8s_store_loom_tests::{Keys, Tag, keys, model, tags};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 
-/// One version of an object: who it is, its primary key and its `app` label.
+/// One version of an object: who it is, its primary key, its `app` label and its
+/// `tier` label if it has one (only the label models' objects do).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Version {
     tag: Tag,
     key: Keys,
     app: &'static str,
+    tier: Option<&'static str>,
 }
 
 impl Version {
@@ -111,16 +151,35 @@ impl Version {
             tag: Tag::new("ns", name, uid, rv),
             key: keys("ns", name),
             app,
+            tier: None,
         }
     }
 
     /// The same identity under the same primary key at resourceVersion `rv`, labelled
-    /// `app`.
+    /// `app` (and `tier` as it was).
     fn moved(&self, rv: &str, app: &'static str) -> Self {
         Self {
             tag: self.tag.with_rv(rv),
             key: self.key.clone(),
             app,
+            tier: self.tier,
+        }
+    }
+
+    /// The same, labelled `tier=tier` too.
+    fn tier(self, tier: &'static str) -> Self {
+        Self {
+            tier: Some(tier),
+            ..self
+        }
+    }
+
+    /// The value of its label `key`, if it has one.
+    fn label(&self, key: &str) -> Option<&'static str> {
+        match key {
+            "app" => Some(self.app),
+            "tier" => self.tier,
+            _ => None,
         }
     }
 
@@ -140,6 +199,10 @@ impl Version {
     }
 
     fn object(&self) -> Arc<Value> {
+        let labels = match self.tier {
+            None => json!({ "app": self.app }),
+            Some(tier) => json!({ "app": self.app, "tier": tier }),
+        };
         Arc::new(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -148,7 +211,7 @@ impl Version {
                 "name": self.tag.name,
                 "uid": self.tag.uid,
                 "resourceVersion": self.tag.rv,
-                "labels": { "app": self.app },
+                "labels": labels,
             },
         }))
     }
@@ -156,7 +219,11 @@ impl Version {
 
 impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at {:?} app={}", self.tag, self.key, self.app)
+        write!(f, "{} at {:?} app={}", self.tag, self.key, self.app)?;
+        match self.tier {
+            Some(tier) => write!(f, " tier={tier}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -170,6 +237,8 @@ enum Query {
     Get(Keys),
     /// `get_by(index, keys)`.
     By(&'static str, Keys),
+    /// `select` of a selector of equality terms (`app=a,tier=1`).
+    Select(&'static str),
 }
 
 impl Query {
@@ -185,19 +254,24 @@ impl Query {
         match self {
             Query::Get(q) => tags(&r.get(q).expect("get")),
             Query::By(index, q) => tags(&r.get_by(index, q).expect("get_by")),
+            Query::Select(s) => tags(&r.select(&Selector::parse(s).expect("selector"))),
         }
     }
 
     /// What the query returns in `state`: every object whose keys in the index start
-    /// with the query's, sorted.
+    /// with the query's, or whose labels meet each of the selector's terms, sorted.
     fn answer(&self, state: &State) -> Vec<Tag> {
-        let (index, q) = match self {
-            Query::Get(q) => (None, q),
-            Query::By(index, q) => (Some(*index), q),
+        let holds = |v: &Version| match self {
+            Query::Get(q) => v.keys_in(None).starts_with(q),
+            Query::By(index, q) => v.keys_in(Some(index)).starts_with(q),
+            Query::Select(s) => s.split(',').all(|term| {
+                let (key, value) = term.split_once('=').expect("an equality term");
+                v.label(key) == Some(value)
+            }),
         };
         let mut out: Vec<Tag> = state
             .iter()
-            .filter(|v| v.keys_in(index).starts_with(q))
+            .filter(|v| holds(v))
             .map(|v| v.tag.clone())
             .collect();
         out.sort();
@@ -210,6 +284,7 @@ impl std::fmt::Display for Query {
         match self {
             Query::Get(q) => write!(f, "get {q:?}"),
             Query::By(index, q) => write!(f, "get_by {index} {q:?}"),
+            Query::Select(s) => write!(f, "select {s:?}"),
         }
     }
 }
@@ -277,10 +352,13 @@ fn describe(states: &[State]) -> String {
     s
 }
 
-/// A store of two key components and two shards with the indexes `by_app` and
-/// `by_ns_app`, holding `state`.
-fn store_with(state: &State) -> MemoryStore<Value> {
-    let store = MemoryStore::<Value>::builder(2)
+/// Makes the store a model starts from, holding a state.
+type MakeStore = fn(&State) -> MemoryStore<Value>;
+
+/// The settings of every model's store: two key components, two shards, the indexes
+/// `by_app` and `by_ns_app`.
+fn builder() -> MemoryStoreBuilder<Value> {
+    MemoryStore::<Value>::builder(2)
         .shards(2)
         .index(
             "by_app",
@@ -290,8 +368,22 @@ fn store_with(state: &State) -> MemoryStore<Value> {
             "by_ns_app",
             Indexer::new(["metadata.namespace", "metadata.labels['app']"]).expect("path"),
         )
-        .build()
-        .expect("valid store settings");
+}
+
+/// A store of two key components and two shards with the indexes `by_app` and
+/// `by_ns_app`, holding `state`.
+fn store_with(state: &State) -> MemoryStore<Value> {
+    filled(builder(), state)
+}
+
+/// The same with the label index on every label (the label models' store).
+fn labelled_store_with(state: &State) -> MemoryStore<Value> {
+    filled(builder().label_index(LabelIndex::All), state)
+}
+
+/// The store `builder` builds, holding `state`.
+fn filled(builder: MemoryStoreBuilder<Value>, state: &State) -> MemoryStore<Value> {
+    let store = builder.build().expect("valid store settings");
     for v in state {
         store.add(v.object(), &v.key).expect("add");
     }
@@ -347,10 +439,20 @@ fn check(before: State, after: State, readers: Vec<(&'static str, Vec<Query>)>, 
 /// [`check`] for a writer that takes the store through each of `states` in turn, one
 /// write per step.
 fn check_writes(states: Vec<State>, readers: Vec<(&'static str, Vec<Query>)>, write: Write) {
+    check_writes_in(store_with, states, readers, write);
+}
+
+/// [`check_writes`] on the store `make` makes.
+fn check_writes_in(
+    make: MakeStore,
+    states: Vec<State>,
+    readers: Vec<(&'static str, Vec<Query>)>,
+    write: Write,
+) {
     let states = Arc::new(states);
     let readers = Arc::new(readers);
     model(move || {
-        let store = store_with(&states[0]);
+        let store = make(&states[0]);
         let reader = store.reader();
         let done = Arc::new(AtomicUsize::new(0));
 
@@ -623,5 +725,71 @@ fn two_updates_that_keep_their_keys_are_seen_in_order() {
             vec![x().moved("3", "a"), y("a").moved("2", "a")],
         ];
         check_writes(states, vec![("reader", reads)], Write::AsOne);
+    }
+}
+
+/// `x` labelled `app=a` and `tier=tier` at resourceVersion `rv`. The label models use
+/// the tiers 1, 2 and 3: the marks of `app=a` with one of them lack a bit of each of
+/// the other two (worked out from `marks_of` and `mark`), or a version given the
+/// marks of another could still pass, and the models could not tell.
+fn tiered(rv: &str, tier: &'static str) -> Version {
+    x().moved(rv, "a").tier(tier)
+}
+
+/// The reads of a change of `x`'s `tier` from 1 to 2: both selectors, then `x` by
+/// primary key. A selector is answered from the list of `app=a`, with `x`'s marks
+/// checked for its `tier` term, in a state where the list of its `tier` value holds
+/// `x` too (of two lists as long, the first term's is walked); else from that empty
+/// list, reading no member.
+fn tier_reads() -> Vec<Query> {
+    vec![
+        Query::Select("app=a,tier=2"),
+        Query::Select("app=a,tier=1"),
+        Query::get(&["ns", "a"]),
+    ]
+}
+
+/// An update of `x` from `tier=1` to `tier=2` that keeps its identity, its order and
+/// its `app=a` (so its keys in `by_app` and `by_ns_app`): its member stays in every
+/// group but `tier=1`'s, which it leaves for `tier=2`'s, and its label marks change
+/// with its version. A selector that walks `app=a` passes over `x` if the marks given
+/// with the version of the reader's state lack its `tier` term's value: a reader of
+/// the state before the update given `x@1` with the marks of `x@2` answers
+/// `app=a,tier=1` with nothing, as the state after does, and then reads `x@1` by
+/// primary key or `app=a,tier=2` as empty (the write has set the member but not yet
+/// published).
+#[test]
+fn a_label_change_that_keeps_the_member_is_seen_with_its_marks() {
+    for reads in [tier_reads(), reversed(&tier_reads())] {
+        check_writes_in(
+            labelled_store_with,
+            vec![vec![tiered("1", "1")], vec![tiered("2", "2")]],
+            vec![("reader", reads)],
+            Write::AsOne,
+        );
+    }
+}
+
+/// Two writes while a reader reads the state before both: a batch changing `x` from
+/// `tier=1` to `tier=2` and updating `y` (`app=a`, `tier=1` kept), then `x` to
+/// `tier=3`. A reader of the first state selecting `app=a,tier=1` walks `x`'s records
+/// back two versions to `x@1` and must take that record's marks: with the marks of a
+/// later version it passes over `x@1` and returns `y@1` alone, which fits no state.
+#[test]
+fn two_label_changes_are_seen_with_each_versions_marks() {
+    let y_at = |rv: &str| y("a").moved(rv, "a").tier("1");
+    let reads = vec![Query::Select("app=a,tier=1"), Query::get(&["ns"])];
+    for reads in [reads.clone(), reversed(&reads)] {
+        let states = vec![
+            vec![tiered("1", "1"), y_at("1")],
+            vec![tiered("2", "2"), y_at("2")],
+            vec![tiered("3", "3"), y_at("2")],
+        ];
+        check_writes_in(
+            labelled_store_with,
+            states,
+            vec![("reader", reads)],
+            Write::AsOne,
+        );
     }
 }

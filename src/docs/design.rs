@@ -117,6 +117,14 @@
 //! members of the group (or, for `in`, groups) of its cheapest `=`/`in` term on an
 //! indexed key and checks the rest of its terms on them; a namespace is one run of a
 //! group's members, found by one descent. Anything else reads every object, counted.
+//! In a store with a label index, each member also keeps its version's *label marks*
+//! (8 bytes more, read in the same stamp check): two bits per indexed label, hashed
+//! from its key and value. A candidate whose marks lack the bits of every value of
+//! another `=`/`in` term cannot meet it and is passed over without reading its labels
+//! (a map and its strings, about six dependent cache misses on a cold object); one
+//! whose marks have them is checked on its labels as before, so the marks change a
+//! query's cost, never its answer. For `app=X,tier=Y` on the bench's Pods about 28%
+//! of the 1,000 candidates pass (25% match), and the query took half the time.
 //!
 //! # The on-demand tier: the cache owns, the reference points
 //!

@@ -42,27 +42,45 @@ use std::ptr::NonNull;
 
 use crate::index::ptree::{Draft, Elem};
 use crate::index::retire::{Retired, Unowned};
-use crate::sync::{Arc, Versioned};
+use crate::sync::{ALL_MARKS, Arc, MarkCell, Versioned};
 
 /// An identity's versions (see the module documentation).
+#[repr(C)]
 pub(crate) struct Latest<K> {
     versions: Versioned,
     objects: std::marker::PhantomData<Record<K>>,
 }
+
+/// A [`Latest`] with the label marks of its current version beside it: what a store
+/// with a label index allocates (see [`secondary::marks_of`]). A [`Member`] of one is
+/// tagged ([`MARKED`]); `repr(C)` puts the `Latest` first, so the member's pointer,
+/// untagged, is to both.
+///
+/// [`secondary::marks_of`]: crate::index::secondary::marks_of
+#[repr(C)]
+struct Marked<K> {
+    latest: Latest<K>,
+    marks: MarkCell,
+}
+
+/// The bit of a [`Member`]'s pointer that says it points to a [`Marked`] (a `Latest`
+/// is aligned to 8 bytes, so the bit is otherwise 0).
+const MARKED: usize = 1;
 
 /// A version that is no longer current (see the module documentation). Never changed.
 struct Record<K> {
     version: *const K,
     /// The stamp of the write that made it current.
     at: u64,
-    /// Its label marks (see [`Member::at`]).
+    /// Its label marks ([`ALL_MARKS`] for a member without them; see [`Member::at`]).
     marks: u64,
     /// The record of the version before it (null for none).
     before: *const Record<K>,
 }
 
 /// A pointer to an identity's [`Latest`] that owns nothing: what the groups of
-/// secondary indexes hold. Copying it copies a pointer.
+/// secondary indexes hold. Copying it copies a pointer. Tagged with [`MARKED`] when
+/// the `Latest` is a [`Marked`]'s.
 pub(crate) struct Member<K>(NonNull<Latest<K>>);
 
 impl<K> Clone for Member<K> {
@@ -94,15 +112,37 @@ pub(crate) enum Found<K> {
 }
 
 impl<K> Member<K> {
-    /// A new identity's `Latest`, with `obj` (whose label marks are `marks`) current
-    /// since the write stamped `at`. The writer owns it until it
+    /// A new identity's `Latest`, with `obj` current since the write stamped `at`, and
+    /// its label marks `marks` beside it if there are any (a store with a label index
+    /// gives them to every member). The writer owns it until it
     /// [`retire`](Self::retire)s it.
-    pub(crate) fn new(obj: &Arc<K>, marks: u64, at: u64) -> Self {
-        let latest = Box::new(Latest {
-            versions: Versioned::new(Arc::as_ptr(obj) as usize, at, marks),
+    pub(crate) fn new(obj: &Arc<K>, marks: Option<u64>, at: u64) -> Self {
+        let latest = Latest {
+            versions: Versioned::new(Arc::as_ptr(obj) as usize, at),
             objects: std::marker::PhantomData,
-        });
-        Self(NonNull::from(Box::leak(latest)))
+        };
+        match marks {
+            None => Self(NonNull::from(Box::leak(Box::new(latest)))),
+            Some(marks) => {
+                let marked = Box::new(Marked {
+                    latest,
+                    marks: MarkCell::new(marks),
+                });
+                let ptr = NonNull::from(Box::leak(marked)).cast::<Latest<K>>();
+                Self(ptr.map_addr(|a| a | MARKED))
+            }
+        }
+    }
+
+    /// The `Latest` (or `Marked`) this member points to, untagged.
+    #[inline]
+    fn untagged(&self) -> NonNull<Latest<K>> {
+        // SAFETY: clearing the tag bit of a pointer to an 8-byte aligned allocation
+        // leaves its address, which is not null.
+        #[allow(unsafe_code)]
+        unsafe {
+            NonNull::new_unchecked(self.0.as_ptr().map_addr(|a| a & !MARKED))
+        }
     }
 
     #[inline]
@@ -112,16 +152,37 @@ impl<K> Member<K> {
         // (`retire`).
         #[allow(unsafe_code)]
         unsafe {
-            &self.0.as_ref().versions
+            &self.untagged().as_ref().versions
         }
     }
 
-    /// Makes `obj` (whose label marks are `marks`) the current version, by the write
-    /// of `cx`, which retires the record of the version it replaces (see the module
+    /// The cell of the current version's label marks, if this member has them.
+    #[inline]
+    fn cell(&self) -> Option<&MarkCell> {
+        if self.0.addr().get() & MARKED == 0 {
+            return None;
+        }
+        // SAFETY: a tagged member points to the `Latest` that begins a `Marked`
+        // (`new`), alive as long as the member can be read (`versions`).
+        #[allow(unsafe_code)]
+        unsafe {
+            Some(&self.untagged().cast::<Marked<K>>().as_ref().marks)
+        }
+    }
+
+    /// Makes `obj` (whose label marks are `marks`, if the store keeps them: exactly
+    /// when this member has a cell for them) the current version, by the write of
+    /// `cx`, which retires the record of the version it replaces (see the module
     /// documentation). The writer only.
-    pub(crate) fn set(&self, obj: &Arc<K>, marks: u64, cx: &mut Draft) {
+    pub(crate) fn set(&self, obj: &Arc<K>, marks: Option<u64>, cx: &mut Draft) {
         let v = self.versions();
-        let (version, at, old_marks) = v.current();
+        let cell = self.cell();
+        debug_assert_eq!(
+            cell.is_some(),
+            marks.is_some(),
+            "marks for a member without"
+        );
+        let (version, at, old_marks) = v.current(cell);
         let older = if at == cx.stamp() {
             // A batch that writes an identity twice: the version it replaces is its
             // own, which no state holds.
@@ -140,7 +201,12 @@ impl<K> Member<K> {
             cx.retire(unsafe { Retired::new(record.cast(), free_record::<K>) });
             record.as_ptr() as usize
         };
-        v.set(Arc::as_ptr(obj) as usize, cx.stamp(), marks, older);
+        v.set(
+            Arc::as_ptr(obj) as usize,
+            cx.stamp(),
+            older,
+            cell.zip(marks),
+        );
     }
 
     /// The current version (for any thread but the writer, a recent one: its identity
@@ -160,7 +226,7 @@ impl<K> Member<K> {
     #[inline]
     pub(crate) fn at(&self, stamp: u64) -> Found<K> {
         let v = self.versions();
-        let version = v.read(stamp).or_else(|| {
+        let version = v.read(stamp, self.cell()).or_else(|| {
             let mut r = v.older() as *const Record<K>;
             while !r.is_null() {
                 // SAFETY: a record a reader of `stamp` reaches is alive while it reads
@@ -190,14 +256,14 @@ impl<K> Member<K> {
     /// their cache misses overlap instead of following one another).
     #[inline]
     pub(crate) fn prefetch(&self) {
-        prefetch(self.0.as_ptr().cast());
+        prefetch(self.untagged().as_ptr().cast());
     }
 
     /// The current version's label marks, as a hint (they may be a version's other
     /// than the one a reader takes): for deciding what to prefetch, never a result.
     #[inline]
     pub(crate) fn marks_hint(&self) -> u64 {
-        self.versions().marks_hint()
+        self.cell().map_or(ALL_MARKS, MarkCell::hint)
     }
 
     /// Asks the CPU to bring the reference count of this member's current version into
@@ -231,7 +297,12 @@ impl<K> Member<K> {
     pub(crate) unsafe fn retire(self, cx: &mut Draft) {
         // SAFETY: `free_latest` frees exactly this box, once (the caller's promise),
         // when the generation it is retired into is dropped.
-        cx.retire(unsafe { Retired::new(self.0.cast(), free_latest::<K>) });
+        let free = if self.cell().is_some() {
+            free_marked::<K>
+        } else {
+            free_latest::<K>
+        };
+        cx.retire(unsafe { Retired::new(self.untagged().cast(), free) });
     }
 }
 
@@ -279,11 +350,24 @@ unsafe fn free_record<K>(ptr: NonNull<()>) {
 ///
 /// # Safety
 ///
-/// `ptr` came from [`Member::new`] and is freed once, when nothing can read it.
+/// `ptr` came from [`Member::new`] without marks and is freed once, when nothing can
+/// read it.
 #[allow(unsafe_code)]
 unsafe fn free_latest<K>(ptr: NonNull<()>) {
     // SAFETY: the caller's promise.
     drop(unsafe { Box::from_raw(ptr.cast::<Latest<K>>().as_ptr()) });
+}
+
+/// Frees a retired [`Marked`].
+///
+/// # Safety
+///
+/// `ptr` (untagged) came from [`Member::new`] with marks and is freed once, when
+/// nothing can read it.
+#[allow(unsafe_code)]
+unsafe fn free_marked<K>(ptr: NonNull<()>) {
+    // SAFETY: the caller's promise.
+    drop(unsafe { Box::from_raw(ptr.cast::<Marked<K>>().as_ptr()) });
 }
 
 #[cfg(test)]
@@ -318,20 +402,20 @@ mod tests {
             f(&mut cx);
             g.retire_nodes(cx.finish());
         };
-        let m = Member::new(&v1, 1, 3);
+        let m = Member::new(&v1, Some(1), 3);
         assert_eq!(picked(&m, 3).as_deref(), Some("1"));
         // Older than the identity: no state that old holds the member.
         assert_eq!(picked(&m, 2), None);
 
-        write(5, &mut |cx| m.set(&v2, 2, cx));
+        write(5, &mut |cx| m.set(&v2, Some(2), cx));
         assert_eq!(picked(&m, 4).as_deref(), Some("1"), "the previous version");
         assert_eq!(picked(&m, 5).as_deref(), Some("2"));
         assert_eq!(picked(&m, 9).as_deref(), Some("2"));
 
         // A write of the identity twice (a batch): its first version is no state's.
         write(6, &mut |cx| {
-            m.set(&v3, 3, cx);
-            m.set(&v4, 4, cx);
+            m.set(&v3, Some(3), cx);
+            m.set(&v4, Some(4), cx);
         });
         assert_eq!(picked(&m, 4).as_deref(), Some("1"));
         assert_eq!(picked(&m, 5).as_deref(), Some("2"));
@@ -344,6 +428,33 @@ mod tests {
         write(7, &mut |cx| unsafe { m.retire(cx) });
         // Every record and the `Latest` are freed with the generation (Miri checks
         // that nothing leaks or is freed twice).
+        drop(g);
+    }
+
+    #[test]
+    fn a_member_without_marks_gives_all_marks() {
+        let (v1, v2) = (Arc::new("1".to_owned()), Arc::new("2".to_owned()));
+        let g = Generation::<String>::new();
+        let m = Member::new(&v1, None, 1);
+        let mut cx = Draft::new(2);
+        m.set(&v2, None, &mut cx);
+        g.retire_nodes(cx.finish());
+        for (stamp, want) in [(1, "1"), (2, "2")] {
+            match m.at(stamp) {
+                Found::Version(v, marks) => {
+                    assert_eq!((v.as_ref().as_str(), marks), (want, ALL_MARKS));
+                }
+                Found::Look(_) => panic!("no version at {stamp}"),
+            }
+        }
+        assert_eq!(m.marks_hint(), ALL_MARKS);
+        let mut cx = Draft::new(3);
+        // SAFETY: retired once, and nothing reads it after.
+        #[allow(unsafe_code)]
+        unsafe {
+            m.retire(&mut cx)
+        };
+        g.retire_nodes(cx.finish());
         drop(g);
     }
 }

@@ -24,6 +24,8 @@ use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
 use crate::readiness::Readiness;
 use crate::selector::{Requirement, Selector};
+#[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+use crate::sync::ALL_MARKS;
 use crate::sync::{Arc, Counter, Mutex, Published, Shards, Table, default_index_shards};
 
 /// The full tier's index: what a [`MemoryStore`] (its writer) and its
@@ -207,7 +209,9 @@ impl Marks {
     /// passes).
     #[inline]
     fn admits(&self, marks: u64) -> bool {
-        self.terms.iter().all(|t| t.iter().any(|&m| m & !marks == 0))
+        self.terms
+            .iter()
+            .all(|t| t.iter().any(|&m| m & !marks == 0))
     }
 }
 
@@ -2086,12 +2090,12 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// The label marks of an object whose secondary keys are `keys` (see
-    /// [`marks_of`]; 0 without a label index, which is the last index when there is
-    /// one).
-    fn marks(&self, keys: &SecondaryKeys) -> u64 {
+    /// [`marks_of`]), if the store keeps them: when it has a label index, which is the
+    /// last index when there is one.
+    fn marks(&self, keys: &SecondaryKeys) -> Option<u64> {
         match (&self.labels, keys.last()) {
-            (Some(_), Some(labels)) => marks_of(labels),
-            _ => 0,
+            (Some(_), Some(labels)) => Some(marks_of(labels)),
+            _ => None,
         }
     }
 
@@ -2439,7 +2443,9 @@ impl<K: Send + Sync + 'static> Index<K> {
                         Found::Version(v, _) if !Arc::ptr_eq(&v, &l.obj) => {
                             return Err("a member that does not give the stored version".into());
                         }
-                        Found::Version(_, marks) if marks != self.marks(&keys) => {
+                        Found::Version(_, marks)
+                            if marks != self.marks(&keys).unwrap_or(ALL_MARKS) =>
+                        {
                             return Err("a member whose marks are not its version's".into());
                         }
                         Found::Version(..) => {}

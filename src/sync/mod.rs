@@ -12,7 +12,7 @@
 //! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
 //! | [`Counter`], [`Stamp`] | `AtomicU64` (relaxed)            | `loom::sync::atomic::AtomicU64`       |
-//! | [`Versioned`]      | std atomics (release / acquire)      | loom's atomics                        |
+//! | [`Versioned`], [`MarkCell`] | std atomics (release / acquire)      | loom's atomics                        |
 //! | [`now_nanos`], [`Stopwatch`] | the coarse / precise monotonic clocks | clocks that stand still |
 //! | [`Cache`]          | `quick_cache::sync::Cache`           | `loom::sync::Mutex<HashMap>`, bounded |
 //!
@@ -165,27 +165,29 @@ pub(crate) type OnEvict<Val> = std::sync::Arc<dyn Fn(&Val) + Send + Sync>;
 pub(crate) use imp::cache::Cache;
 
 /// The current version of an identity (a pointer), the stamp of the write that made it
-/// current, the version's label marks (a 64-bit summary of its labels, see
-/// [`secondary::marks_of`](crate::index::secondary::marks_of)), and a pointer to the
-/// record of the versions before, which one writer
-/// replaces and any thread reads without a lock (see
-/// [`latest`](crate::index::latest), which gives the pointers their meaning).
+/// current, and a pointer to the record of the versions before, which one writer
+/// replaces and any thread reads without a lock (see [`latest`](crate::index::latest),
+/// which gives the pointers their meaning). In a store with a label index, each
+/// version also has its label marks (a 64-bit summary of its labels, see
+/// [`secondary::marks_of`](crate::index::secondary::marks_of)) in a [`MarkCell`]
+/// beside it, which every method then takes; without one they take `None`, and the
+/// `Versioned` costs 24 bytes instead of 32.
 ///
 /// # Orderings
 ///
-/// The writer replaces the current version in five stores: `older` (a record of the
-/// version it replaces), `at` set to [`WRITING`](Self::WRITING), `version`, `marks`,
-/// then `at` set to the new stamp; each with `Release`. A reader ([`read`](Self::read))
-/// loads `at`, `version`, `marks` and `at` again, and takes the version and its marks
-/// only if both loads of `at` agree on a stamp no later than its state's:
+/// The writer replaces the current version in four or five stores: `older` (a record
+/// of the version it replaces), `at` set to [`WRITING`](Self::WRITING), `version`, the
+/// marks if there are any, then `at` set to the new stamp; each with `Release`. A
+/// reader ([`read`](Self::read)) loads `at`, `version`, the marks and `at` again, and
+/// takes the version and its marks only if both loads of `at` agree on a stamp no later
+/// than its state's:
 ///
-/// - if it saw a new `version` or new `marks`, its `Acquire` load synchronises with
-///   that store, so
-///   its second load of `at` sees `WRITING` or a later stamp, never the first one:
-///   stamps only grow (a batch that writes an identity twice reuses its own stamp,
+/// - if it saw a new `version` or new marks, its `Acquire` load synchronises with that
+///   store, so its second load of `at` sees `WRITING` or a later stamp, never the first
+///   one: stamps only grow (a batch that writes an identity twice reuses its own stamp,
 ///   which no reader's state has yet), so the two loads disagree and the read fails;
 /// - if its first load saw the stamp a write ended with, its `Acquire` makes that
-///   write's `version` and `marks` visible: the two it takes are one write's.
+///   write's `version` and marks visible: the two it takes are one write's.
 ///
 /// Every load is `Acquire`, the second of `at` included: a reader whose two loads
 /// disagree reads `older` next, and must see the record of the write that it saw.
@@ -198,56 +200,75 @@ pub(crate) use imp::cache::Cache;
 pub(crate) struct Versioned {
     at: imp::AtomicU64,
     version: imp::AtomicUsize,
-    marks: imp::AtomicU64,
     older: imp::AtomicUsize,
 }
+
+/// The label marks of a [`Versioned`]'s current version, kept beside it (see there).
+#[derive(Debug)]
+pub(crate) struct MarkCell(imp::AtomicU64);
+
+impl MarkCell {
+    pub(crate) fn new(marks: u64) -> Self {
+        Self(imp::AtomicU64::new(marks))
+    }
+
+    /// The marks of the current version, as a hint: they may be of a version older or
+    /// newer than any reader's. Only a prefetch decision reads them.
+    #[inline]
+    pub(crate) fn hint(&self) -> u64 {
+        // Relaxed: decides only whether to prefetch, which changes no result.
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The marks of a version without a [`MarkCell`]: every bit, so that nothing a marks
+/// check asks of them is missing (such a store has no label index to ask).
+pub(crate) const ALL_MARKS: u64 = u64::MAX;
 
 impl Versioned {
     /// The value of `at` while the writer replaces the version.
     const WRITING: u64 = u64::MAX;
 
-    /// `version` with its `marks`, current since the write stamped `at`, with no older
-    /// record (0).
-    pub(crate) fn new(version: usize, at: u64, marks: u64) -> Self {
+    /// `version`, current since the write stamped `at`, with no older record (0).
+    pub(crate) fn new(version: usize, at: u64) -> Self {
         Self {
             at: imp::AtomicU64::new(at),
             version: imp::AtomicUsize::new(version),
-            marks: imp::AtomicU64::new(marks),
             older: imp::AtomicUsize::new(0),
         }
     }
 
-    /// Makes `version` (with `marks`) current from the write stamped `at` (below
-    /// `WRITING`), with `older` as the record of the versions before. Only one thread
-    /// (the store's writer) ever calls it.
-    pub(crate) fn set(&self, version: usize, at: u64, marks: u64, older: usize) {
+    /// Makes `version` current from the write stamped `at` (below `WRITING`), with
+    /// `older` as the record of the versions before, and its marks `marks` in the cell
+    /// beside it (if it has one). Only one thread (the store's writer) ever calls it.
+    pub(crate) fn set(
+        &self,
+        version: usize,
+        at: u64,
+        older: usize,
+        marks: Option<(&MarkCell, u64)>,
+    ) {
         use std::sync::atomic::Ordering::Release;
         debug_assert!(at < Self::WRITING);
         self.older.store(older, Release);
         self.at.store(Self::WRITING, Release);
         self.version.store(version, Release);
-        self.marks.store(marks, Release);
+        if let Some((cell, marks)) = marks {
+            cell.0.store(marks, Release);
+        }
         self.at.store(at, Release);
     }
 
-    /// The current version, its stamp and its marks, as the writer set them last. The
-    /// writer only.
-    pub(crate) fn current(&self) -> (usize, u64, u64) {
+    /// The current version, its stamp and its marks (`ALL_MARKS` without a cell), as
+    /// the writer set them last. The writer only.
+    pub(crate) fn current(&self, cell: Option<&MarkCell>) -> (usize, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         // Relaxed: the writer reads its own stores.
         (
             self.version.load(Relaxed),
             self.at.load(Relaxed),
-            self.marks.load(Relaxed),
+            cell.map_or(ALL_MARKS, |c| c.0.load(Relaxed)),
         )
-    }
-
-    /// The current version's marks, as a hint: they may be of a version older or newer
-    /// than any reader's. Only a prefetch decision reads them.
-    #[inline]
-    pub(crate) fn marks_hint(&self) -> u64 {
-        // Relaxed: decides only whether to prefetch, which changes no result.
-        self.marks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current version, for any thread: one that is or was lately current, and
@@ -257,11 +278,11 @@ impl Versioned {
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The current version and its marks if it was made current by a write stamped
-    /// `stamp` or earlier and no write overlapped the read; else `None`, and the
-    /// caller reads [`older`](Self::older).
+    /// The current version and its marks (`ALL_MARKS` without a cell) if it was made
+    /// current by a write stamped `stamp` or earlier and no write overlapped the read;
+    /// else `None`, and the caller reads [`older`](Self::older).
     #[inline]
-    pub(crate) fn read(&self, stamp: u64) -> Option<(usize, u64)> {
+    pub(crate) fn read(&self, stamp: u64, cell: Option<&MarkCell>) -> Option<(usize, u64)> {
         use std::sync::atomic::Ordering::Acquire;
         let at = self.at.load(Acquire);
         if at > stamp {
@@ -269,7 +290,7 @@ impl Versioned {
             return None;
         }
         let version = self.version.load(Acquire);
-        let marks = self.marks.load(Acquire);
+        let marks = cell.map_or(ALL_MARKS, |c| c.0.load(Acquire));
         // Acquire, not only ordered after the load of `version`: a reader that sees a
         // later write here goes on to `older`, and must see that write's record there.
         // (With `Relaxed`, the loom model `two_updates_that_keep_their_keys_are_seen_in_order`

@@ -124,7 +124,8 @@
 //! (a map and its strings, about six dependent cache misses on a cold object); one
 //! whose marks have them is checked on its labels as before, so the marks change a
 //! query's cost, never its answer. For `app=X,tier=Y` on the bench's Pods about 28%
-//! of the 1,000 candidates pass (25% match), and the query took half the time.
+//! of the 1,000 candidates pass (25% match), and the query takes about half the time
+//! it took without them.
 //!
 //! # The on-demand tier: the cache owns, the reference points
 //!

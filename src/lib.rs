@@ -90,6 +90,7 @@ mod index;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod object;
+pub mod objects;
 mod on_demand;
 mod readiness;
 mod selector;
@@ -108,6 +109,7 @@ pub use index::secondary::LabelIndex;
 pub use index::snapshot::{Iter, Snapshot};
 pub use index::store::{MemoryReader, MemoryStore};
 pub use object::{Object, OwnerRef, PathStep, via};
+pub use objects::Objects;
 pub use on_demand::cached::{CacheStats, CachedStoreBuilder, FETCH_LATENCY_BUCKETS, Reference};
 pub use on_demand::fetch::{ApiFetcher, Fetch, Fetched, Stripper};
 pub use on_demand::store::{CachedReader, CachedStore};

@@ -5,6 +5,7 @@ use std::future::Future;
 use crate::error::StoreError;
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
+use crate::objects::Objects;
 use crate::sync::Arc;
 
 /// The operations a watch feeds and a controller reads, shared by the full in-memory
@@ -56,7 +57,7 @@ pub trait Store<K>: Send + Sync {
     fn get<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
-    ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Objects<K>, StoreError>> + Send;
 
     /// The one object under exactly `keys` (all `num_keys` components), or `None`;
     /// several objects under the key is [`ErrorKind::NotUnique`](crate::ErrorKind).
@@ -112,7 +113,7 @@ impl<K: Send + Sync + 'static> Store<K> for MemoryStore<K> {
     fn get<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
-    ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Objects<K>, StoreError>> + Send {
         std::future::ready(MemoryStore::get(self, keys))
     }
 
@@ -174,7 +175,7 @@ where
     fn get<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
-    ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Objects<K>, StoreError>> + Send {
         crate::on_demand::store::CachedStore::get(self, keys)
     }
 

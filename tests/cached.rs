@@ -55,7 +55,7 @@ fn gets(server: &ApiServer) -> u64 {
 /// A `get` of `default/s-000` on its own task.
 fn spawn_get(
     store: &Arc<CachedStore<Secret>>,
-) -> tokio::task::JoinHandle<Result<Vec<Arc<Secret>>, StoreError>> {
+) -> tokio::task::JoinHandle<Result<k8s_store::Objects<Secret>, StoreError>> {
     let store = Arc::clone(store);
     tokio::spawn(async move { store.get(&["default", "s-000"]).await })
 }
@@ -348,9 +348,9 @@ async fn bodies_the_cache_drops_are_not_kept_alive_by_references() {
     for i in 0..40 {
         let name = format!("s-{i:03}");
         let keys = ["default", name.as_str()];
-        let first = store.get(&keys).await.unwrap().remove(0);
+        let first = store.get(&keys).await.unwrap().into_vec().remove(0);
         // A second read is a hit on the same body (through the reference's hint).
-        let again = store.get(&keys).await.unwrap().remove(0);
+        let again = store.get(&keys).await.unwrap().into_vec().remove(0);
         assert!(Arc::ptr_eq(&first, &again));
         bodies.push(first);
     }
@@ -378,7 +378,12 @@ async fn bodies_the_cache_drops_are_not_kept_alive_by_references() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relist_keeps_unchanged_bodies_cached() {
     let (server, store) = setup(2, |b| b).await;
-    let a = store.get(&["default", "s-000"]).await.unwrap().remove(0);
+    let a = store
+        .get(&["default", "s-000"])
+        .await
+        .unwrap()
+        .into_vec()
+        .remove(0);
     store.get(&["default", "s-001"]).await.unwrap();
     assert_eq!(gets(&server), 2);
     let s0 = server
@@ -396,14 +401,24 @@ async fn a_relist_keeps_unchanged_bodies_cached() {
         .unwrap();
     store.validate().unwrap();
     let hits = store.stats().hits;
-    let again = store.get(&["default", "s-000"]).await.unwrap().remove(0);
+    let again = store
+        .get(&["default", "s-000"])
+        .await
+        .unwrap()
+        .into_vec()
+        .remove(0);
     assert!(
         Arc::ptr_eq(&a, &again),
         "unchanged: the same body, from the cache"
     );
     assert_eq!(gets(&server), 2);
     assert_eq!(store.stats().hits, hits + 1);
-    let changed = store.get(&["default", "s-001"]).await.unwrap().remove(0);
+    let changed = store
+        .get(&["default", "s-001"])
+        .await
+        .unwrap()
+        .into_vec()
+        .remove(0);
     assert_eq!(value_of(&changed), "v-new");
     assert_eq!(gets(&server), 3, "changed: fetched again");
     store.validate().unwrap();

@@ -51,8 +51,8 @@ use arbitrary::Arbitrary;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_store::{
-    CachedStore, ErrorKind, Fetch, FetchError, Fetched, Indexer, LabelIndex, Operation, Reference,
-    Requirement, Selector, StoreError,
+    CachedStore, ErrorKind, Fetch, FetchError, Fetched, Indexer, LabelIndex, Objects, Operation,
+    Reference, Requirement, Selector, StoreError,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -1224,7 +1224,7 @@ fn run(input: Input) {
                     }
                     None => {
                         let refs = model.select(|k| k.starts_with(&keys));
-                        checker.check_read(&what, &window, &refs, &got);
+                        checker.check_read(&what, &window, &refs, &got.map(Objects::into_vec));
                     }
                 }
                 // The same key through `get_one`: a count error for a prefix, a
@@ -1300,7 +1300,8 @@ fn run(input: Input) {
                     let window = checker.window();
                     let store = &store;
                     let q = keys.clone();
-                    let mut fut: ReadFuture<'_> = Box::pin(async move { store.get(&q).await });
+                    let mut fut: ReadFuture<'_> =
+                        Box::pin(async move { store.get(&q).await.map(Objects::into_vec) });
                     match poll(fut.as_mut()) {
                         // Done at once: as a read run to completion.
                         Poll::Ready(got) => match prefix_error(&keys) {
@@ -1432,6 +1433,11 @@ fn run(input: Input) {
         let got = drive(&checker, pin!(store.get(keys)), &mut pending, &"final get");
         let refs = model.select(|k| k == keys.as_slice());
         assert!(refs.contains(r));
-        checker.check_read(&format!("final get {keys:?}"), &window, &refs, &got);
+        checker.check_read(
+            &format!("final get {keys:?}"),
+            &window,
+            &refs,
+            &got.map(Objects::into_vec),
+        );
     }
 }

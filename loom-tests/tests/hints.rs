@@ -18,9 +18,9 @@ use k8s_store_loom_tests::model;
 use loom::future::block_on;
 
 fn get(store: &Cached, name: &str) -> Arc<ConfigMap> {
-    let mut got = block_on(store.get(&[NS, name])).expect("get");
+    let got = block_on(store.get(&[NS, name])).expect("get");
     assert_eq!(got.len(), 1, "{name}");
-    let obj = got.remove(0);
+    let obj = Arc::clone(&got[0]);
     assert_eq!(obj.metadata.name.as_deref(), Some(name));
     assert_eq!(rv(&obj), "1");
     obj

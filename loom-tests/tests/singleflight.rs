@@ -21,7 +21,7 @@ use common::{
     new_cached, rv,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_store::StoreError;
+use k8s_store::{Objects, StoreError};
 use k8s_store_loom_tests::model;
 use loom::future::block_on;
 
@@ -34,9 +34,9 @@ fn store_with_reference(server: &Arc<Server>) -> Arc<Cached> {
 
 /// `get` of the object's key, unwrapped to its one body.
 fn get_one(store: &Cached) -> Result<Arc<ConfigMap>, StoreError> {
-    let mut got = block_on(store.get(&keys()))?;
+    let got = block_on(store.get(&keys()))?;
     assert_eq!(got.len(), 1, "the one object");
-    Ok(got.remove(0))
+    Ok(Arc::clone(&got[0]))
 }
 
 /// `fetch(ns, name)`, which bypasses the index.
@@ -55,7 +55,7 @@ fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))
 }
 
-type GetFuture = Pin<Box<dyn Future<Output = Result<Vec<Arc<ConfigMap>>, StoreError>> + Send>>;
+type GetFuture = Pin<Box<dyn Future<Output = Result<Objects<ConfigMap>, StoreError>> + Send>>;
 
 /// A `get` of the object's key that owns what it borrows, to hand to another thread.
 fn get_future(store: &Arc<Cached>) -> GetFuture {

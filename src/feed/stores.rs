@@ -72,7 +72,7 @@ impl AnyStore {
     pub fn get<S: AsRef<str> + Sync>(
         &self,
         keys: &[S],
-    ) -> impl Future<Output = Result<Vec<Arc<DynamicObject>>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<crate::Objects<DynamicObject>, StoreError>> + Send {
         match self {
             AnyStore::Full(s) => Either::Left(std::future::ready(s.get(keys))),
             AnyStore::OnDemand(s) => Either::Right(s.get(keys)),

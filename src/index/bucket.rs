@@ -41,9 +41,9 @@ pub(crate) enum Members<K> {
 }
 
 impl<K> Members<K> {
-    pub(crate) fn into_vec(self) -> Vec<Arc<K>> {
+    pub(crate) fn into_objects(self) -> crate::Objects<K> {
         match self {
-            Members::One(o) => vec![o],
+            Members::One(o) => crate::Objects::one(o),
             Members::Many(t) => t.iter().cloned().collect(),
         }
     }

@@ -22,6 +22,7 @@ use crate::index::secondary::{
 use crate::index::snapshot::Snapshot;
 use crate::index::store::MemoryStore;
 use crate::object::{Accessors, MetaView, Object};
+use crate::objects::Objects;
 use crate::readiness::Readiness;
 use crate::selector::{Requirement, Selector};
 #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
@@ -680,7 +681,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     }
 
     /// See [`MemoryStore::get`].
-    pub(crate) fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+    pub(crate) fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Objects<K>, StoreError> {
         let n = keys.len();
         if n == 0 || n > self.num_keys {
             return Err(StoreError::new(
@@ -695,7 +696,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         if n == self.num_keys {
             return Ok(self
                 .get_exact(keys)
-                .map(Members::into_vec)
+                .map(Members::into_objects)
                 .unwrap_or_default());
         }
         Ok(self.group_objects(&key::encode(keys), |st| &st.prefixes[n - 1]))
@@ -707,7 +708,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         &self,
         prefix: &[u8],
         tree: impl FnOnce(&State<K>) -> &StateTree<Group<K>>,
-    ) -> Vec<Arc<K>> {
+    ) -> Objects<K> {
         // The group's members and the generation that keeps them alive, copied out of
         // the guard (two reference counts); the objects are cloned outside it.
         let found = self.published.with(|st| {
@@ -1002,7 +1003,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let Some((members, encoded)) = found else {
             return Ok(0);
         };
-        let members = members.into_vec();
+        let members = members.into_objects();
         let mut state = w.state.successor();
         let mut cx = w.draft();
         for obj in &members {
@@ -1837,7 +1838,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// it is unchanged.
     fn stored_unchanged<S: AsRef<str>>(&self, keys: &[S], same: &Same<'_, K>) -> bool {
         match self.get(keys) {
-            Ok(found) => match found.as_slice() {
+            Ok(found) => match &found[..] {
                 [one] => same(one).unwrap_or(false),
                 several => several.iter().find_map(|s| same(s)).unwrap_or(false),
             },

@@ -16,6 +16,7 @@ use crate::index::batch::{Applied, Batch};
 use crate::index::memory::{Index, MemoryStoreBuilder, SelectStats};
 use crate::index::snapshot::Snapshot;
 use crate::object::Object;
+use crate::objects::Objects;
 use crate::readiness::WriterDropped;
 use crate::selector::Selector;
 use crate::sync::Arc;
@@ -41,18 +42,21 @@ macro_rules! reads {
 
         /// The objects under `keys` (all `num_keys` components), or under every key that
         /// starts with `keys` (fewer components), sorted by (namespace, name, uid). No match
-        /// is an empty vector.
+        /// is empty. [`Objects`] derefs to a slice and holds one object without
+        /// allocating, so an exact `get` of a key with one object costs what
+        /// [`get_one`](Self::get_one) does.
         ///
         /// # Errors
         /// [`ErrorKind::PrefixLength`] for zero components or more than `num_keys`.
-        pub fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+        pub fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Objects<K>, StoreError> {
             self.index.get(keys)
         }
 
         /// The one object under exactly `keys` (all `num_keys` components), or `None`.
         ///
         /// For keys that identify a single object, such as `[namespace, name]`: the same
-        /// lookup as an exact [`get`](Self::get) without allocating the result vector.
+        /// lookup as an exact [`get`](Self::get), with `None` and
+        /// [`ErrorKind::NotUnique`] in place of a result of zero or several.
         ///
         /// # Errors
         /// [`ErrorKind::KeyCount`] unless `keys.len() == num_keys`; [`ErrorKind::NotUnique`]

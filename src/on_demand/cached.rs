@@ -301,7 +301,7 @@ where
         &self,
         keys: &[S],
     ) -> Result<Vec<Arc<Reference>>, StoreError> {
-        self.index.get(keys)
+        self.index.get(keys).map(crate::Objects::into_vec)
     }
 
     /// See [`CachedStore::list_references`].
@@ -616,15 +616,20 @@ where
     }
 
     /// See [`CachedStore::get`].
-    pub(crate) async fn get<S: AsRef<str>>(&self, keys: &[S]) -> Result<Vec<Arc<K>>, StoreError> {
+    pub(crate) async fn get<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+    ) -> Result<crate::Objects<K>, StoreError> {
         if let Some(obj) = self.exact_hit(keys) {
-            return Ok(vec![obj]);
+            return Ok(crate::Objects::one(obj));
         }
         // Boxed, so that the future of a hit stays a few words (moving it copies
         // little); a miss pays one allocation beside its API call.
         Box::pin(async move {
             let refs = self.index.get(keys)?;
-            self.resolve_all(keys, &refs).await
+            self.resolve_all(keys, &refs)
+                .await
+                .map(crate::Objects::from)
         })
         .await
     }

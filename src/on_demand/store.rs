@@ -165,12 +165,12 @@ macro_rules! reads {
         pub fn get<S: AsRef<str>>(
             &self,
             keys: &[S],
-        ) -> impl Future<Output = Result<Vec<Arc<K>>, StoreError>> {
+        ) -> impl Future<Output = Result<crate::Objects<K>, StoreError>> {
             self.core.get(keys)
         }
 
         /// The one object under exactly `keys` (all `num_keys` components), through the
-        /// cache and the singleflight like [`get`](Self::get), without a result vector.
+        /// cache and the singleflight like [`get`](Self::get), returning the object alone.
         /// `None` if no reference is under the key or the API server no longer has the
         /// object.
         ///

@@ -52,9 +52,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_store::{
     CachedStore, ErrorKind, Fetch, FetchError, Fetched, Indexer, LabelIndex, Objects, Operation,
-    Reference, Requirement, Selector, StoreError,
+    Reference, Selector, StoreError,
 };
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/selector.rs"]
+mod selector;
+use selector::requirement_holds;
 
 const NAMESPACES: &[&str] = &["", "ns", "/", "é"];
 const NAMES: &[&str] = &["", "a", "b", "a/b", "日本"];
@@ -540,27 +544,6 @@ fn ids(refs: &[Arc<Reference>]) -> Vec<(String, String, String)> {
             )
         })
         .collect()
-}
-
-/// Kubernetes' label-selector semantics, written here: `=`, `in` and `exists` need the
-/// label; `!=`, `notin` and `!` hold without it.
-fn holds(r: &Requirement, value: Option<&str>) -> bool {
-    match (r, value) {
-        (Requirement::Equals { value: want, .. }, Some(v)) => v == want,
-        (Requirement::In { values, .. }, Some(v)) => values.contains(v),
-        (Requirement::Equals { .. } | Requirement::In { .. }, None) => false,
-        (
-            Requirement::NotEquals {
-                value: unwanted, ..
-            },
-            Some(v),
-        ) => v != unwanted,
-        (Requirement::NotIn { values, .. }, Some(v)) => !values.contains(v),
-        (Requirement::NotEquals { .. } | Requirement::NotIn { .. }, None) => true,
-        (Requirement::Exists { .. }, v) => v.is_some(),
-        (Requirement::DoesNotExist { .. }, v) => v.is_none(),
-        (r, _) => panic!("a requirement the model does not know: {r:?}"),
-    }
 }
 
 fn key_count_error(operation: Operation, keys: &[String]) -> Option<StoreError> {
@@ -1397,7 +1380,7 @@ fn run(input: Input) {
                         && selector
                             .requirements()
                             .iter()
-                            .all(|req| holds(req, r.label(req.key())))
+                            .all(|req| requirement_holds(req, r.label(req.key())))
                 });
                 assert_eq!(
                     ids(&got),

@@ -62,6 +62,9 @@
 //! [`FuzzObject::meta`], [`FuzzObject::label`] and [`FuzzObject::values`], not through
 //! the crate's `Object` impls or its indexer.
 
+mod selector;
+use selector::requirement_holds;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -1009,29 +1012,6 @@ fn model_label<'a, O: FuzzObject>(o: &'a O, key: &str) -> Option<&'a str> {
         "a" => o.label(Label::A),
         "b" => o.label(Label::B),
         _ => None,
-    }
-}
-
-/// Whether a requirement holds for a label `value` (`None`: absent), as Kubernetes
-/// defines label selectors (apimachinery's `Requirement.Matches`), written here rather
-/// than read from the crate: `=`, `in` and `exists` need the label, `!=`, `notin` and
-/// `!` hold without it.
-fn requirement_holds(r: &Requirement, value: Option<&str>) -> bool {
-    match (r, value) {
-        (Requirement::Equals { value: want, .. }, Some(v)) => v == want,
-        (Requirement::In { values, .. }, Some(v)) => values.contains(v),
-        (Requirement::Equals { .. } | Requirement::In { .. }, None) => false,
-        (
-            Requirement::NotEquals {
-                value: unwanted, ..
-            },
-            Some(v),
-        ) => v != unwanted,
-        (Requirement::NotIn { values, .. }, Some(v)) => !values.contains(v),
-        (Requirement::NotEquals { .. } | Requirement::NotIn { .. }, None) => true,
-        (Requirement::Exists { .. }, v) => v.is_some(),
-        (Requirement::DoesNotExist { .. }, v) => v.is_none(),
-        (r, _) => panic!("a requirement the model does not know: {r:?}"),
     }
 }
 

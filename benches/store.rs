@@ -737,6 +737,110 @@ fn kube<'a>(store: &'a reflector::Store<ConfigMap>, fx: &'a Fixture, prebuilt: b
     }
 }
 
+/// The floor of the design the exact index is built on (`k8s_store::index::exact`):
+/// one flat open-addressing table of tagged pointers (16 bits of the hash in the top
+/// bits) to entries holding the key's bytes inline beside the object's pointer,
+/// linear probing at the fill ours has at 100k objects (13/16 at most; 100k in 2^17
+/// slots), built once and never written. A get hashes the caller's key (foldhash, as
+/// ours), probes, checks the key against the entry's bytes (never the object), and
+/// clones the `Arc` into an `Option`. It is ours without the store: no published state
+/// to load, no version stamps, no tombstones.
+struct KeyedFloor<'a> {
+    slots: Vec<usize>,
+    /// Owns the entries the slots point to (each its own allocation, as ours are).
+    #[allow(dead_code, clippy::vec_box)]
+    entries: Vec<Box<KeyedEntry>>,
+    state: foldhash::fast::FixedState,
+    keys: &'a [[String; 2]],
+}
+
+/// An entry of the [`KeyedFloor`]: the object and its key's bytes, namespace then
+/// name, with their lengths.
+struct KeyedEntry {
+    obj: Arc<ConfigMap>,
+    ns_len: u8,
+    len: u8,
+    key: [u8; 46],
+}
+
+impl<'a> KeyedFloor<'a> {
+    fn build(objects: &[Arc<ConfigMap>], keys: &'a [[String; 2]]) -> Self {
+        let state = foldhash::fast::FixedState::with_seed(7);
+        let n = (objects.len() * 16).div_ceil(13).next_power_of_two();
+        let mut slots = vec![0usize; n];
+        let mut entries = Vec::with_capacity(objects.len());
+        for (obj, [ns, name]) in objects.iter().zip(keys) {
+            let h = HashedFloor::hash(&state, ns, name);
+            let mut key = [0u8; 46];
+            let len = ns.len() + name.len();
+            assert!(
+                len <= key.len(),
+                "a bench key longer than the floor's entry"
+            );
+            key[..ns.len()].copy_from_slice(ns.as_bytes());
+            key[ns.len()..len].copy_from_slice(name.as_bytes());
+            let e = Box::new(KeyedEntry {
+                obj: Arc::clone(obj),
+                ns_len: ns.len() as u8,
+                len: len as u8,
+                key,
+            });
+            let p = &*e as *const KeyedEntry as usize;
+            assert_eq!(p >> 48, 0, "the floor tags pointers in their top 16 bits");
+            let mut at = h as usize & (n - 1);
+            while slots[at] != 0 {
+                at = (at + 1) & (n - 1);
+            }
+            slots[at] = p | (((h >> 48) as usize | 1) << 48);
+            entries.push(e);
+        }
+        Self {
+            slots,
+            entries,
+            state,
+            keys,
+        }
+    }
+}
+
+impl Reads for KeyedFloor<'_> {
+    fn get(&self, i: usize) -> usize {
+        let [ns, name] = &self.keys[i];
+        let h = HashedFloor::hash(&self.state, ns, name);
+        let tag = (h >> 48) as usize | 1;
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        let mut found = None;
+        loop {
+            let p = self.slots[at];
+            if p == 0 {
+                break;
+            }
+            if p >> 48 == tag {
+                // SAFETY: every tagged slot points to a live entry of `self.entries`.
+                let e = unsafe { &*((p & ((1 << 48) - 1)) as *const KeyedEntry) };
+                let (ns_len, len) = (usize::from(e.ns_len), usize::from(e.len));
+                if ns_len == ns.len()
+                    && len == ns.len() + name.len()
+                    && &e.key[..ns_len] == ns.as_bytes()
+                    && &e.key[ns_len..len] == name.as_bytes()
+                {
+                    found = Some(Arc::clone(&e.obj));
+                    break;
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        usize::from(black_box(found).is_some())
+    }
+    fn prefix(&self, _: &str) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+    fn list(&self) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+}
+
 fn floor(fx: &Fixture, vec: bool) -> Floor<'_> {
     Floor {
         objects: &fx.wl.objects,
@@ -796,6 +900,7 @@ fn under_writer<U: Updates>(
 
 fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
     let hashed = HashedFloor::build(&fx.wl.objects, &fx.wl.keys);
+    let keyed = KeyedFloor::build(&fx.wl.objects, &fx.wl.keys);
     for (group, idx) in [
         ("get_exact_uniform", &fx.uniform),
         ("get_exact_hot1pct", &fx.hot),
@@ -814,6 +919,7 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
         bench_get(&mut g, "floor_vec", &floor(fx, true), idx);
         bench_get(&mut g, "floor_option", &floor(fx, false), idx);
         bench_get(&mut g, "floor_hashed", &hashed, idx);
+        bench_get(&mut g, "floor_keyed", &keyed, idx);
         g.finish();
     }
 
@@ -823,9 +929,16 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
     bench_get_2_threads(&mut g, "kube", &kube(&s.kube, fx, false), idx);
     bench_get_2_threads(&mut g, "kube_prebuilt_ref", &kube(&s.kube, fx, true), idx);
     bench_get_2_threads(&mut g, "ours", &ours(&s.ours, fx, false), idx);
+    bench_get_2_threads(
+        &mut g,
+        "ours_get_one",
+        &OursOne(ours(&s.ours, fx, false)),
+        idx,
+    );
     bench_get_2_threads(&mut g, "floor_vec", &floor(fx, true), idx);
     bench_get_2_threads(&mut g, "floor_option", &floor(fx, false), idx);
     bench_get_2_threads(&mut g, "floor_hashed", &hashed, idx);
+    bench_get_2_threads(&mut g, "floor_keyed", &keyed, idx);
     g.finish();
 
     for (group, pace) in [
@@ -1081,6 +1194,10 @@ mod summary {
             "floor_hashed",
             "floor of a hashed index: one lock-free probe, Arc in a Vec",
         ),
+        (
+            "floor_keyed",
+            "floor of ours: one lock-free probe, key bytes in the entry, Arc in an Option",
+        ),
         ("go_100k", "Go-shaped baseline, 100k"),
         ("kube_100k", "kube-runtime, 100k"),
         ("ours_100k", "k8s-store, 100k"),
@@ -1114,6 +1231,7 @@ mod summary {
         "floor_vec",
         "floor_option",
         "floor_hashed",
+        "floor_keyed",
     ];
 
     /// (group, title, ids, the id the others are compared with)
@@ -1138,9 +1256,11 @@ mod summary {
                 "kube",
                 "kube_prebuilt_ref",
                 "ours",
+                "ours_get_one",
                 "floor_vec",
                 "floor_option",
                 "floor_hashed",
+                "floor_keyed",
             ],
             "ours",
         ),

@@ -95,6 +95,16 @@ pub enum ErrorKind {
         /// How many were given.
         given: usize,
     },
+    /// A composite key whose encoding (its components, with two bytes after each and
+    /// two for each NUL byte in them) is longer than the exact-key index holds
+    /// ([`u32::MAX`] bytes). No Kubernetes object has fields that long. Fix: index by
+    /// shorter fields.
+    KeyTooLong {
+        /// The most bytes a key's encoding may have.
+        max: usize,
+        /// How many this one has.
+        given: usize,
+    },
     /// A builder setting is out of range; the message says which and what is valid.
     InvalidSetting(String),
     /// A lookup named a secondary index the store does not have. Fix: use one of
@@ -359,6 +369,10 @@ impl fmt::Display for ErrorKind {
             ErrorKind::PrefixLength { max, given } => {
                 write!(f, "expected 1..={max} key components, got {given}")
             }
+            ErrorKind::KeyTooLong { max, given } => write!(
+                f,
+                "a key's encoding takes at most {max} bytes, this one {given}"
+            ),
             ErrorKind::InvalidSetting(message) => write!(f, "invalid setting: {message}"),
             ErrorKind::UnknownIndex { name, known } if known.is_empty() => write!(
                 f,

@@ -46,6 +46,19 @@ impl KeyHasher {
         h.finish()
     }
 
+    /// The hash of a composite key given encoded: [`hash_components`] of its
+    /// components.
+    ///
+    /// [`hash_components`]: Self::hash_components
+    pub(crate) fn hash_encoded(&self, encoded: &[u8]) -> u64 {
+        let mut h = self.state.build_hasher();
+        for_each_component(encoded, |c| {
+            h.write_usize(c.len());
+            h.write(c);
+        });
+        h.finish()
+    }
+
     /// The hash of an object identity.
     pub(crate) fn hash_identity(&self, id: &crate::object::Identity<'_>) -> u64 {
         let mut h = self.state.build_hasher();

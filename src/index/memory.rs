@@ -10,7 +10,8 @@ use crate::feed::indexer::Indexer;
 use crate::feed::keys::Components;
 use crate::freshness::{Freshness, Version, Versions, WaitError};
 use crate::index::batch::{Applied, Batch, Change};
-use crate::index::bucket::{self, Bucket, Members, by_order, sep_of};
+use crate::index::bucket::{self, by_order, sep_of};
+use crate::index::exact::{self, Fill, Value};
 use crate::index::group::{Group, by_prefix, group_sep};
 use crate::index::key::{self, KeyHasher};
 use crate::index::latest::{Found, Member};
@@ -27,7 +28,7 @@ use crate::readiness::Readiness;
 use crate::selector::{Requirement, Selector};
 #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
 use crate::sync::ALL_MARKS;
-use crate::sync::{Arc, Counter, Mutex, Published, Shards, Table, default_index_shards};
+use crate::sync::{Arc, Counter, Mutex, Published, default_index_shards};
 
 /// The full tier's index: what a [`MemoryStore`] (its writer) and its
 /// [`MemoryReader`](crate::MemoryReader)s share. See [`MemoryStore`] for the contract.
@@ -45,7 +46,9 @@ pub(crate) struct Index<K> {
     label_of: for<'a> fn(&'a K, &str) -> Option<&'a str>,
     /// How selectors were answered.
     selects: SelectCounters,
-    exact: Shards<Bucket<K>>,
+    /// The shard count the store was built with, which no longer divides anything
+    /// (see [`MemoryStoreBuilder::shards`]).
+    shards: usize,
     published: Published<State<K>>,
     writer: Mutex<Writer<K>>,
     /// Set by the writer after a complete list, and when it is dropped.
@@ -86,7 +89,7 @@ impl<K: Send + Sync + 'static> std::fmt::Debug for Index<K> {
         f.debug_struct("MemoryStore")
             .field("num_keys", &self.num_keys)
             .field("len", &self.len())
-            .field("shards", &self.exact.len())
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +115,9 @@ struct State<K> {
     len: usize,
     /// How many objects' first key component is not their namespace.
     foreign: usize,
+    /// The exact-key table (see [`exact`]): shared with the states before and after
+    /// until a write rebuilds it, and read against `stamp`.
+    exact: exact::Table<K>,
     /// The stamp of the write that published this state (see
     /// [`latest`](crate::index::latest)).
     stamp: u64,
@@ -128,14 +134,17 @@ impl<K> State<K> {
             secondary: self.secondary.clone(),
             len: self.len,
             foreign: self.foreign,
+            exact: self.exact,
             stamp: self.stamp,
             generation: self.generation.successor(),
         }
     }
 
-    /// Takes this state's trees out of use whole (a relist replaced them, or the store
-    /// is dropped): `cx` frees them with the generation it is finished into.
+    /// Takes this state's trees and exact-key table out of use whole (a relist replaced
+    /// them, or the store is dropped): `cx` frees them with the generation it is
+    /// finished into.
     fn retire_trees(&self, cx: &mut Draft) {
+        self.exact.retire_all(cx);
         if let Some(all) = &self.all {
             cx.retire_tree(all);
         }
@@ -327,6 +336,8 @@ struct Writer<K> {
     state: Arc<State<K>>,
     /// The stamp of the last write's [`Draft`]: each write takes the next.
     stamp: u64,
+    /// How full the current exact-key table is.
+    fill: Fill,
 }
 
 impl<K> Writer<K> {
@@ -380,6 +391,30 @@ pub(crate) fn check_shape(num_keys: usize, shards: Option<usize>) -> Result<usiz
              or 1024)"
         )))),
     }
+}
+
+/// Refuses a key longer than the exact-key index holds ([`exact::MAX_KEY_BYTES`]).
+fn check_key_len<S: AsRef<str>>(op: Operation, keys: &[S]) -> Result<(), StoreError> {
+    // An encoding is at most twice its components' bytes plus two per component.
+    let bound: usize = keys
+        .iter()
+        .map(|k| k.as_ref().len().saturating_mul(2).saturating_add(2))
+        .fold(0, usize::saturating_add);
+    if bound <= exact::MAX_KEY_BYTES {
+        return Ok(());
+    }
+    let given = key::encode(keys).len();
+    if given <= exact::MAX_KEY_BYTES {
+        return Ok(());
+    }
+    Err(StoreError::new(
+        op,
+        keys,
+        ErrorKind::KeyTooLong {
+            max: exact::MAX_KEY_BYTES,
+            given,
+        },
+    ))
 }
 
 /// Builds a [`MemoryStore`] with tuning options.
@@ -542,6 +577,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
                 .collect(),
             len: 0,
             foreign: 0,
+            exact: exact::Table::new(0),
             stamp: 0,
             generation: Generation::collected_by(&garbage),
         });
@@ -553,12 +589,13 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             labels,
             label_of: |k, key| k.label(key),
             selects: SelectCounters::default(),
-            exact: Shards::new(shards),
+            shards,
             published: Published::new(Arc::clone(&state)),
             writer: Mutex::new(Writer {
                 ids: HashTable::new(),
                 state,
                 stamp: 0,
+                fill: Fill::default(),
             }),
             readiness: Readiness::default(),
             freshness: Freshness::default(),
@@ -579,8 +616,6 @@ struct Entry<K, C> {
     sep: Sep,
     /// The hash of the object's identity.
     id_hash: u64,
-    /// The bucket's elision pattern (see [`bucket::elide`]).
-    elision: Option<u32>,
     /// Whether the first key is not the object's namespace.
     foreign: bool,
     /// Its keys in the secondary indexes.
@@ -588,16 +623,19 @@ struct Entry<K, C> {
 }
 
 /// Where a write puts an object, computed before any lock is taken.
-struct Placement<'k, S> {
-    keys: &'k [S],
+struct Placement {
     hash: u64,
     encoded: Vec<u8>,
 }
 
 /// A bucket change a batch makes at its commit.
 enum BucketOp<K> {
-    /// Remove `obj` from the bucket of hash `hash` (it is there by then).
-    Remove { hash: u64, obj: Arc<K> },
+    /// Remove `obj` from the key encoded `encoded` (hash `hash`; it is there by then).
+    Remove {
+        hash: u64,
+        encoded: Vec<u8>,
+        obj: Arc<K>,
+    },
     /// Insert the object of the batch's upsert `item` into the bucket of its keys.
     /// `replaces`: the version it replaces in that same bucket, if any.
     Insert {
@@ -605,14 +643,6 @@ enum BucketOp<K> {
         item: usize,
         replaces: Option<Arc<K>>,
     },
-}
-
-impl<K> BucketOp<K> {
-    fn hash(&self) -> u64 {
-        match self {
-            BucketOp::Remove { hash, .. } | BucketOp::Insert { hash, .. } => *hash,
-        }
-    }
 }
 
 /// Where a batch has left an object so far.
@@ -638,7 +668,6 @@ type Stored<'a, K> = (&'a Arc<K>, MetaView<'a>, Option<Member<K>>);
 struct Old<K> {
     obj: Arc<K>,
     hash: u64,
-    shard: usize,
     encoded: Vec<u8>,
     /// Whether it is the only object under its key.
     alone: bool,
@@ -654,7 +683,7 @@ impl<K: Send + Sync + 'static> Index<K> {
 
     /// See [`MemoryStore::shards`].
     pub(crate) fn shards(&self) -> usize {
-        self.exact.len()
+        self.shards
     }
 
     /// See [`MemoryStore::add`].
@@ -694,10 +723,11 @@ impl<K: Send + Sync + 'static> Index<K> {
             ));
         }
         if n == self.num_keys {
-            return Ok(self
-                .get_exact(keys)
-                .map(Members::into_objects)
-                .unwrap_or_default());
+            return Ok(self.probe(keys, |v| match v {
+                None => Objects::default(),
+                Some(Value::One(obj)) => Objects::one(Arc::clone(&obj)),
+                Some(Value::Many(t)) => t.iter().cloned().collect(),
+            }));
         }
         Ok(self.group_objects(&key::encode(keys), |st| &st.prefixes[n - 1]))
     }
@@ -943,18 +973,18 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// See [`MemoryStore::get_one`].
     pub(crate) fn get_one<S: AsRef<str>>(&self, keys: &[S]) -> Result<Option<Arc<K>>, StoreError> {
         self.check_count(Operation::Get, keys)?;
-        let found = self.probe(keys, |b| match b.map(Bucket::single) {
+        let found = self.probe(keys, |v| match v {
             None => Ok(None),
-            Some(Ok(obj)) => Ok(Some(Arc::clone(obj))),
-            Some(Err(found)) => Err(found),
+            Some(Value::One(obj)) => Ok(Some(Arc::clone(&obj))),
+            Some(Value::Many(t)) => Err(t.len()),
         });
         found.map_err(|found| StoreError::new(Operation::Get, keys, ErrorKind::NotUnique { found }))
     }
 
-    /// `f` applied to the object under exactly `keys` while the shard's read lock is
-    /// held, if `keys` has `num_keys` components and holds exactly one object (for the
-    /// on-demand tier's hit path, which so takes no reference count on the index).
-    /// `f` must not call back into this store.
+    /// `f` applied to the object under exactly `keys` in the published state, while
+    /// that state is held, if `keys` has `num_keys` components and holds exactly one
+    /// object (for the on-demand tier's hit path, which so takes no reference count on
+    /// the index). `f` must not call back into this store.
     pub(crate) fn with_exact_one<S: AsRef<str>, R>(
         &self,
         keys: &[S],
@@ -963,44 +993,37 @@ impl<K: Send + Sync + 'static> Index<K> {
         if keys.len() != self.num_keys {
             return None;
         }
-        self.probe(keys, |b| b.and_then(|b| b.single().ok()).map(f))
+        self.probe(keys, |v| match v {
+            Some(Value::One(obj)) => Some(f(&obj)),
+            _ => None,
+        })
     }
 
-    fn get_exact<S: AsRef<str>>(&self, keys: &[S]) -> Option<Members<K>> {
-        self.probe(keys, |b| b.map(Bucket::members))
-    }
-
-    /// `f` applied to the bucket of exactly `keys` (`None` if there is none) while its
-    /// shard's read lock is held: the one probe of every exact read.
+    /// `f` applied to the objects under exactly `keys` (`None` if there are none) in
+    /// the published state, while that state is held: the one probe of every exact
+    /// read. It takes no lock: the state's exact-key table answers for the state's
+    /// stamp (see [`exact`]).
     #[inline]
-    fn probe<S: AsRef<str>, R>(&self, keys: &[S], f: impl FnOnce(Option<&Bucket<K>>) -> R) -> R {
+    fn probe<S: AsRef<str>, R>(&self, keys: &[S], f: impl FnOnce(Option<Value<'_, K>>) -> R) -> R {
         let hash = self.hash_keys(keys);
-        let table = self.exact.read(self.exact.index(hash));
-        f(table
-            .find(hash, |(_, b)| b.key_is(keys, self.acc))
-            .map(|(_, b)| b))
+        self.published
+            .with(|st| f(st.exact.get(hash, st.stamp, |k| key::encoded_eq(k, keys))))
     }
 
     /// See [`MemoryStore::delete`].
     pub(crate) fn delete<S: AsRef<str>>(&self, keys: &[S]) -> Result<usize, StoreError> {
         self.check_count(Operation::Delete, keys)?;
         let hash = self.hash_keys(keys);
-        let shard = self.exact.index(hash);
+        let encoded = key::encode(keys);
         let mut w = self.writer.lock();
-        // Prepare. Only the writer changes the tables, and we hold the writer mutex, so
-        // what we read here is still there when we commit.
-        let found = {
-            let table = self.exact.read(shard);
-            table
-                .find(hash, |(_, b)| b.key_is(keys, self.acc))
-                .map(|(_, b)| {
-                    (
-                        b.members(),
-                        b.encoded_key(self.num_keys, self.acc).into_owned(),
-                    )
-                })
-        };
-        let Some((members, encoded)) = found else {
+        // Only the writer changes the tables, and we hold the writer mutex.
+        let found = w
+            .state
+            .exact
+            .current(hash, |k| k == encoded)
+            .and_then(|e| e.value())
+            .map(|v| v.members());
+        let Some(members) = found else {
             return Ok(0);
         };
         let members = members.into_objects();
@@ -1010,14 +1033,9 @@ impl<K: Send + Sync + 'static> Index<K> {
             let member = self.member_of(&w, obj);
             self.state_remove(&mut state, obj, &encoded, member, &mut cx);
         }
-        // Commit.
-        let mut table = self.exact.write(shard);
-        let removed = table
-            .find_entry(hash, |(_, b)| b.key_is(keys, self.acc))
-            .ok()
-            .map(|e| e.remove().0);
-        let prev = self.publish(&mut w, state, cx);
-        drop(table);
+        let w = &mut *w;
+        self.exact_set(&mut state, &mut w.fill, hash, &encoded, None, &mut cx);
+        let prev = self.publish(w, state, cx);
         for obj in &members {
             let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
             if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
@@ -1027,7 +1045,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let n = members.len();
         // The previous state may still be read: its generation keeps them.
         prev.generation.retire(members);
-        drop((removed, prev));
+        drop(prev);
         self.garbage.collect();
         Ok(n)
     }
@@ -1043,23 +1061,26 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Ok(false);
         };
         let old_view = (self.acc.meta)(&old);
-        let shard = self.exact.index(old_hash);
-        // Prepare.
-        let (encoded, _) = self.encoded_key_of(shard, old_hash, old_view);
+        let (encoded, _) = self.encoded_key_of(&w.state, old_hash, old_view);
         let mut state = w.state.successor();
         let mut cx = w.draft();
         self.state_remove(&mut state, &old, &encoded, member, &mut cx);
-        // Commit.
-        let mut table = self.exact.write(shard);
-        let removed = self.bucket_remove(&mut table, old_hash, old_view);
-        let prev = self.publish(&mut w, state, cx);
-        drop(table);
+        let w = &mut *w;
+        self.bucket_remove(
+            &mut state,
+            &mut w.fill,
+            old_hash,
+            &encoded,
+            old_view,
+            &mut cx,
+        );
+        let prev = self.publish(w, state, cx);
         if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
             e.remove();
         }
         // The previous state may still be read: its generation keeps the object.
         prev.generation.retire([old]);
-        drop((removed, prev));
+        drop(prev);
         self.garbage.collect();
         Ok(true)
     }
@@ -1123,7 +1144,6 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
             let secondary = self.secondary_keys(Operation::Replace, &obj, &keys)?;
             let sep = bucket::meta_sep(&view);
-            let elision = bucket::elide(&keys, &view);
             let foreign = keys.first().copied() != Some(view.namespace);
             drop(keys);
             entries.push(Some(Entry {
@@ -1132,7 +1152,6 @@ impl<K: Send + Sync + 'static> Index<K> {
                 hash,
                 sep,
                 id_hash,
-                elision,
                 foreign,
                 secondary,
             }));
@@ -1155,14 +1174,9 @@ impl<K: Send + Sync + 'static> Index<K> {
             _ => Ordering::Equal,
         });
 
-        // 2. Build the exact-key tables, the identity table and the published state.
-        // Sized for an even spread (keys hash uniformly over the shards), so that
-        // filling them rarely rehashes: growing a thousand tables a dozen times each was
-        // a tenth of a relist's build.
-        let per_shard = entries.len().div_ceil(self.exact.len().max(1));
-        let mut tables: Vec<Table<Bucket<K>>> = (0..self.exact.len())
-            .map(|_| Table::with_capacity(per_shard))
-            .collect();
+        // 2. Build the exact-key table (sized for every object at once), the identity
+        // table and the published state.
+        let mut exact = exact::Builder::new(entries.len());
         let mut groups: Vec<Gathered<Unowned<K>>> =
             (1..self.num_keys).map(|_| BTreeMap::new()).collect();
         let mut runs: Vec<Option<Run<K>>> = (1..self.num_keys).map(|_| None).collect();
@@ -1181,7 +1195,6 @@ impl<K: Send + Sync + 'static> Index<K> {
             keys,
             hash,
             id_hash,
-            elision,
             secondary: sec,
             ..
         } in entries.iter().flatten()
@@ -1198,14 +1211,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                 .iter()
                 .any(|keys| !keys.is_empty())
                 .then(|| Member::new(obj, self.marks(sec), 0));
-            let table = &mut tables[self.exact.index(*hash)];
-            match table.find_mut(*hash, |(_, b)| b.key_is(keys, self.acc)) {
-                Some((_, b)) => b.insert(Arc::clone(obj), keys, self.acc),
-                None => {
-                    let b = Bucket::with_elision(Arc::clone(obj), keys, *elision);
-                    table.insert_unique(*hash, ((), b), |(_, b)| self.rehash(b));
-                }
-            }
+            exact.add(*hash, keys, unowned.clone(), self.acc);
             ids.insert_unique(
                 *id_hash,
                 Located {
@@ -1277,7 +1283,9 @@ impl<K: Send + Sync + 'static> Index<K> {
                 built,
             )
         }
+        let (exact, fill) = exact.finish();
         let state = State {
+            exact,
             secondary: secondary
                 .into_iter()
                 .map(|depths| SecondaryState {
@@ -1298,12 +1306,9 @@ impl<K: Send + Sync + 'static> Index<K> {
             generation: Generation::collected_by(&self.garbage),
         };
 
-        // 3. Swap: every shard's write lock, in index order, while publishing.
+        // 3. Swap, in one publication.
         let mut w = self.writer.lock();
-        let mut guards: Vec<_> = (0..self.exact.len()).map(|i| self.exact.write(i)).collect();
-        for (g, t) in guards.iter_mut().zip(tables.iter_mut()) {
-            std::mem::swap(&mut **g, t);
-        }
+        w.fill = fill;
         let old_ids = std::mem::replace(&mut w.ids, ids);
         // The old state's trees share no node with the new one's: they go whole.
         let mut cx = w.draft();
@@ -1318,13 +1323,12 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
         }
         let prev = self.publish(&mut w, state, cx);
-        drop(guards);
         drop(w);
-        // The old tables (now in `tables`) and state are dropped here, outside every
-        // lock; the old objects go to the old state's generation, which keeps them for
-        // as long as a snapshot of it is read.
+        // The old state is dropped here, outside every lock; the old objects go to the
+        // old state's generation, which keeps them for as long as a snapshot of it is
+        // read.
         prev.generation.retire(old_ids.into_iter().map(|l| l.obj));
-        drop((tables, prev));
+        drop(prev);
         self.garbage.collect();
         Ok(())
     }
@@ -1424,6 +1428,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                         } else {
                             ops.push(BucketOp::Remove {
                                 hash: o.hash,
+                                encoded: o.encoded.clone(),
                                 obj: Arc::clone(&o.obj),
                             });
                         }
@@ -1453,6 +1458,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     self.state_remove(&mut state, &old.obj, &old.encoded, old.member, &mut cx);
                     ops.push(BucketOp::Remove {
                         hash: old.hash,
+                        encoded: old.encoded.clone(),
                         obj: Arc::clone(&old.obj),
                     });
                     let stored = Arc::clone(&old.obj);
@@ -1462,22 +1468,14 @@ impl<K: Send + Sync + 'static> Index<K> {
             }
         }
 
-        // Commit.
-        let mut shards: Vec<usize> = ops.iter().map(|op| self.exact.index(op.hash())).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        let mut guards: Vec<_> = shards.iter().map(|&i| self.exact.write(i)).collect();
-        let mut emptied = Vec::new();
+        // The exact-key table's changes, in order (readers of earlier states pass over
+        // them: they are stamped with this write), then one publication.
+        let wr = &mut *w;
         for op in &ops {
-            let Ok(g) = shards.binary_search(&self.exact.index(op.hash())) else {
-                // `shards` holds the shard of every op (built from them above).
-                debug_assert!(false, "a batch op outside the locked shards");
-                continue;
-            };
-            let table = &mut *guards[g];
             match op {
-                BucketOp::Remove { hash, obj } => {
-                    emptied.extend(self.bucket_remove(table, *hash, (self.acc.meta)(obj)));
+                BucketOp::Remove { hash, encoded, obj } => {
+                    let view = (self.acc.meta)(obj);
+                    self.bucket_remove(&mut state, &mut wr.fill, *hash, encoded, view, &mut cx);
                 }
                 BucketOp::Insert {
                     hash,
@@ -1485,13 +1483,26 @@ impl<K: Send + Sync + 'static> Index<K> {
                     replaces,
                 } => {
                     if let Some(Change::Upsert(obj, keys)) = changes.get(*item) {
-                        self.bucket_insert(table, &keys.parts(), *hash, obj, replaces.as_ref());
+                        let encoded = key::encode(&keys.parts());
+                        // SAFETY: as for `unowned` above: the identity table takes the
+                        // last version of each identity before the lock is released,
+                        // and `changes` keeps the others until the end.
+                        #[allow(unsafe_code)]
+                        let obj = unsafe { Unowned::new(obj) };
+                        self.bucket_insert(
+                            &mut state,
+                            &mut wr.fill,
+                            *hash,
+                            &encoded,
+                            obj,
+                            replaces.as_ref(),
+                            &mut cx,
+                        );
                     }
                 }
             }
         }
-        let prev = self.publish(&mut w, state, cx);
-        drop(guards);
+        let prev = self.publish(wr, state, cx);
 
         for t in touched {
             match (t.at, t.stored) {
@@ -1524,7 +1535,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         // The previous state may still be read: its generation keeps what the batch
         // replaced. The rest is dropped here, outside every lock.
         prev.generation.retire(retired);
-        drop((emptied, prev, ops, changes));
+        drop((prev, ops, changes));
         self.garbage.collect();
         Ok(applied)
     }
@@ -1552,7 +1563,6 @@ impl<K: Send + Sync + 'static> Index<K> {
             return Some(Old {
                 obj: Arc::clone(&t.obj),
                 hash: *hash,
-                shard: self.exact.index(*hash),
                 encoded: encoded.clone(),
                 // Only a single write's skip check reads it.
                 alone: false,
@@ -1568,12 +1578,10 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// encoding (read from its bucket).
     fn locate_stored(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<Old<K>> {
         self.locate(w, id_hash, view).map(|(obj, hash, member)| {
-            let shard = self.exact.index(hash);
-            let (encoded, alone) = self.encoded_key_of(shard, hash, (self.acc.meta)(&obj));
+            let (encoded, alone) = self.encoded_key_of(&w.state, hash, (self.acc.meta)(&obj));
             Old {
                 obj,
                 hash,
-                shard,
                 encoded,
                 alone,
                 member,
@@ -1617,15 +1625,10 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
-    /// Every write runs in two phases under the writer mutex:
-    ///
-    /// 1. **Prepare**, with no shard lock held: find where the object was, and build the
-    ///    new published state (the O(log n) tree path copies, the expensive part).
-    /// 2. **Commit**, holding the write locks of the old and new keys' shards (at most
-    ///    two, taken in index order): update the buckets and publish the new state.
-    ///
-    /// Everything replaced (old buckets, the previous state) is dropped after the locks
-    /// are released. Readers of those shards wait only for the commit.
+    /// Every write runs under the writer mutex, which no reader takes: find where the
+    /// object was, build the new published state (the O(log n) tree path copies, the
+    /// expensive part, and the exact-key table's new entries, which readers of earlier
+    /// states pass over), and publish it.
     ///
     /// With `unchanged` (see [`update_changed`](Self::update_changed)), a write that
     /// would change nothing is skipped (`Ok(false)`) before anything is built.
@@ -1639,14 +1642,12 @@ impl<K: Send + Sync + 'static> Index<K> {
         self.check_count(op, keys)?;
         (self.acc.check)(&obj).map_err(|kind| StoreError::new(op, keys, kind))?;
         let new = Placement {
-            keys,
             hash: self.hash_keys(keys),
             encoded: key::encode(keys),
         };
         let sec = self.secondary_keys(op, &obj, keys)?;
         let view = (self.acc.meta)(&obj);
         let id_hash = self.hasher.hash_identity(&view.identity());
-        let new_shard = self.exact.index(new.hash);
 
         let mut w = self.writer.lock();
         // Prepare.
@@ -1689,42 +1690,29 @@ impl<K: Send + Sync + 'static> Index<K> {
             &new.encoded,
         );
 
-        // Commit.
-        let (removed, prev) = match (&old, old_view) {
-            (Some(o), Some(ov)) if o.shard != new_shard => {
-                let (mut low, mut high) = if o.shard < new_shard {
-                    let low = self.exact.write(o.shard);
-                    (low, self.exact.write(new_shard))
-                } else {
-                    let low = self.exact.write(new_shard);
-                    (low, self.exact.write(o.shard))
-                };
-                let (old_table, new_table) = if o.shard < new_shard {
-                    (&mut *low, &mut *high)
-                } else {
-                    (&mut *high, &mut *low)
-                };
-                let removed = self.bucket_remove(old_table, o.hash, ov);
-                self.bucket_insert(new_table, new.keys, new.hash, &obj, None);
-                (removed, self.publish(&mut w, state, cx))
+        let wr = &mut *w;
+        let mut replaces = None;
+        if let (Some(o), Some(ov)) = (&old, old_view) {
+            // The same key and the same order: `bucket_insert` replaces it.
+            if same_order && o.hash == new.hash && o.encoded == new.encoded {
+                replaces = Some(&o.obj);
+            } else {
+                self.bucket_remove(&mut state, &mut wr.fill, o.hash, &o.encoded, ov, &mut cx);
             }
-            _ => {
-                let mut table = self.exact.write(new_shard);
-                let mut removed = None;
-                let mut replaces = None;
-                if let (Some(o), Some(ov)) = (&old, old_view) {
-                    let same_bucket = same_order && o.hash == new.hash && o.encoded == new.encoded;
-                    // The same bucket and the same order: `bucket_insert` replaces it.
-                    if same_bucket {
-                        replaces = Some(&o.obj);
-                    } else {
-                        removed = self.bucket_remove(&mut table, o.hash, ov);
-                    }
-                }
-                self.bucket_insert(&mut table, new.keys, new.hash, &obj, replaces);
-                (removed, self.publish(&mut w, state, cx))
-            }
-        };
+        }
+        // SAFETY: as for `unowned` above.
+        #[allow(unsafe_code)]
+        let member_obj = unsafe { Unowned::new(&obj) };
+        self.bucket_insert(
+            &mut state,
+            &mut wr.fill,
+            new.hash,
+            &new.encoded,
+            member_obj,
+            replaces,
+            &mut cx,
+        );
+        let prev = self.publish(wr, state, cx);
 
         self.locate_at(
             &mut w,
@@ -1738,7 +1726,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         if let Some(o) = old {
             prev.generation.retire([o.obj]);
         }
-        drop((removed, prev));
+        drop(prev);
         self.garbage.collect();
         Ok(true)
     }
@@ -1814,19 +1802,20 @@ impl<K: Send + Sync + 'static> Index<K> {
             .and_then(|l| l.member)
     }
 
-    /// The encoded key of the bucket (hash `hash`, in `shard`) that holds `obj`, and
-    /// whether `obj` is alone in it.
-    fn encoded_key_of(&self, shard: usize, hash: u64, obj: MetaView<'_>) -> (Vec<u8>, bool) {
-        let table = self.exact.read(shard);
-        match table.find(hash, |(_, b)| b.contains(obj, self.acc)) {
-            Some((_, b)) => (
-                b.encoded_key(self.num_keys, self.acc).into_owned(),
-                b.single().is_ok(),
+    /// The encoded key (of hash `hash`) in `st`'s exact-key table that holds `obj`, and
+    /// whether `obj` is alone under it.
+    fn encoded_key_of(&self, st: &State<K>, hash: u64, obj: MetaView<'_>) -> (Vec<u8>, bool) {
+        let holds = |e: &exact::Head<K>| e.value().is_some_and(|v| v.contains(obj, self.acc));
+        match st.exact.current_where(hash, holds) {
+            Some(e) => (
+                e.key().to_vec(),
+                e.value().is_some_and(|v| v.single().is_ok()),
             ),
             None => {
-                // The identity table and the buckets change together under the writer
-                // mutex (`validate` checks that they agree), so this cannot happen.
-                debug_assert!(false, "located object missing from its bucket");
+                // The identity table and the exact-key table change together under the
+                // writer mutex (`validate` checks that they agree), so this cannot
+                // happen.
+                debug_assert!(false, "located object missing from its key");
                 (Vec::new(), false)
             }
         }
@@ -1846,51 +1835,67 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
-    /// Removes the member `old` from its bucket; returns the bucket if that emptied it,
-    /// to be dropped after the lock is released.
+    /// Removes the member `old` from the key encoded `encoded` (hash `hash`) in the
+    /// draft `state`'s exact-key table.
     fn bucket_remove(
         &self,
-        table: &mut Table<Bucket<K>>,
-        old_hash: u64,
+        state: &mut State<K>,
+        fill: &mut Fill,
+        hash: u64,
+        encoded: &[u8],
         old: MetaView<'_>,
-    ) -> Option<Bucket<K>> {
-        let Ok(mut entry) = table.find_entry(old_hash, |(_, b)| b.contains(old, self.acc)) else {
-            debug_assert!(false, "located object missing from its bucket");
-            return None;
+        cx: &mut Draft,
+    ) {
+        let table = state.exact;
+        let Some(v) = table
+            .current(hash, |k| k == encoded)
+            .and_then(|e| e.value())
+        else {
+            debug_assert!(false, "located object missing from its key");
+            return;
         };
-        if entry.get_mut().1.remove(old, self.num_keys, self.acc) {
-            let (((), removed), _) = entry.remove();
-            return Some(removed);
-        }
-        None
+        let stored = bucket::removed(&v, old, self.acc);
+        self.exact_set(state, fill, hash, encoded, stored, cx);
     }
 
-    /// Adds `obj` to the bucket of its key (replacing an equal member), creating the
-    /// bucket if needed. `replaces` is the member it replaces, if the caller knows it
-    /// is in that bucket and orders as `obj`: the bucket is then found and updated
-    /// without reading that member (in a batch's commit it is cold by then).
-    fn bucket_insert<S: AsRef<str>>(
+    /// Adds `obj` to the key encoded `encoded` (hash `hash`) in the draft `state`'s
+    /// exact-key table, replacing an equal member. `replaces` is the member it
+    /// replaces, if the caller knows it is under that key and orders as `obj` (see
+    /// [`bucket::inserted`]).
+    #[allow(clippy::too_many_arguments)]
+    fn bucket_insert(
         &self,
-        table: &mut Table<Bucket<K>>,
-        keys: &[S],
+        state: &mut State<K>,
+        fill: &mut Fill,
         hash: u64,
-        obj: &Arc<K>,
+        encoded: &[u8],
+        obj: Unowned<K>,
         replaces: Option<&Arc<K>>,
+        cx: &mut Draft,
     ) {
-        let found = match replaces {
-            Some(member) => table.find_mut(hash, |(_, b)| b.holds(member, keys)),
-            None => table.find_mut(hash, |(_, b)| b.key_is(keys, self.acc)),
-        };
-        match found {
-            Some((_, b)) => match replaces {
-                Some(member) => b.replace(member, Arc::clone(obj), keys, self.acc),
-                None => b.insert(Arc::clone(obj), keys, self.acc),
-            },
-            None => {
-                let b = Bucket::new(Arc::clone(obj), keys, self.acc);
-                table.insert_unique(hash, ((), b), |(_, b)| self.rehash(b));
-            }
-        }
+        let table = state.exact;
+        let old = table
+            .current(hash, |k| k == encoded)
+            .and_then(|e| e.value());
+        let stored = bucket::inserted(old.as_ref(), obj, replaces, self.acc);
+        self.exact_set(state, fill, hash, encoded, Some(stored), cx);
+    }
+
+    /// Stores `stored` under the key encoded `encoded` (hash `hash`) in the draft
+    /// `state`'s exact-key table (see [`exact::Table::set`]).
+    fn exact_set(
+        &self,
+        state: &mut State<K>,
+        fill: &mut Fill,
+        hash: u64,
+        encoded: &[u8],
+        stored: Option<exact::Stored<K>>,
+        cx: &mut Draft,
+    ) {
+        let hasher = &self.hasher;
+        state
+            .exact
+            .set(fill, hash, encoded, stored, cx, |k| hasher.hash_encoded(k));
     }
 
     /// Updates `state` for `obj` (ordered as `view`, under the key `encoded`), which
@@ -2267,12 +2272,12 @@ impl<K: Send + Sync + 'static> Index<K> {
             .hash_components(keys.iter().map(|k| k.as_ref().as_bytes()))
     }
 
-    fn rehash(&self, b: &Bucket<K>) -> u64 {
-        b.hash(self.num_keys, &self.hasher, self.acc)
-    }
-
     fn check_count<S: AsRef<str>>(&self, op: Operation, keys: &[S]) -> Result<(), StoreError> {
         if keys.len() == self.num_keys {
+            // Only a write stores a key; a read of a longer one finds nothing.
+            if !matches!(op, Operation::Get) {
+                check_key_len(op, keys)?;
+            }
             Ok(())
         } else {
             Err(StoreError::new(
@@ -2325,23 +2330,36 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
         let mut in_buckets = 0;
         let mut foreign = 0;
-        for s in 0..self.exact.len() {
-            let table = self.exact.read(s);
-            for ((), b) in table.iter() {
-                b.validate(self.num_keys, self.acc)?;
-                let h = self.rehash(b);
-                if self.exact.index(h) != s {
-                    return Err("bucket in the wrong shard".into());
+        st.exact
+            .validate(&w.fill, |k| self.hasher.hash_encoded(k))?;
+        let mut keys_seen: HashTable<&[u8]> = HashTable::new();
+        {
+            for (_, e) in st.exact.entries() {
+                let encoded = e.key();
+                let h = self.hasher.hash_encoded(encoded);
+                if keys_seen.find(h, |k| *k == encoded).is_some() {
+                    return Err(format!("key {encoded:?} in two slots"));
                 }
-                let encoded = b.encoded_key(self.num_keys, self.acc).into_owned();
-                let parts = key::decode(&encoded).map_err(|e| e.to_string())?;
-                let found = table
-                    .iter_hash(h)
-                    .filter(|(_, o)| o.key_is(&parts, self.acc))
-                    .count();
-                if found != 1 {
-                    return Err(format!("key {parts:?} is in {found} buckets"));
+                keys_seen.insert_unique(h, encoded, |k| self.hasher.hash_encoded(k));
+                if e.at() > st.stamp {
+                    return Err(format!("an entry stamped {} in state {}", e.at(), st.stamp));
                 }
+                let parts = key::decode(encoded).map_err(|e| e.to_string())?;
+                if parts.len() != self.num_keys {
+                    return Err(format!(
+                        "stored key has {} components, not {}",
+                        parts.len(),
+                        self.num_keys
+                    ));
+                }
+                if h != self.hash_keys(&parts) {
+                    return Err(format!("key {parts:?} hashes apart from its components"));
+                }
+                let Some(b) = e.value() else {
+                    continue;
+                };
+                b.validate(self.acc)?;
+                let encoded = encoded.to_vec();
                 let mut err = None;
                 b.for_each(|obj| {
                     in_buckets += 1;

@@ -4,6 +4,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod bucket;
+pub(crate) mod exact;
 pub(crate) mod group;
 pub mod key;
 pub(crate) mod latest;

@@ -1,42 +1,10 @@
 //! The loom-modelled stand-ins, under `--cfg k8s_store_loom` (see the
 //! [parent module](super)).
 
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
 
-use super::{Arc, Table};
-use std::ops::{Deref, DerefMut};
-
-/// Loom stand-in for the dashmap shards: a few loom reader-writer locks.
-pub(crate) struct Shards<V> {
-    shards: Vec<loom::sync::RwLock<Table<V>>>,
-}
-
-impl<V> Shards<V> {
-    pub(crate) fn new(n: usize) -> Self {
-        Self {
-            shards: (0..n)
-                .map(|_| loom::sync::RwLock::new(Table::new()))
-                .collect(),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    pub(crate) fn index(&self, hash: u64) -> usize {
-        (hash as usize) % self.shards.len()
-    }
-
-    pub(crate) fn read(&self, shard: usize) -> impl Deref<Target = Table<V>> + '_ {
-        // loom's locks report poisoning only after a panic, which ends the model.
-        self.shards[shard].read().expect("loom lock poisoned")
-    }
-
-    pub(crate) fn write(&self, shard: usize) -> impl DerefMut<Target = Table<V>> + '_ {
-        self.shards[shard].write().expect("loom lock poisoned")
-    }
-}
+use super::Arc;
+use std::ops::DerefMut;
 
 /// Models keep state spaces small: two shards, so keys both share and split them.
 pub(crate) fn default_shard_count() -> usize {

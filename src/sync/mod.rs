@@ -7,7 +7,7 @@
 //!
 //! | primitive          | normal build                         | `k8s_store_loom`                      |
 //! |--------------------|--------------------------------------|---------------------------------------|
-//! | [`Shards`]         | the shards of a `dashmap::DashMap`   | a few `loom::sync::RwLock<HashTable>` |
+//! | [`AtomicPtr`]      | std's                                | loom's                                |
 //! | [`Published`]      | `arc_swap::ArcSwap`                  | `loom::sync::RwLock<Arc<T>>`          |
 //! | [`Slot`]           | `arc_swap::ArcSwapOption`            | `loom::sync::RwLock<Option<Arc<T>>>`  |
 //! | [`Mutex`]          | `std::sync::Mutex` without poisoning | `loom::sync::Mutex`                   |
@@ -36,11 +36,6 @@
 
 pub(crate) use std::sync::Arc;
 
-/// A shard's table: composite-key hash -> bucket. The `()` key is dashmap's slot for a
-/// key we do not need: buckets are found by a precomputed 64-bit hash and compared by
-/// their own key, so each slot is exactly one bucket wide.
-pub(crate) type Table<V> = hashbrown::HashTable<((), V)>;
-
 #[cfg(not(k8s_store_loom))]
 #[path = "std.rs"]
 mod imp;
@@ -48,7 +43,9 @@ mod imp;
 #[path = "loom.rs"]
 mod imp;
 
-pub(crate) use imp::{Mutex, Published, Shards, Slot, default_index_shards, default_shard_count};
+pub(crate) use imp::{
+    AtomicPtr, Mutex, Published, Slot, default_index_shards, default_shard_count,
+};
 
 /// A statistics counter. See the module's `# Orderings`.
 #[derive(Debug, Default)]

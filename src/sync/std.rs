@@ -1,58 +1,9 @@
 //! The primitives of a normal build (see the [parent module](super)).
 
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
 
-use super::{Arc, Table};
-use std::hash::BuildHasherDefault;
-use std::ops::{Deref, DerefMut};
-
-/// Hash-sharded tables, each behind its own reader-writer lock.
-///
-/// Backed by `dashmap`'s shards (its `raw-api`): dashmap supplies the cache-padded,
-/// spin-then-park reader-writer locks and the shard arithmetic; we drive the
-/// `HashTable` inside each shard ourselves, because a move of an object between two
-/// composite keys must hold both shards' locks at once, which dashmap's per-key API
-/// cannot express.
-pub(crate) struct Shards<V> {
-    map: dashmap::DashMap<(), V, BuildHasherDefault<NoHash>>,
-}
-
-/// dashmap insists on a hasher; we never let it hash anything.
-#[derive(Default)]
-pub(crate) struct NoHash;
-
-impl std::hash::Hasher for NoHash {
-    fn finish(&self) -> u64 {
-        0
-    }
-    fn write(&mut self, _: &[u8]) {}
-}
-
-impl<V> Shards<V> {
-    /// `n` must be a power of two greater than one (checked by the builder).
-    pub(crate) fn new(n: usize) -> Self {
-        Self {
-            map: dashmap::DashMap::with_hasher_and_shard_amount(BuildHasherDefault::default(), n),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.map.shards().len()
-    }
-
-    /// The shard that holds `hash`.
-    pub(crate) fn index(&self, hash: u64) -> usize {
-        self.map.determine_shard(hash as usize)
-    }
-
-    pub(crate) fn read(&self, shard: usize) -> impl Deref<Target = Table<V>> + '_ {
-        self.map.shards()[shard].read()
-    }
-
-    pub(crate) fn write(&self, shard: usize) -> impl DerefMut<Target = Table<V>> + '_ {
-        self.map.shards()[shard].write()
-    }
-}
+use super::Arc;
+use std::ops::DerefMut;
 
 /// The default shard count: dashmap's (four per core, rounded up to a power of two).
 pub(crate) fn default_shard_count() -> usize {

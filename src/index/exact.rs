@@ -1,0 +1,646 @@
+//! The exact-key index: one open-addressing table that readers probe without a lock.
+//!
+//! # Shape
+//!
+//! A table is an array of slots, each a pointer to the [`Head`] of one composite key's
+//! entry (or null). An entry is one allocation: the key's encoding (see
+//! [`key`](crate::index::key)) inline after a 28-byte header, so a probe confirms its
+//! key in the entry's own cache lines and never reads an object's namespace or name.
+//! The pointer carries 16 bits of the key's hash in its top bits (on 64-bit targets,
+//! where user-space addresses leave them clear), so a probe passes over other keys'
+//! slots without reading their entries. Slots are found by linear probing from the
+//! hash's low bits; the table is rebuilt larger before it is 13/16 full, so a probe
+//! always ends at a null slot.
+//!
+//! # Versions
+//!
+//! Entries never change once published. A write that changes a key's objects makes a
+//! new entry stamped with the write's stamp, pointing to the one it replaces (`prev`),
+//! and stores it in the key's slot before it publishes its state; removing a key stores
+//! a *tombstone*, an entry of no objects. A reader takes the table and the stamp `s`
+//! from the state it loaded, and walks from the slot's entry along `prev` to the first
+//! stamped at or before `s`: what that state holds, however the writer has moved on.
+//! So an exact read agrees with every prefix read and snapshot of the same or a later
+//! state, and takes no lock: the writer never waits for a reader, and a reader never
+//! waits for the writer.
+//!
+//! A key keeps its slot from its first write until the table is rebuilt (a tombstone
+//! keeps it too), so slots only go from null to an entry and from an entry to a newer
+//! one of the same key: a probe that started before a write still ends at the right
+//! slot or at a null one. A rebuild (to grow, or to drop tombstones) makes a new table
+//! holding the same live entries, which the write's state publishes; readers of older
+//! states keep probing the old one, which no write changes any more.
+//!
+//! # Lifetimes
+//!
+//! What a write replaces (an entry, a tombstone, a whole table) is retired into its
+//! [`Draft`], so the generation of the state before the write frees it (see
+//! [`retire`](crate::index::retire)): a reader follows `prev` to an entry only when the
+//! entry after it is newer than its state, so written by a write whose previous state
+//! is the reader's or later, and whose generation the reader holds through its own.
+//! Objects are held uncounted ([`Unowned`]), alive as long as the states that hold them
+//! (the identity table keeps the current ones); a key of several objects owns a counted
+//! tree of them ([`Value::Many`]), freed with its entry.
+//!
+//! Every `unsafe` block of the table is in this module.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+use crate::index::ptree::{Draft, PTree};
+use crate::index::retire::{Retired, Unowned};
+use crate::sync::{Arc, AtomicPtr};
+
+/// The fill (in sixteenths) past which a table is rebuilt before a new key goes in.
+const MAX_FILL_16THS: usize = 13;
+/// The fewest slots a table has.
+const MIN_SLOTS: usize = 16;
+/// The longest key encoding an entry holds ([`Head::len`] is a `u32`).
+pub(crate) const MAX_KEY_BYTES: usize = u32::MAX as usize;
+
+/// An entry's header; the key's encoding follows it in the same allocation.
+#[repr(C)]
+pub(crate) struct Head<K> {
+    /// The stamp of the write that stored it.
+    at: u64,
+    /// The entry of the same key it replaced (null for none): the key's objects before
+    /// `at`, for readers of older states.
+    prev: *const Head<K>,
+    /// The key's objects: 0 for none (a tombstone); else a pointer tagged in its low
+    /// bit: clear, one object (`Arc::as_ptr`, uncounted); set, a `Box<PTree<Arc<K>>>`
+    /// this entry owns.
+    value: usize,
+    /// The length of the key's encoding, which follows.
+    len: u32,
+    objects: std::marker::PhantomData<*const K>,
+}
+
+/// Where the key bytes start: right after `len`, not after the header's padding.
+const KEY_OFFSET: usize = std::mem::offset_of!(Head<()>, len) + 4;
+
+/// The tag bit of a [`Head::value`] that holds a tree.
+const MANY: usize = 1;
+
+/// The objects under one key, as a reader or the writer finds them.
+pub(crate) enum Value<'a, K> {
+    /// One object.
+    One(Unowned<K>),
+    /// Two or more, in (namespace, name, uid) order.
+    Many(&'a PTree<Arc<K>>),
+}
+
+/// The objects the writer stores under a key.
+pub(crate) enum Stored<K> {
+    One(Unowned<K>),
+    Many(PTree<Arc<K>>),
+}
+
+impl<K> Head<K> {
+    fn layout(len: usize) -> Layout {
+        // The header's size and alignment are small constants and `len` is bounded by
+        // `MAX_KEY_BYTES`, so the size cannot overflow `isize`.
+        Layout::from_size_align(KEY_OFFSET + len, std::mem::align_of::<Head<K>>())
+            .unwrap_or_else(|_| Layout::new::<Head<K>>())
+    }
+
+    /// A new entry, owned by the caller until it is freed with [`free_entry`].
+    fn alloc(
+        at: u64,
+        prev: *const Head<K>,
+        stored: Option<Stored<K>>,
+        key: &[u8],
+    ) -> NonNull<Self> {
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let key = &key[..len as usize];
+        let value = match stored {
+            None => 0,
+            Some(Stored::One(obj)) => Arc::as_ptr(&obj) as usize,
+            Some(Stored::Many(tree)) => Box::into_raw(Box::new(tree)) as usize | MANY,
+        };
+        let layout = Self::layout(key.len());
+        // SAFETY: the layout has a non-zero size (the header's). The header is written
+        // whole and the key bytes copied into the rest of the allocation, which the
+        // layout sized for them; the two do not overlap (`KEY_OFFSET` is past `len`).
+        #[allow(unsafe_code)]
+        unsafe {
+            let p = std::alloc::alloc(layout).cast::<Head<K>>();
+            let Some(p) = NonNull::new(p) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            p.as_ptr().write(Head {
+                at,
+                prev,
+                value,
+                len,
+                objects: std::marker::PhantomData,
+            });
+            std::ptr::copy_nonoverlapping(
+                key.as_ptr(),
+                p.as_ptr().cast::<u8>().add(KEY_OFFSET),
+                key.len(),
+            );
+            p
+        }
+    }
+
+    /// The key's encoding.
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        // SAFETY: every `Head` is made by `alloc`, followed by `len` initialised key
+        // bytes in the same allocation, which lives as long as the `Head`.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::from_ref(self).cast::<u8>().add(KEY_OFFSET),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// The stamp of the write that stored it.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+    pub(crate) fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// The key's objects; `None` for a tombstone.
+    #[inline]
+    pub(crate) fn value(&self) -> Option<Value<'_, K>> {
+        match self.value {
+            0 => None,
+            v if v & MANY == 0 => {
+                // SAFETY: an object held by an entry is alive while a state that holds
+                // the entry's version can be read (module documentation), and whoever
+                // reads this entry's value reads such a state.
+                #[allow(unsafe_code)]
+                Some(Value::One(unsafe { Unowned::from_raw(v as *const K) }))
+            }
+            v => {
+                // SAFETY: the tree is this entry's own, freed with it.
+                #[allow(unsafe_code)]
+                Some(Value::Many(unsafe {
+                    &*((v & !MANY) as *const PTree<Arc<K>>)
+                }))
+            }
+        }
+    }
+}
+
+/// Frees an entry made by [`Head::alloc`], and the tree it owns.
+///
+/// # Safety
+///
+/// `ptr` is such an entry, freed once, when no reader can reach it.
+#[allow(unsafe_code)]
+unsafe fn free_entry<K>(ptr: NonNull<()>) {
+    let p = ptr.cast::<Head<K>>();
+    // SAFETY: the caller's promise: the entry is ours, and so is its tree.
+    unsafe {
+        let (value, len) = {
+            let h = p.as_ref();
+            (h.value, h.len as usize)
+        };
+        if value & MANY != 0 {
+            drop(Box::from_raw((value & !MANY) as *mut PTree<Arc<K>>));
+        }
+        std::alloc::dealloc(p.as_ptr().cast(), Head::<K>::layout(len));
+    }
+}
+
+/// The 16-bit tag of a hash that a slot's pointer carries; never 0 (0 marks a pointer
+/// that could not be tagged).
+#[inline]
+fn tag_of(hash: u64) -> usize {
+    ((hash >> 48) as usize) | 1
+}
+
+#[cfg(target_pointer_width = "64")]
+const TAG_SHIFT: u32 = 48;
+
+/// `p` tagged with `tag`, if its address leaves the tag's bits clear.
+#[inline]
+fn tagged<K>(p: NonNull<Head<K>>, tag: usize) -> *mut Head<K> {
+    #[cfg(target_pointer_width = "64")]
+    {
+        if p.as_ptr().addr() >> TAG_SHIFT == 0 {
+            return p.as_ptr().map_addr(|a| a | (tag << TAG_SHIFT));
+        }
+    }
+    let _ = tag;
+    p.as_ptr()
+}
+
+/// A slot's pointer without its tag, and the tag (0 for none).
+#[inline]
+fn untag<K>(p: *mut Head<K>) -> (*const Head<K>, usize) {
+    #[cfg(target_pointer_width = "64")]
+    {
+        let tag = p.addr() >> TAG_SHIFT;
+        (p.map_addr(|a| a & ((1 << TAG_SHIFT) - 1)).cast_const(), tag)
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    {
+        (p.cast_const(), 0)
+    }
+}
+
+/// A table's slots.
+struct Slots<K> {
+    mask: usize,
+    slots: Box<[AtomicPtr<Head<K>>]>,
+}
+
+/// Frees a table made by [`Table::new`], not its entries.
+///
+/// # Safety
+///
+/// `ptr` is such a table, freed once, when no reader can reach it.
+#[allow(unsafe_code)]
+unsafe fn free_slots<K>(ptr: NonNull<()>) {
+    // SAFETY: the caller's promise.
+    drop(unsafe { Box::from_raw(ptr.cast::<Slots<K>>().as_ptr()) });
+}
+
+/// A state's exact-key table (see the module documentation): a pointer that owns
+/// nothing, copied into each state the writer publishes. The writer frees tables and
+/// entries only through generations.
+pub(crate) struct Table<K>(NonNull<Slots<K>>);
+
+impl<K> Clone for Table<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for Table<K> {}
+
+// SAFETY: a `Table` gives shared access to atomics that only the store's writer sets,
+// to immutable entries, and through them to objects `K` as `&K` (and counted `Arc<K>`
+// clones): `Send` and `Sync` exactly when those are.
+#[allow(unsafe_code)]
+unsafe impl<K: Send + Sync> Send for Table<K> {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl<K: Send + Sync> Sync for Table<K> {}
+
+/// What only the writer knows of the current table.
+#[derive(Debug, Default)]
+pub(crate) struct Fill {
+    /// Slots that are not null.
+    used: usize,
+    /// Entries that are not tombstones: the number of keys.
+    live: usize,
+}
+
+/// The fewest slots (a power of two) that hold `keys` keys within the fill limit.
+fn slots_for(keys: usize) -> usize {
+    (keys
+        .saturating_mul(16)
+        .div_ceil(MAX_FILL_16THS)
+        .max(MIN_SLOTS))
+    .checked_next_power_of_two()
+    .unwrap_or(1 << (usize::BITS - 1))
+}
+
+impl<K> Table<K> {
+    /// An empty table with room for `keys` keys. The writer owns it until it retires it.
+    pub(crate) fn new(keys: usize) -> Self {
+        let n = slots_for(keys);
+        let slots: Box<[AtomicPtr<Head<K>>]> = (0..n)
+            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            .collect();
+        let s = Box::new(Slots { mask: n - 1, slots });
+        Self(NonNull::from(Box::leak(s)))
+    }
+
+    #[inline]
+    fn slots(&self) -> &Slots<K> {
+        // SAFETY: a table is freed only by its generation, once no state that holds it
+        // can be read (module documentation).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0.as_ref()
+        }
+    }
+
+    /// The slot of the key of hash `hash` that `eq` recognises, and its entry; or the
+    /// null slot where the key would go.
+    #[inline]
+    fn find(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> (usize, Option<&Head<K>>) {
+        self.find_where(hash, |e| eq(e.key()))
+    }
+
+    /// As [`find`](Self::find), for the entry `pred` recognises.
+    #[inline]
+    fn find_where(&self, hash: u64, pred: impl Fn(&Head<K>) -> bool) -> (usize, Option<&Head<K>>) {
+        let s = self.slots();
+        let tag = tag_of(hash);
+        let mut i = hash as usize & s.mask;
+        loop {
+            let p = s.slots[i].load(Acquire);
+            if p.is_null() {
+                return (i, None);
+            }
+            let (p, t) = untag(p);
+            if t == 0 || t == tag {
+                // SAFETY: an entry in a slot is alive while the table can be read
+                // (module documentation); the `Acquire` load synchronises with the
+                // `Release` store that published it whole.
+                #[allow(unsafe_code)]
+                let e = unsafe { &*p };
+                if pred(e) {
+                    return (i, Some(e));
+                }
+            }
+            // The writer keeps a null slot in every table (`MAX_FILL_16THS`), so the
+            // probe ends.
+            i = (i + 1) & s.mask;
+        }
+    }
+
+    /// The objects the state of stamp `stamp` (one that holds this table) has under the
+    /// key of hash `hash` that `eq` recognises: for any thread.
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        hash: u64,
+        stamp: u64,
+        eq: impl Fn(&[u8]) -> bool,
+    ) -> Option<Value<'_, K>> {
+        let (_, mut e) = self.find(hash, eq);
+        while let Some(h) = e {
+            if h.at <= stamp {
+                return h.value();
+            }
+            // SAFETY: an entry newer than the reader's state was stored by a write whose
+            // previous state is the reader's or later; that write retired the entry it
+            // replaced into that state's generation, which the reader holds (module
+            // documentation).
+            #[allow(unsafe_code)]
+            {
+                e = unsafe { h.prev.as_ref() };
+            }
+        }
+        None
+    }
+
+    /// The current entry of the key, tombstones included: the writer's view.
+    pub(crate) fn current(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> Option<&Head<K>> {
+        self.find(hash, eq).1
+    }
+
+    /// The current entry among those of hash `hash` that `pred` recognises: the
+    /// writer's view.
+    pub(crate) fn current_where(
+        &self,
+        hash: u64,
+        pred: impl Fn(&Head<K>) -> bool,
+    ) -> Option<&Head<K>> {
+        self.find_where(hash, pred).1
+    }
+
+    /// Stores `stored` (`None`: nothing) as the objects under the key encoded `key`
+    /// (hash `hash`), by the write of `cx`; the entry it replaces is retired into `cx`.
+    /// May rebuild the table first (growing it): `self` is then the new one, and the
+    /// old one is retired into `cx`. The writer only, on the table of the state it is
+    /// about to publish; `rehash` gives the hash of a stored key's encoding.
+    pub(crate) fn set(
+        &mut self,
+        fill: &mut Fill,
+        hash: u64,
+        key: &[u8],
+        stored: Option<Stored<K>>,
+        cx: &mut Draft,
+        rehash: impl Fn(&[u8]) -> u64,
+    ) {
+        let (mut i, old) = self.find(hash, |k| k == key);
+        let old = old.map(NonNull::from);
+        let Some(old) = old else {
+            if stored.is_none() {
+                return;
+            }
+            if (fill.used + 1) * 16 > self.slots().slots.len() * MAX_FILL_16THS {
+                // Twice the keys: the table doubles (or, mostly tombstones, stays).
+                self.rebuild(fill, 2 * (fill.live + 1), cx, &rehash);
+                i = self.find(hash, |k| k == key).0;
+            }
+            let e = Head::alloc(cx.stamp(), std::ptr::null(), stored, key);
+            self.slots().slots[i].store(tagged(e, tag_of(hash)), Release);
+            fill.used += 1;
+            fill.live += 1;
+            return;
+        };
+        // SAFETY: the current entry of the writer's own table is alive.
+        #[allow(unsafe_code)]
+        let o = unsafe { old.as_ref() };
+        let was_live = o.value != 0;
+        if !was_live && stored.is_none() {
+            return;
+        }
+        // An entry this write stored itself was never published: no state holds it, so
+        // the new one replaces it in the chain (a reader that already read it still
+        // reaches its `prev`, and it is retired below like any other).
+        let prev = if o.at == cx.stamp() {
+            o.prev
+        } else {
+            old.as_ptr().cast_const()
+        };
+        let is_live = stored.is_some();
+        let e = Head::alloc(cx.stamp(), prev, stored, key);
+        self.slots().slots[i].store(tagged(e, tag_of(hash)), Release);
+        // SAFETY: the entry is out of the table's current version; `free_entry` frees it
+        // with the generation of the state before this write (module documentation).
+        #[allow(unsafe_code)]
+        cx.retire(unsafe { Retired::new(old.cast(), free_entry::<K>) });
+        match (was_live, is_live) {
+            (true, false) => fill.live -= 1,
+            (false, true) => fill.live += 1,
+            _ => {}
+        }
+        if !is_live && fill.live * 8 < self.slots().slots.len() && fill.used > MIN_SLOTS {
+            // An eighth full: rebuild smaller, without the tombstones.
+            self.rebuild(fill, 2 * fill.live, cx, &rehash);
+        }
+    }
+
+    /// Replaces the table with a new one of room for `keys` keys holding the live
+    /// entries (the same ones; tombstones are retired), retiring the old table.
+    fn rebuild(
+        &mut self,
+        fill: &mut Fill,
+        keys: usize,
+        cx: &mut Draft,
+        rehash: &dyn Fn(&[u8]) -> u64,
+    ) {
+        let new = Table::<K>::new(keys.max(fill.live));
+        let ns = new.slots();
+        let mut live = 0;
+        for slot in self.slots().slots.iter() {
+            let p = slot.load(Acquire);
+            if p.is_null() {
+                continue;
+            }
+            let (p, _) = untag(p);
+            // SAFETY: the current entries of the writer's own table are alive.
+            #[allow(unsafe_code)]
+            let e = unsafe { &*p };
+            // SAFETY: `p` is not null (checked above).
+            #[allow(unsafe_code)]
+            let nn = unsafe { NonNull::new_unchecked(p.cast_mut()) };
+            if e.value == 0 {
+                // A tombstone: readers of the old table (older states) may still
+                // read it.
+                // SAFETY: out of every later table; freed with the generation of the
+                // state before this write.
+                #[allow(unsafe_code)]
+                cx.retire(unsafe { Retired::new(nn.cast(), free_entry::<K>) });
+                continue;
+            }
+            let h = rehash(e.key());
+            let mut i = h as usize & ns.mask;
+            while !ns.slots[i].load(Acquire).is_null() {
+                i = (i + 1) & ns.mask;
+            }
+            ns.slots[i].store(tagged(nn, tag_of(h)), Release);
+            live += 1;
+        }
+        let old = std::mem::replace(self, new);
+        // SAFETY: the old table is out of the state this write publishes; it is freed
+        // (not its entries, which the new table holds or `cx` frees) with the
+        // generation of the state before this write.
+        #[allow(unsafe_code)]
+        cx.retire(unsafe { Retired::new(old.0.cast(), free_slots::<K>) });
+        fill.used = live;
+        fill.live = live;
+    }
+
+    /// Takes the table and every entry in it out of use (a relist replaced it, or the
+    /// store is dropped): `cx` frees them with the generation it is finished into.
+    pub(crate) fn retire_all(self, cx: &mut Draft) {
+        for slot in self.slots().slots.iter() {
+            let p = slot.load(Acquire);
+            if let Some(p) = NonNull::new(untag(p).0.cast_mut()) {
+                // SAFETY: each entry is in one slot of this table, which is out of use.
+                #[allow(unsafe_code)]
+                cx.retire(unsafe { Retired::new(p.cast(), free_entry::<K>) });
+            }
+        }
+        // SAFETY: as above, for the table itself.
+        #[allow(unsafe_code)]
+        cx.retire(unsafe { Retired::new(self.0.cast(), free_slots::<K>) });
+    }
+
+    /// Every current entry with its slot, tombstones included, for invariant checks
+    /// (the writer's).
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, &Head<K>)> {
+        self.slots().slots.iter().enumerate().filter_map(|(i, s)| {
+            let p = untag(s.load(Acquire)).0;
+            // SAFETY: as in `find`.
+            #[allow(unsafe_code)]
+            unsafe { p.as_ref() }.map(|e| (i, e))
+        })
+    }
+
+    /// Checks the table's invariants against `fill`: each entry reachable by a probe
+    /// for its own key (no null slot between its hash's home slot and it), its tag
+    /// right, and the counts.
+    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+    pub(crate) fn validate(
+        &self,
+        fill: &Fill,
+        rehash: impl Fn(&[u8]) -> u64,
+    ) -> Result<(), String> {
+        let s = self.slots();
+        let (mut used, mut live) = (0, 0);
+        for (i, e) in self.entries() {
+            used += 1;
+            if e.value != 0 {
+                live += 1;
+            }
+            let h = rehash(e.key());
+            let (found, _) = self.find(h, |k| k == e.key());
+            if found != i {
+                return Err(format!("entry in slot {i} is found by a probe at {found}"));
+            }
+            let (_, t) = untag(s.slots[i].load(Acquire));
+            if t != 0 && t != tag_of(h) {
+                return Err(format!("slot {i} has tag {t:#x}, its key {:#x}", tag_of(h)));
+            }
+        }
+        if used != fill.used || live != fill.live {
+            return Err(format!(
+                "table holds {used} entries ({live} live), the writer counts {} ({})",
+                fill.used, fill.live
+            ));
+        }
+        if used * 16 > s.slots.len() * MAX_FILL_16THS {
+            return Err(format!("table {used} of {} full", s.slots.len()));
+        }
+        Ok(())
+    }
+}
+
+/// A table built whole for a relist, before any reader can see it.
+pub(crate) struct Builder<K> {
+    table: Table<K>,
+    fill: Fill,
+    scratch: Vec<u8>,
+}
+
+impl<K> Builder<K> {
+    /// A builder for at most `items` objects.
+    pub(crate) fn new(items: usize) -> Self {
+        Self {
+            table: Table::new(items),
+            fill: Fill::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds `obj` under `keys` (hash `hash`), replacing an equal member: every entry
+    /// stamped 0. `obj` is a stored object (see [`bucket::inserted`]).
+    pub(crate) fn add<S: AsRef<str>>(
+        &mut self,
+        hash: u64,
+        keys: &[S],
+        obj: Unowned<K>,
+        acc: crate::object::Accessors<K>,
+    ) {
+        let (i, old) = self
+            .table
+            .find(hash, |k| crate::index::key::encoded_eq(k, keys));
+        let slot = &self.table.slots().slots[i];
+        match old {
+            None => {
+                // Sized for every object (`new`), so it never fills up.
+                debug_assert!(
+                    (self.fill.used + 1) * 16 <= self.table.slots().slots.len() * MAX_FILL_16THS
+                );
+                self.scratch.clear();
+                for k in keys {
+                    crate::index::key::encode_component(&mut self.scratch, k.as_ref().as_bytes());
+                }
+                let e = Head::alloc(0, std::ptr::null(), Some(Stored::One(obj)), &self.scratch);
+                slot.store(tagged(e, tag_of(hash)), Release);
+                self.fill.used += 1;
+                self.fill.live += 1;
+            }
+            Some(old) => {
+                let stored = crate::index::bucket::inserted(old.value().as_ref(), obj, None, acc);
+                let e = Head::alloc(0, std::ptr::null(), Some(stored), old.key());
+                let old = NonNull::from(old);
+                slot.store(tagged(e, tag_of(hash)), Release);
+                // SAFETY: no reader has seen this table, and the slot no longer holds it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    free_entry::<K>(old.cast())
+                };
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> (Table<K>, Fill) {
+        (self.table, self.fill)
+    }
+}

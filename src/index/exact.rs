@@ -457,9 +457,16 @@ impl<K> Table<K> {
             (false, true) => fill.live += 1,
             _ => {}
         }
-        if !is_live && fill.live * 8 < self.slots().slots.len() && fill.used > MIN_SLOTS {
-            // An eighth full: rebuild smaller, without the tombstones.
-            self.rebuild(fill, 2 * fill.live, cx, &rehash);
+        if !is_live && fill.used > MIN_SLOTS {
+            let slots = self.slots().slots.len();
+            if fill.live * 8 < slots {
+                // An eighth full: rebuild smaller, without the tombstones.
+                self.rebuild(fill, 2 * fill.live, cx, &rehash);
+            } else if (fill.used - fill.live) * 8 > fill.used {
+                // An eighth tombstones: rebuild at the same size without them, which
+                // costs a pass over the table once per `used / 8` removals.
+                self.rebuild(fill, fill.live, cx, &rehash);
+            }
         }
     }
 

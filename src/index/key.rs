@@ -206,7 +206,31 @@ pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether the encoding `bytes` is exactly the encoding of `components`, compared
 /// without allocating.
+///
+/// A component without a NUL byte is encoded as its own bytes and a terminator, so it
+/// is compared in one piece (the exact-key index's probe, for every key); one with a
+/// NUL byte goes through the escapes.
+#[inline]
 pub(crate) fn encoded_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool {
+    let mut rest = bytes;
+    for (i, c) in components.iter().enumerate() {
+        let c = c.as_ref().as_bytes();
+        if c.contains(&0) {
+            return escaped_eq(rest, &components[i..]);
+        }
+        let n = c.len();
+        match rest.get(..n + 2) {
+            Some(head) if head[n..] == [ESC, TERMINATOR] && short_eq(&head[..n], c) => {
+                rest = &rest[n + 2..];
+            }
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// [`encoded_eq`], piece by piece between the escaped NUL bytes.
+fn escaped_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool {
     let mut rest = bytes;
     for c in components {
         for (n, piece) in c.as_ref().as_bytes().split(|&b| b == 0).enumerate() {
@@ -232,6 +256,44 @@ pub(crate) fn encoded_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_eq_agrees_with_comparing_encodings() {
+        // Components with NUL bytes next to U+0001 (the terminator's second byte) and
+        // 0xFF's neighbours, empty ones, and splits of the same bytes.
+        let parts = [
+            "",
+            "a",
+            "\0",
+            "a\0",
+            "\0b",
+            "a\0\u{1}b",
+            "\u{1}",
+            "b",
+            "a\0\0",
+            "ÿ",
+        ];
+        let mut vectors: Vec<Vec<&str>> = Vec::new();
+        for a in parts {
+            vectors.push(vec![a]);
+            for b in parts {
+                vectors.push(vec![a, b]);
+                for c in ["", "\0", "b"] {
+                    vectors.push(vec![a, b, c]);
+                }
+            }
+        }
+        for stored in &vectors {
+            let bytes = encode(stored);
+            for given in &vectors {
+                assert_eq!(
+                    encoded_eq(&bytes, given),
+                    encode(given) == bytes,
+                    "{stored:?} against {given:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn short_eq_agrees_with_slice_eq() {

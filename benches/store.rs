@@ -46,11 +46,26 @@
 //! in arc-swap's `benches/background.rs`; their achieved rates are printed with the
 //! results, since a store that starves them would look faster than it is.
 //!
-//! After the criterion groups, single exact gets are timed one by one under the paced
-//! writer, for latency percentiles (p50 .. max) that medians hide.
+//! After the criterion groups, exact gets are measured again in paired rounds
+//! (`common/paired.rs`): criterion's rows of (a) and (b) are measured seconds to
+//! minutes apart, while this machine's memory latency drifts by up to 2× within
+//! minutes. Each round times one short batch of gets (2,000 uniform keys, 20,000 hot
+//! ones; each case its own stretch of the same index arrays `fx.uniform` and `fx.hot`,
+//! through the same `Reads` impls) of `ours_get_one`, `ours`, `kube`,
+//! `kube_prebuilt_ref` and `floor_keyed` back to back, in an order that changes from
+//! round to round; a ratio is taken within each round, and the tables give the medians
+//! over the rounds (201, or 21 in quick mode), for uniform keys, hot 1% keys, and
+//! uniform keys on two threads at once (per-thread times). They run whatever
+//! criterion's filter (about 1 s in quick mode, 10-15 s in a full run); `-- paired`,
+//! which matches no criterion group, runs them without any criterion group, and
+//! `K8S_STORE_BENCH_PAIRED=0` skips them.
+//!
+//! Then single exact gets are timed one by one under the paced writer, for latency
+//! percentiles (p50 .. max) that medians hide.
 //!
 //! At the end a markdown table of the medians of this run (read from criterion's
-//! `estimates.json`, written by this process) and the ratios is printed.
+//! `estimates.json`, written by this process) and the ratios is printed, followed by
+//! the paired rounds' table.
 //!
 //! `K8S_STORE_BENCH_QUICK=1` uses short measurements (a smoke run of a minute or two).
 //!
@@ -76,6 +91,7 @@ mod common;
 #[path = "baselines/go_store.rs"]
 mod go_store;
 
+use common::paired::{self, Rounds, Spread};
 use common::{Workload, next_version};
 use go_store::GoStore;
 
@@ -694,8 +710,10 @@ fn main() {
         if quick() { "; QUICK mode" } else { "" },
     );
 
+    let hashed = HashedFloor::build(&fx.wl.objects, &fx.wl.keys);
+    let keyed = KeyedFloor::build(&fx.wl.objects, &fx.wl.keys);
     let notes = Notes::default();
-    run_gets(&mut c, &fx, &mut big, &notes);
+    run_gets(&mut c, &fx, &mut big, &hashed, &keyed, &notes);
     run_prefix(&mut c, &fx, &mut big, &small, &notes);
     run_lists(&mut c, &fx, &mut big, &notes);
     run_writes(&mut c, &fx, &mut big, &notes);
@@ -708,11 +726,18 @@ fn main() {
             .iter()
             .any(|a| matches!(a.as_str(), "--list" | "--test" | "--profile-time"));
     if measuring {
+        let paired = if std::env::var("K8S_STORE_BENCH_PAIRED").is_ok_and(|v| v == "0") {
+            Vec::new()
+        } else {
+            paired_gets(&fx, &big, &keyed)
+        };
         let tails = tail_latencies(&fx, &mut big);
         summary::print(started, &notes, &tails);
+        summary::print_paired(&paired);
     }
 
     // Freeing millions of allocations takes seconds and measures nothing: leave it to the OS.
+    std::mem::forget((hashed, keyed));
     std::mem::forget((fx, big, small));
 }
 
@@ -898,9 +923,14 @@ fn under_writer<U: Updates>(
     );
 }
 
-fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
-    let hashed = HashedFloor::build(&fx.wl.objects, &fx.wl.keys);
-    let keyed = KeyedFloor::build(&fx.wl.objects, &fx.wl.keys);
+fn run_gets(
+    c: &mut Criterion,
+    fx: &Fixture,
+    s: &mut Stores,
+    hashed: &HashedFloor<'_>,
+    keyed: &KeyedFloor<'_>,
+    notes: &Notes,
+) {
     for (group, idx) in [
         ("get_exact_uniform", &fx.uniform),
         ("get_exact_hot1pct", &fx.hot),
@@ -918,8 +948,8 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
         );
         bench_get(&mut g, "floor_vec", &floor(fx, true), idx);
         bench_get(&mut g, "floor_option", &floor(fx, false), idx);
-        bench_get(&mut g, "floor_hashed", &hashed, idx);
-        bench_get(&mut g, "floor_keyed", &keyed, idx);
+        bench_get(&mut g, "floor_hashed", hashed, idx);
+        bench_get(&mut g, "floor_keyed", keyed, idx);
         g.finish();
     }
 
@@ -937,8 +967,8 @@ fn run_gets(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
     );
     bench_get_2_threads(&mut g, "floor_vec", &floor(fx, true), idx);
     bench_get_2_threads(&mut g, "floor_option", &floor(fx, false), idx);
-    bench_get_2_threads(&mut g, "floor_hashed", &hashed, idx);
-    bench_get_2_threads(&mut g, "floor_keyed", &keyed, idx);
+    bench_get_2_threads(&mut g, "floor_hashed", hashed, idx);
+    bench_get_2_threads(&mut g, "floor_keyed", keyed, idx);
     g.finish();
 
     for (group, pace) in [
@@ -1115,6 +1145,87 @@ fn run_writes(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
     keep_share(notes, "ours", rates.2);
     note(notes, group, "ours", readers_note(rates));
     g.finish();
+}
+
+// ---------------------------------------------------------------------------------
+// Paired rounds of exact gets.
+
+/// The cases of the paired rounds, in this order (indices into `Rounds::ns`).
+const PAIRED: [&str; 5] = [
+    "ours_get_one",
+    "ours",
+    "kube",
+    "kube_prebuilt_ref",
+    "floor_keyed",
+];
+const GET_ONE: usize = 0;
+const GET: usize = 1;
+const KUBE: usize = 2;
+const KUBE_PREBUILT: usize = 3;
+const FLOOR_KEYED: usize = 4;
+
+/// One form of the paired rounds (keys, threads) and its rounds.
+struct PairedForm {
+    title: &'static str,
+    /// Gets per case per round (per thread).
+    batch: usize,
+    rounds: Rounds,
+}
+
+/// A case of the paired rounds: times a batch of `n` gets of `idx` from `start`.
+type Batch<'a> = &'a (dyn Fn(&[u32], usize, usize) -> f64 + Sync);
+
+/// Exact gets of [`PAIRED`]'s cases in paired rounds (see the module's documentation),
+/// through the same `Reads` impls and index arrays as criterion's groups (a) and (b).
+fn paired_gets(fx: &Fixture, s: &Stores, keyed: &KeyedFloor<'_>) -> Vec<PairedForm> {
+    fn timer<R: Reads>(r: &R) -> impl Fn(&[u32], usize, usize) -> f64 + Sync + '_ {
+        move |idx, start, n| paired::batch(idx, start, n, |i| r.get(i))
+    }
+    let (one, get) = (OursOne(ours(&s.ours, fx, false)), ours(&s.ours, fx, false));
+    let (kube_built, kube_prebuilt) = (kube(&s.kube, fx, false), kube(&s.kube, fx, true));
+    let (one, get, kube_built, kube_prebuilt, keyed) = (
+        timer(&one),
+        timer(&get),
+        timer(&kube_built),
+        timer(&kube_prebuilt),
+        timer(keyed),
+    );
+    let cases: [Batch<'_>; PAIRED.len()] = [&one, &get, &kube_built, &kube_prebuilt, &keyed];
+    let rounds = if quick() { 21 } else { 201 };
+
+    let t = Instant::now();
+    let mut out = Vec::new();
+    for (title, idx, n) in [
+        ("uniform keys, 1 thread", &fx.uniform, 2_000),
+        ("hot 1% of keys, 1 thread", &fx.hot, 20_000),
+    ] {
+        let r = Rounds::run(cases.len(), rounds, |c, round| {
+            cases[c](idx, paired::start(cases.len(), c, round, n), n)
+        });
+        out.push(PairedForm {
+            title,
+            batch: n,
+            rounds: r,
+        });
+    }
+    // Two threads, each over its own half of the index array (as in group (b)).
+    let (idx, n) = (&fx.uniform, 2_000);
+    let r = Rounds::run_threads(2, cases.len(), rounds, |thread, c, round| {
+        let start = thread * (INDICES / 2) + paired::start(cases.len(), c, round, n);
+        cases[c](idx, start, n)
+    });
+    out.push(PairedForm {
+        title: "uniform keys, 2 threads (per thread)",
+        batch: n,
+        rounds: r,
+    });
+    println!(
+        "paired rounds of exact gets: {rounds} rounds of {} cases in {} forms, {:.1?}",
+        cases.len(),
+        out.len(),
+        t.elapsed()
+    );
+    out
 }
 
 /// Latency percentiles of single exact gets while a paced writer updates the same
@@ -1540,5 +1651,123 @@ mod summary {
                  measure scheduling as much as the stores."
             );
         }
+    }
+
+    /// The paired rounds' table (see `paired_gets`), with the issue's targets.
+    pub(super) fn print_paired(forms: &[PairedForm]) {
+        if forms.is_empty() {
+            return;
+        }
+        println!();
+        println!(
+            "### Paired rounds of exact gets: the cases in alternation, ratios within each round"
+        );
+        println!();
+        println!(
+            "Each round times one batch of gets of every case back to back (each case its own \
+             keys from the same index array as criterion's group), in an order that changes \
+             from round to round. Times: the median over the rounds of each case's ns per get \
+             (quartiles in brackets). Ratios: the median over the rounds of the ratio within \
+             each round (quartiles; min–max). Memory latency drifts between criterion's rows, \
+             measured seconds to minutes apart; it does not within a round of milliseconds."
+        );
+        println!();
+        println!(
+            "Cases: ours_get_one = {}; ours = {}; kube = {}; kube_prebuilt_ref = {}; \
+             floor_keyed = {}.",
+            store_name(PAIRED[GET_ONE]),
+            store_name(PAIRED[GET]),
+            store_name(PAIRED[KUBE]),
+            store_name(PAIRED[KUBE_PREBUILT]),
+            store_name(PAIRED[FLOOR_KEYED]),
+        );
+        println!();
+        print!("| form | rounds × gets |");
+        for id in PAIRED {
+            print!(" {id}, ns/get |");
+        }
+        println!();
+        println!("|---|---:|{}", "---:|".repeat(PAIRED.len()));
+        for f in forms {
+            print!("| {} | {} × {} |", f.title, f.rounds.rounds(), f.batch);
+            for c in 0..PAIRED.len() {
+                let t = f.rounds.time(c);
+                print!(" {:.0} ({:.0}–{:.0}) |", t.median, t.q1, t.q3);
+            }
+            println!();
+        }
+
+        // (a, b, what, target)
+        /// At least (`true`) or at most (`false`) this value.
+        type Target = Option<(bool, f64)>;
+        let ratios: [(usize, usize, &str, Target); 5] = [
+            (
+                KUBE,
+                GET_ONE,
+                "kube / ours_get_one (get_one ≥ 1.5× kube, ObjectRef per call)",
+                Some((true, 1.5)),
+            ),
+            (
+                KUBE_PREBUILT,
+                GET_ONE,
+                "kube_prebuilt_ref / ours_get_one (get_one ≥ 1.5× kube, prebuilt ObjectRef)",
+                Some((true, 1.5)),
+            ),
+            (
+                KUBE,
+                GET,
+                "kube / ours (get ≥ 1.3× kube)",
+                Some((true, 1.3)),
+            ),
+            (
+                GET_ONE,
+                FLOOR_KEYED,
+                "ours_get_one / floor_keyed (get_one within 1.25× of the design's floor)",
+                Some((false, 1.25)),
+            ),
+            (
+                GET,
+                FLOOR_KEYED,
+                "ours / floor_keyed (get, informational)",
+                None,
+            ),
+        ];
+        println!();
+        println!("| form | ratio | median | quartiles | min–max | target | |");
+        println!("|---|---|---:|---:|---:|---:|---|");
+        let mut missed = 0;
+        for f in forms {
+            for (a, b, what, target) in ratios {
+                let Spread {
+                    median,
+                    q1,
+                    q3,
+                    min,
+                    max,
+                } = f.rounds.ratio(a, b);
+                let (target, verdict) = match target {
+                    Some((at_least, v)) => {
+                        let met = if at_least { median >= v } else { median <= v };
+                        missed += usize::from(!met);
+                        (
+                            format!("{} {v:.2}", if at_least { "≥" } else { "≤" }),
+                            if met { "met" } else { "NOT met" },
+                        )
+                    }
+                    None => ("–".to_string(), ""),
+                };
+                println!(
+                    "| {} | {what} | {median:.3} | {q1:.2}–{q3:.2} | {min:.2}–{max:.2} | \
+                     {target} | {verdict} |",
+                    f.title
+                );
+            }
+        }
+        println!();
+        println!(
+            "Paired targets: {} of {} met (on the medians of per-round ratios).",
+            forms.len() * 4 - missed,
+            forms.len() * 4
+        );
     }
 }

@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub(crate) mod paired;
+
 /// Namespaces in the full workload.
 pub(crate) const NAMESPACES: usize = 100;
 /// ConfigMaps per namespace.

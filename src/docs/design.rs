@@ -16,28 +16,63 @@
 //! outlive the writer: they keep answering from the last state, and readiness says the
 //! writer is gone ([`WriterDropped`](crate::WriterDropped)).
 //!
-//! # The exact index: DashMap shards
+//! # The exact index: one table, read without a lock
 //!
 //! A composite key hashes (foldhash, seeded at random per store; each component's
-//! length before its bytes, so two key vectors never hash the same input) to one of
-//! the shards (1,024 by default) of a `dashmap::DashMap`. The crate drives the
-//! `hashbrown::HashTable` inside each shard itself (dashmap's `raw-api`, pinned to
-//! `7.0.0-rc2`, whose shards are safe `HashTable`s where 6.x exposes an unsafe
-//! `RawTable`): moving an object between two keys must hold both keys' shard locks at
-//! once, which dashmap's per-key API cannot express.
+//! length before its bytes, so two key vectors never hash the same input) into one
+//! open-addressing table (linear probing), held by the published state. A slot holds a
+//! pointer to an immutable *entry*, with 16 bits of the key's hash in the pointer's top
+//! bits (on 64-bit targets), so a probe passes over most other keys' slots without
+//! reading their entries. An entry is one allocation: a 28-byte header (the stamp of
+//! the write that stored it, the entry of the same key it replaced, the key's objects:
+//! one object held uncounted, or a counted persistent tree of several in (namespace,
+//! name, uid) order) followed by the key's encoding ([`key`](crate::key)) inline. The
+//! internals are in `index::exact`.
 //!
-//! A bucket is 16 bytes: either one object whose key components are its own namespace
-//! or name (`index_by: [metadata.namespace, metadata.name]`), stored with no key bytes
-//! at all (two bits a component say which field each one is), or a stored, escaped key
-//! ([`key`](crate::key)) with a persistent tree of members.
+//! Why this shape:
 //!
-//! Why 1,024 shards: on a machine with few cores a reader can be preempted while it
-//! holds a shard's read lock, and a write that needs that shard then waits for the
-//! reader to be scheduled again. The chance that a preempted reader holds the very
-//! shard a write needs is one in the shard count; a CPU-limited pod is throttled the
-//! same way, for a whole period. The cost is one more cache line to miss on uniform
-//! exact gets and 128 bytes per shard. The measurements are in
-//! [`performance`](super::performance).
+//! - **No lock on the hot path.** An exact get loads the published state (an `ArcSwap`
+//!   load), probes its table and clones the `Arc` of what it finds; it takes no lock.
+//! - **The key is checked without touching the object.** The entry holds the key's
+//!   bytes next to its header, so a probe confirms its key in the entry's own cache
+//!   lines; the object is read only by the caller. Comparing against the object's
+//!   namespace and name, as the previous design did for `[metadata.namespace,
+//!   metadata.name]` keys, cost two dependent cache misses into the object.
+//! - **The writer never waits for a reader.** The previous design kept the exact index
+//!   in the shards of a `dashmap` behind reader-writer locks, and a reader preempted
+//!   while it held a shard's read lock (a busy node, a CPU limit) stalled a write that
+//!   needed that shard for a whole time slice; 1,024 shards made that rare at the cost
+//!   of one more cache line per get. With no lock there is nothing for a reader to hold.
+//!
+//! How exact reads stay linearizable with prefix reads and snapshots: entries never
+//! change once published. A write that changes a key's objects makes a new entry
+//! stamped with the write's stamp, pointing to the one it replaces (`prev`), and stores
+//! it in the key's slot *before* it publishes its state; removing a key stores a
+//! *tombstone*, an entry of no objects. A reader takes the table and the stamp from the
+//! state it loaded, and walks from the slot's entry along `prev` to the first entry
+//! stamped at or before its state's: what that state holds, whatever the writer has
+//! done since. An exact read therefore answers for the same state as a prefix read or
+//! a snapshot taken from it, and a state is published in one `ArcSwap` store, the one
+//! point at which every kind of read moves to it.
+//!
+//! A key keeps its slot from its first write until the table is rebuilt (a tombstone
+//! keeps it too), so slots only go from empty to an entry and from an entry to a newer
+//! one of the same key, and a probe that started before a write still ends at the key's
+//! slot or at an empty one, either of which answers for its state. A write rebuilds the
+//! table into a new one holding the same live entries when a new key would fill more
+//! than 13/16 of its slots (it grows), when a removal leaves fewer than an eighth of
+//! its slots live (it shrinks), or when tombstones reach an eighth of its entries (it
+//! is purged at the same size). The new table is published with the write's state;
+//! readers of older states keep probing the old one, which no write changes any more.
+//! Replaced entries, tombstones and tables go to the generations (see [Libraries not
+//! used](#libraries-not-used)) and are freed once no state that reaches them can be
+//! read. An entry records its key's length in 32 bits: a key whose encoding exceeds
+//! `u32::MAX` bytes is refused with
+//! [`ErrorKind::KeyTooLong`](crate::ErrorKind::KeyTooLong).
+//!
+//! The `shards` setting of the builders and the `index_shards` configuration key are
+//! still accepted, validated and reported back (`shards()`), for compatibility; they no
+//! longer divide anything.
 //!
 //! # The published state: ArcSwap and persistent B+trees
 //!
@@ -64,12 +99,15 @@
 //!
 //! # Writes: prepare, then commit
 //!
-//! Writes are serialised by one mutex (one watch, one writer: uncontended). A write
-//! first builds the new state with no shard lock held (the tree path copies), then
-//! takes the write locks of at most two shards (old and new key, in index order) to
-//! update the buckets and publish the state, and drops what it replaced after
-//! unlocking. Publishing while holding the shard locks is what makes exact and prefix
-//! readers switch together (linearizability); the loom models check it.
+//! Writes are serialised by one mutex (one watch, one writer: uncontended), which no
+//! reader takes. A write first builds the new state: the tree path copies, and the new
+//! entries of the exact-key table, stamped with the write's stamp, which readers of
+//! older states pass over. It then publishes the state in one `ArcSwap` store and drops
+//! what it replaced afterwards (what an older state may still reach goes to that
+//! state's generation). The stamp walk is what makes exact and prefix readers switch
+//! together (linearizability); the loom models check it. A batch does the same once for
+//! all of its changes, and a relist builds a new table aside and publishes it with its
+//! state.
 //!
 //! A writer-private `HashTable` maps each identity to the stored object and its key's
 //! hash, which makes moves and single-object removal O(1) without a second copy of any
@@ -159,14 +197,15 @@
 //! `crossbeam-epoch` is not used. Old states are reclaimed through ArcSwap and a chain
 //! of per-state generations: the objects and the nodes in the published trees are
 //! uncounted pointers, kept alive by the writer's identity table and current trees and
-//! by the generations, each of which holds what one write replaced until no state
-//! that reaches it can be read (`index::retire`; the buckets' own trees, cloned out by
-//! exact readers, keep `Arc`-linked nodes): a
-//! `crossbeam-epoch` guard pins one thread for a short critical section and is not
-//! `Send`, where a `Snapshot` is held across awaits and threads for as long as its
-//! user likes. And the structure epochs would serve (an ordered `crossbeam-skiplist`
-//! over encoded keys) yields prefix ranges in key order, not the (namespace, name,
-//! uid) order results must be in, so every prefix get would have to sort again.
+//! by the generations, each of which holds what one write replaced until no state that
+//! reaches it can be read (`index::retire`). The exact-key table's replaced entries,
+//! tombstones and tables go the same way; the tree of a key with several objects keeps
+//! `Arc`-linked nodes and is freed with its entry. A `crossbeam-epoch` guard pins one
+//! thread for a short critical section and is not `Send`, where a `Snapshot` is held
+//! across awaits and threads for as long as its user likes. And the structure epochs
+//! would serve (an ordered `crossbeam-skiplist` over encoded keys) yields prefix ranges
+//! in key order, not the (namespace, name, uid) order results must be in, so every
+//! prefix get would have to sort again.
 //!
 //! # Errors
 //!

@@ -20,8 +20,8 @@
 //!   and never written (so no lock and no atomics), the key checked, the `Arc` cloned
 //!   into a `Vec`. Not a usable store; as lean a hashed lookup as we could write.
 //!
-//! One run (medians, the rows `get_exact_uniform`, `get_exact_hot1pct` and
-//! `get_exact_2_threads`):
+//! One run of the previous design, whose exact gets took a shard's read lock (medians,
+//! the rows `get_exact_uniform`, `get_exact_hot1pct` and `get_exact_2_threads`):
 //!
 //! | | uniform, 1 thread | hot 1%, 1 thread | uniform, 2 threads |
 //! |---|---:|---:|---:|
@@ -31,45 +31,41 @@
 //! | floor of a hashed index | 784 ns | 135 ns | 794 ns |
 //! | **kube-runtime ÷ hashed floor** | **1.85×** | **1.24×** | **1.66×** |
 //!
-//! Even the hashed floor, which takes no lock and is never written, is well short of
-//! 3× kube-runtime: the caller's key must be read and hashed before the table can be
+//! Even the hashed floor, which takes no lock and is never written, is well short of 3×
+//! kube-runtime: the caller's key must be read and hashed before the table can be
 //! probed, and the probe before the object, and each step waits on memory. Only an
 //! index that does not hash the key (the no-index floor) could go further, and a
-//! key-value store cannot be one. Our `get` sits 1.3–1.5× above the hashed floor (both
-//! return a `Vec`; ours also takes the shard's read lock and reads `hashbrown`'s
-//! control bytes before the slot). Lock-free exact reads could take part of that.
+//! key-value store cannot be one. In that run our `get` sat 1.3–1.5× above the hashed
+//! floor (both returned a `Vec`; ours also took the shard's read lock and read
+//! `hashbrown`'s control bytes before the slot). Exact reads have since become
+//! lock-free (see [`design`](super::design)), and the bench has a third floor,
+//! `floor_keyed`: the exact table's design without the store around it (one flat table
+//! of tagged pointers to entries holding the key's bytes, built once and never written;
+//! no published state to load, no stamps, no tombstones), in the same rows as the
+//! other floors.
 //!
 //! # The writer under readers
 //!
 //! The `write_2_readers` case runs the writer and two busy readers: three threads on
 //! this machine's two cores, so the writer's fair share of a CPU is 67%. The bench
-//! reads where the writer's time went (Linux schedstat): in one run 62% on a CPU, 37%
-//! runnable but waiting for one, 1% blocked, and per second on a CPU it did 0.81 of its
-//! rate alone. At a full fair share it would reach about 0.6 of its rate alone; the
-//! measured ratio is 0.51 (kube-runtime 0.18, whose writer is blocked 35% of the time).
+//! reads where the writer's time went (Linux schedstat). In one run of the previous
+//! design (exact gets under shard locks, 1,024 shards): 62% on a CPU, 37% runnable but
+//! waiting for one, 1% blocked, and per second on a CPU it did 0.81 of its rate alone.
+//! At a full fair share it would have reached about 0.6 of its rate alone; the measured
+//! ratio was 0.51 (kube-runtime 0.18, whose writer was blocked 35% of the time).
 //!
-//! # Why 1,024 index shards
+//! # Index shards
 //!
-//! With dashmap's default of four shards per core (8 here) the writer was blocked 6–16%
-//! of the time: it parked on a shard lock held by a reader that had been preempted in
-//! the middle of its read (traced with `perf`: 92 of 96 sleeps). The chance that the
-//! preempted reader holds the very shard a write needs is one in the shard count. The
-//! same binary run alternately five times with 8 and with 1,024 shards:
-//!
-//! | shards | writer with readers ÷ alone, median (range) | updates/s with readers, median | blocked | on a CPU |
-//! |---:|---:|---:|---:|---:|
-//! | 8 | 0.39 (0.36–0.50) | 47.9 k | 6–12% | 47–50% |
-//! | 1,024 | 0.51 (0.47–0.61) | 67.0 k | 1% | 64–68% |
-//!
-//! The writer alone was within noise (122.7 k/s and 118.6 k/s); 128, 256 and 512 shards
-//! fell in between (blocked 1–5%). The cost: uniform exact gets lose about 10% (the
-//! shard's lock word is one more cache line to miss once 1,024 of them, 128 KiB, no
-//! longer stay in cache; our speedup over kube-runtime was 1.30× with 8 shards and 1.17×
-//! with 1,024, medians of four alternating runs), hot gets are unchanged, and memory
-//! grows by 2.8 B per object at 100k (5.8 B after churn) plus 128 KiB per store.
-//! [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards) and
-//! [`CachedStoreBuilder::shards`](crate::CachedStoreBuilder::shards) choose another
-//! count (fewer for small stores).
+//! The exact index has no shards since it became one lock-free table (see
+//! [`design`](super::design)): a reader holds nothing a write needs, so a reader
+//! preempted in the middle of a read cannot stall the writer. In the previous design
+//! that stall was the reason for 1,024 shards (with 8, the writer was blocked 6–16% of
+//! the time under two readers; with 1,024, about 1%). The `write_2_readers` case of the
+//! store bench prints where the writer's time went on every run (on a CPU, waiting for
+//! one, blocked; from Linux schedstat), so its blocked share with readers is measured,
+//! not assumed. [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards) and
+//! [`CachedStoreBuilder::shards`](crate::CachedStoreBuilder::shards) are still accepted
+//! and reported back, and change nothing.
 //!
 //! # Writes
 //!
@@ -80,8 +76,9 @@
 //! separators (see [`design`](super::design)); without them each routing step read a
 //! subtree's first object, and an update took about twice as long.
 //!
-//! Where a watch `Apply` of an existing object goes (100k `DynamicObject`s, scattered
-//! keys, a probe timing the phases of `upsert` on a quiet machine, 20,000 applies):
+//! Where a watch `Apply` of an existing object went (100k `DynamicObject`s, scattered
+//! keys, a probe timing the phases of `upsert` on a quiet machine, 20,000 applies;
+//! measured with the previous, sharded exact index, whose buckets two rows name):
 //!
 //! | phase | before | after finding the old version by pointer |
 //! |---|---:|---:|
@@ -168,21 +165,20 @@
 //! 33 inline groups of 48 bytes) where nothing is cold.
 //!
 //! The bench's `floor_snapshot` row bounds what persistence itself costs: `floor`'s
-//! table plus one path copy (four 256-byte nodes) in a persistent array of the
-//! objects' addresses. It came within 4–19% of kube-runtime's writer in three runs. So a
-//! store that publishes immutable versions is not bound to be much slower than one
-//! that does not.
-//! What ours pays above it is its own structures: an ordered path copy in two trees
-//! (the groups and the group's members, five nodes, each a header and a separate
-//! buffer), the identity table, the exact-key buckets and the generations.
+//! table plus one path copy (four 256-byte nodes) in a persistent array of the objects'
+//! addresses. It came within 4–19% of kube-runtime's writer in three runs. So a store
+//! that publishes immutable versions is not bound to be much slower than one that does
+//! not. What ours pays above it is its own structures: an ordered path copy in two
+//! trees (the groups and the group's members, five nodes, each a header and a separate
+//! buffer), the identity table, the exact-key table's entries and the generations.
 //!
 //! A write finds the identity table's entry of the version it replaces, and that
-//! version's bucket when the key is unchanged, by the version's pointer (which the
-//! write located first) instead of comparing identities and keys, which reads the
-//! replaced object's strings. In a batch's commit that object is cold by then (a
-//! thousand other changes were prepared in between). Alternating quick runs put the
-//! gain within noise: kube ÷ ours for one `Apply` a median 0.619 before and 0.637
-//! after over five pairs, and no change beyond noise in a burst.
+//! version in its key's exact-key entry when the key is unchanged, by the version's
+//! pointer (which the write located first) instead of comparing identities and keys,
+//! which reads the replaced object's strings. In a batch's commit that object is cold
+//! by then (a thousand other changes were prepared in between). Alternating quick runs
+//! put the gain within noise: kube ÷ ours for one `Apply` a median 0.619 before and
+//! 0.637 after over five pairs, and no change beyond noise in a burst.
 //!
 //! # Building a list
 //!

@@ -3,9 +3,9 @@
 //!
 //! # Loom models of your own code
 //!
-//! Every lock, map, atomic, `ArcSwap` and cache the stores use goes through one
+//! Every lock, atomic, `ArcSwap` and cache the stores use goes through one
 //! crate-private `sync` module. Built with `--cfg k8s_store_loom`, it swaps in loom's
-//! primitives (a sharded map becomes a few loom `RwLock<HashMap>`s, `ArcSwap` a loom
+//! primitives (the exact-key table's slots become loom `AtomicPtr`s, `ArcSwap` a loom
 //! `RwLock<Arc<T>>`, the cache a loom `Mutex` around a small map), with a fixed hasher
 //! and a clock that stands still, so that every execution of a model takes the same
 //! decisions. A store then lives inside your own `loom::model`, and loom explores the
@@ -35,8 +35,8 @@
 //! #[test]
 //! fn an_announced_write_is_readable() {
 //!     loom::model(|| {
-//!         // Built inside the model: its locks and maps belong to this execution.
-//!         let store = MemoryStore::<Value>::builder(2).shards(2).build().unwrap();
+//!         // Built inside the model: its locks and atomics belong to this execution.
+//!         let store = MemoryStore::<Value>::builder(2).build().unwrap();
 //!         let reader = store.reader();
 //!         let announced = Arc::new(AtomicUsize::new(0));
 //!         let writer = {
@@ -73,7 +73,10 @@
 //!   `loom::model`: loom's primitives belong to one execution.
 //! - Spawn with `loom::thread`, share with `std::sync::Arc` (the stores hand out
 //!   `std::sync::Arc<K>` in both builds: reference counting is not a protocol of ours).
-//! - Keep models small: two or three threads, a few operations, `shards(2)`.
+//! - Keep models small: two or three threads, a few operations. The exact-key table
+//!   starts at its smallest (16 slots) and grows only when more than 13 of them would
+//!   be in use, so a model's table is small without any setting; `shards(2)`, which
+//!   earlier models set, is still accepted and changes nothing.
 //! - What is modelled: every read and write of both tiers, snapshots, moves, relists
 //!   (`replace`), the on-demand tier's cache, hints and singleflight. What is not:
 //!   readiness (a tokio `watch` channel) and the watch feed's change signal, which are
@@ -92,8 +95,9 @@
 //! `serde_json::Value`s with a `metadata` mapping, which a fuzz target generates easily
 //! (identity fields of the wrong type are refused with
 //! [`ErrorKind::InvalidMetadata`](crate::ErrorKind::InvalidMetadata), not read as
-//! empty). Build the store with one or two shards (`shards(2)`) so that a short input
-//! reaches shard collisions.
+//! empty). No setting is needed for a short input to reach the exact-key table's corner
+//! cases: a table starts at 16 slots, so a few keys already share probe sequences, and
+//! a new key grows it once more than 13 slots would be in use (tombstones included).
 //!
 //! # What the crate's own verification checks
 //!
@@ -152,13 +156,13 @@
 //!   deletion, non-numeric and invalid versions, cancellation), and against the
 //!   in-process API server with watch events held back, reads after a write stale
 //!   without the wait and never after it.
-//! - Miri, run by hand over the crate's one `unsafe` part (the trees' uncounted
-//!   object and node pointers, `index::retire` and `index::ptree`; a unit test drives
-//!   uncounted trees through writes with old versions held and frees every node through
-//!   generations, so that Miri sees a node freed twice, read after its free or leaked):
-//!   `cargo +nightly miri test --lib` and `cargo +nightly miri test --test contract`
-//!   (with `MIRIFLAGS=-Zmiri-disable-isolation`; stores get 2 index shards by default
-//!   under Miri). CI does not run it: it takes many minutes.
+//! - Miri, run by hand over the crate's `unsafe` parts (the trees' uncounted object and
+//!   node pointers, `index::retire` and `index::ptree`, and the exact-key table's
+//!   entries, `index::exact`; a unit test drives uncounted trees through writes with
+//!   old versions held and frees every node through generations, so that Miri sees a
+//!   node freed twice, read after its free or leaked): `cargo +nightly miri test --lib`
+//!   and `cargo +nightly miri test --test contract` (with
+//!   `MIRIFLAGS=-Zmiri-disable-isolation`). CI does not run it: it takes many minutes.
 //! - `fuzz/`: a differential target against a model on JSON objects, single writes and
 //!   batches ([`MemoryStore::apply`](crate::MemoryStore::apply)) alike, with five
 //!   secondary indexes looked up exactly, by prefix and by unknown names: two

@@ -285,8 +285,8 @@ where
                 None
             }
         };
-        // The common case, one object under the key: read in place under the shard's
-        // lock, with no `Vec` and no reference count.
+        // The common case, one object under the key: read in place in the published
+        // state, with no lock, no `Vec` and no reference count.
         if let Some(found) = self.with_exact_one(&keys.parts(), version_of) {
             return found;
         }
@@ -690,7 +690,7 @@ impl<E> FeedOptions<E> {
     /// are applied as one write before the next are taken. `1` applies every event on
     /// its own. Defaults to: [`DEFAULT_MAX_BATCH`] (1,024), enough to fold a burst into
     /// a handful of publications while bounding what one write holds (the batch's
-    /// events, and the time exact readers of its shards wait for its commit).
+    /// events) and how long readers see the state from before it.
     ///
     /// `0` is refused by [`Feeder::new`] ([`ErrorKind::InvalidSetting`]).
     #[must_use]

@@ -364,15 +364,19 @@ struct Located<K> {
 /// [`ErrorKind::TooManyKeys`], refused before anything is allocated.
 pub const MAX_KEYS: usize = 64;
 
-/// The most shards an exact-key index takes: 65,536 (8 MiB of shards).
+/// The largest shard count the builders accept: 65,536.
 ///
-/// Shards are allocated when the store is built (128 bytes each); past a few thousand
-/// they buy nothing (a writer waits for a reader only when both need the same one),
-/// and an absurd count such as `1 << 40` could only end in an allocation failure that
-/// aborts the process. A larger count is [`ErrorKind::InvalidSetting`].
+/// Kept for compatibility: the exact-key index is one lock-free table and has no
+/// shards, so the setting ([`MemoryStoreBuilder::shards`],
+/// [`CachedStoreBuilder::shards`](crate::CachedStoreBuilder::shards), the `index_shards`
+/// configuration key) allocates nothing and has no effect. It is still validated as
+/// before, so settings that were accepted still are: a larger count is
+/// [`ErrorKind::InvalidSetting`].
 pub const MAX_SHARDS: usize = 1 << 16;
 
-/// Checks a builder's key count and shard count, before anything is allocated.
+/// Checks a builder's key count and shard count, before anything is allocated, and
+/// returns the shard count to report (the default if none was given). The shard count
+/// is validated as it always was and used for nothing else (see [`MAX_SHARDS`]).
 pub(crate) fn check_shape(num_keys: usize, shards: Option<usize>) -> Result<usize, StoreError> {
     if num_keys == 0 {
         return Err(StoreError::build(ErrorKind::ZeroKeys));
@@ -461,14 +465,16 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
         }
     }
 
-    /// The number of hash shards of the exact-key index: a power of two from 2 to
-    /// [`MAX_SHARDS`]. More shards mean less contention between readers and the writer.
+    /// A shard count for the exact-key index: a power of two from 2 to [`MAX_SHARDS`].
     ///
-    /// Defaults to 1024 (or four per available core, rounded up to a power of two, where
-    /// that is more): a writer waits for a reader only when that reader holds the very
-    /// shard the write needs, and a reader descheduled mid-read (a busy node, a CPU
-    /// limit) holds one for a whole time slice. Each shard costs 128 bytes; a small
-    /// store among many can take fewer.
+    /// Kept for compatibility, and has no effect: the exact-key index used to be split
+    /// into shards behind reader-writer locks, and is now one table that readers probe
+    /// without a lock. The count is still validated (anything else is refused by
+    /// [`build`](Self::build)) and reported back by
+    /// [`MemoryStore::shards`](crate::MemoryStore::shards).
+    ///
+    /// Defaults to: 1024 (or four per available core, rounded up to a power of two,
+    /// where that is more).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -1336,16 +1342,17 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// See [`MemoryStore::apply`]. The same two phases as a single write (see
     /// [`upsert`](Self::upsert)), once for the whole batch:
     ///
-    /// 1. **Prepare**, with no shard lock held: every change in order on one copy of the
-    ///    state (a node copied for an earlier change is written in place by later ones),
-    ///    the bucket changes recorded, not made. Where an object is, `touched` says for
-    ///    the objects the batch has already changed, the identity table and the buckets
+    /// 1. **Prepare**: every change in order on one copy of the state (a node copied for
+    ///    an earlier change is written in place by later ones), the exact-key table's
+    ///    changes recorded, not made. Where an object is, `touched` says for the objects
+    ///    the batch has already changed, the identity table and the exact-key table
     ///    (unchanged until the commit) for the others.
-    /// 2. **Commit**, holding the write locks of every shard the batch touches (taken in
-    ///    index order): the recorded bucket changes in order, then one publication.
+    /// 2. **Commit**: the recorded exact-key changes in order (new entries stamped with
+    ///    the batch's stamp, which readers of earlier states pass over), then one
+    ///    publication. No reader waits for either.
     ///
     /// The identity table follows, under the writer mutex; what was replaced is dropped
-    /// after every lock is released.
+    /// after the writer mutex is released.
     pub(crate) fn apply(&self, batch: Batch<K>) -> Result<Applied, StoreError> {
         let changes = batch.changes;
         // Everything is checked first: one refused change refuses the whole batch. The
@@ -1574,8 +1581,8 @@ impl<K: Send + Sync + 'static> Index<K> {
         Some(old)
     }
 
-    /// Where the stored object of `view`'s identity is: its key's hash, shard and
-    /// encoding (read from its bucket).
+    /// Where the stored object of `view`'s identity is: its key's hash and encoding
+    /// (read from its entry in the exact-key table).
     fn locate_stored(&self, w: &Writer<K>, id_hash: u64, view: MetaView<'_>) -> Option<Old<K>> {
         self.locate(w, id_hash, view).map(|(obj, hash, member)| {
             let (encoded, alone) = self.encoded_key_of(&w.state, hash, (self.acc.meta)(&obj));
@@ -2215,9 +2222,9 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
     }
 
-    /// Publishes `state`. Called with the shard locks of every key the write touched
-    /// still held, so exact and prefix readers switch to the new state together.
-    /// Returns the previous state, for the caller to drop after releasing the locks.
+    /// Publishes `state` with one swap of the published pointer, at which exact and
+    /// prefix readers switch to it together (exact readers of older states pass over
+    /// the entries this write stored, by their stamp). Returns the previous state.
     ///
     /// The previous state's generation is linked to the new one's, so that whatever a
     /// later write retires stays reachable from every older state still read (see

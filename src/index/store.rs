@@ -35,7 +35,9 @@ macro_rules! reads {
             self.index.num_keys()
         }
 
-        /// How many shards the exact-key index has (see [`MemoryStoreBuilder::shards`]).
+        /// The shard count the store was built with (see
+        /// [`MemoryStoreBuilder::shards`]): reported for compatibility; the exact-key
+        /// index is one lock-free table and has no shards.
         pub fn shards(&self) -> usize {
             self.index.shards()
         }
@@ -225,13 +227,15 @@ macro_rules! reads {
         }
 
         /// Checks every internal invariant and describes the first one broken: the trees
-        /// are valid, every object is in exactly one bucket, in the identity table and in
-        /// one group per prefix depth, and the published state matches the buckets.
+        /// are valid, every object is under exactly one key of the exact-key table, in the
+        /// identity table and in one group per prefix depth, and the published state
+        /// matches the table.
         ///
-        /// For tests, property tests and fuzz targets; it takes the writer lock and every
-        /// shard lock, so it is slow. Built only for this crate's own tests, fuzz targets
-        /// and loom models (`cfg(test)`, `cfg(fuzzing)`, `cfg(k8s_store_loom)`, or the
-        /// `validate` feature): it is not part of the stable API.
+        /// For tests, property tests and fuzz targets; it takes the writer lock and
+        /// reads every structure, so it is slow. Built only for this crate's own tests,
+        /// fuzz targets and loom models (`cfg(test)`, `cfg(fuzzing)`,
+        /// `cfg(k8s_store_loom)`, or the `validate` feature): it is not part of the
+        /// stable API.
         #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
         pub fn validate(&self) -> Result<(), String> {
             self.index.validate()
@@ -271,13 +275,12 @@ macro_rules! reads {
 /// **linearizable**: once a write has returned, every later read on any thread sees it,
 /// and every snapshot is the state after some prefix of the writes.
 ///
-/// - Exact gets take one shard's read lock for a hash probe and one reference-count
-///   increment (a multi-object key: one more), never for a copy of the results.
-/// - Prefix gets and `list` never take a lock: they read the published state through
-///   `ArcSwap` and copy results outside any guard.
-/// - A write holds the write locks of the (at most two) shards of the old and new key
-///   while it publishes the new state, so no reader can see it in one place and miss
-///   it in another.
+/// - No read takes a lock. Exact gets, prefix gets and `list` read the published
+///   state through `ArcSwap`; an exact get probes that state's exact-key table and
+///   answers for that state, even while the writer is storing the next one's entries.
+///   Prefix gets copy results outside any guard.
+/// - A write builds the new state aside and publishes it in one step, so no reader can
+///   see it in one place and miss it in another. The writer never waits for a reader.
 #[must_use]
 pub struct MemoryStore<K: Send + Sync + 'static> {
     index: Arc<Index<K>>,
@@ -358,11 +361,11 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
         self.index.readiness.set_ready();
     }
 
-    /// `f` applied to the one object under exactly `keys` while its shard's read lock is
-    /// held; `None` unless `keys` has `num_keys` components and holds exactly one object
-    /// (no object, or several: ask [`get`](Self::get)). For the watch feed's
-    /// resourceVersion check, which so builds no `Vec` and takes no reference count.
-    /// `f` must not call back into this store.
+    /// `f` applied to the one object under exactly `keys` while the published state is
+    /// held (an `ArcSwap` guard, no lock); `None` unless `keys` has `num_keys`
+    /// components and holds exactly one object (no object, or several: ask
+    /// [`get`](Self::get)). For the watch feed's resourceVersion check, which so builds
+    /// no `Vec` and takes no reference count. `f` must not call back into this store.
     pub(crate) fn with_exact_one<S: AsRef<str>, R>(
         &self,
         keys: &[S],
@@ -456,8 +459,8 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
     /// and each tree node a batch changes is copied once, however many of its changes
     /// fall in it.
     ///
-    /// Exact readers of the shards the batch touches wait for its commit (the bucket
-    /// changes and the publication), never for its preparation.
+    /// Readers never wait for a batch: until it is published they read the state
+    /// before it, exact gets included.
     ///
     /// # Errors
     /// [`ErrorKind::KeyCount`] for an upsert with the wrong number of keys and
@@ -520,9 +523,9 @@ impl<K: Send + Sync + 'static> MemoryStore<K> {
 ///
 /// Cheap to clone (one reference count) and answers exactly as the store does, with the
 /// same guarantees (see [`MemoryStore`]): reads are linearizable with the writer's
-/// writes, `list` is O(1), exact gets take one shard's read lock, prefix gets none. It
-/// cannot write. After the writer is dropped it keeps answering from the last state
-/// published, and [`ready`](Self::ready) returns [`WriterDropped`].
+/// writes, `list` is O(1), and no read takes a lock (exact gets included). It cannot
+/// write. After the writer is dropped it keeps answering from the last state published,
+/// and [`ready`](Self::ready) returns [`WriterDropped`].
 ///
 /// # Examples
 /// ```

@@ -130,8 +130,11 @@ where
         self
     }
 
-    /// The index's shard count: a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS)
-    /// (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
+    /// The index's shard count: a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS),
+    /// kept for compatibility. It is validated and reported by
+    /// [`CachedStore::shards`](crate::CachedStore::shards), and has no effect: the
+    /// index's exact-key table is one lock-free table (see
+    /// [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
     /// Defaults to: 1024, or four per core where that is more.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);

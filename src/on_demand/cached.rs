@@ -353,8 +353,8 @@ where
     }
 
     /// The hit path of `get` and `get_one`: the cached body of the one reference under
-    /// exactly `keys`, at that reference's version, probed under the index shard's read
-    /// lock (no reference count taken on the index). Counts the hit.
+    /// exactly `keys`, at that reference's version, probed in the index's published
+    /// state without a lock (no reference count taken on the index). Counts the hit.
     #[inline]
     fn exact_hit<S: AsRef<str>>(&self, keys: &[S]) -> Option<Arc<K>> {
         let obj = self.index.with_exact_one(keys, |r| {

@@ -32,7 +32,8 @@ macro_rules! reads {
             self.core.num_keys()
         }
 
-        /// How many shards the index of references has (see [`CachedStoreBuilder::shards`]).
+        /// The shard count the store was built with (see [`CachedStoreBuilder::shards`]):
+        /// reported for compatibility; the index of references has no shards.
         pub fn shards(&self) -> usize {
             self.core.shards()
         }

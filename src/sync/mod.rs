@@ -1,9 +1,16 @@
 //! The one place where synchronisation primitives come from.
 //!
-//! Every other module imports `crate::sync::...`, never `std::sync`, `dashmap` or
-//! `arc_swap` directly, so that building with `RUSTFLAGS="--cfg k8s_store_loom"` swaps
-//! in loom-modelled stand-ins and the model checker sees every lock and publication
-//! the store's protocols rely on (see `loom-tests/`).
+//! Every other module imports `crate::sync::...`, never `std::sync` or `arc_swap`
+//! directly, so that building with `RUSTFLAGS="--cfg k8s_store_loom"` swaps in
+//! loom-modelled stand-ins and the model checker sees every lock, atomic and
+//! publication the store's protocols rely on (see `loom-tests/`).
+//!
+//! A reader of the index loads the state the writer published, through [`Published`],
+//! and finds everything else from it: the exact-key table is part of that state (its
+//! slots are [`AtomicPtr`]s, into which the writer stores new entries before it
+//! publishes), as are the secondary indexes' members ([`Versioned`]). No read of the
+//! index takes a lock. There is no sharded map any more (the exact-key index used to
+//! be the shards of a `dashmap`, each behind a reader-writer lock).
 //!
 //! | primitive          | normal build                         | `k8s_store_loom`                      |
 //! |--------------------|--------------------------------------|---------------------------------------|
@@ -22,10 +29,12 @@
 //! reads to decide anything, so `Relaxed` suffices for every access. A [`Stamp`] only
 //! rate-limits how often a hit is reported to the cache's eviction policy; a stale
 //! read reports one hit more or fewer, which no protocol depends on, so it is
-//! `Relaxed` too. [`Versioned`] has its own protocol, explained there.
-//! Everything else that orders the store's state goes through the locks, the
-//! `Published` swap and the `Slot` (arc-swap's loads and stores are sequentially
-//! consistent: a body stored in a slot is fully built before any reader can load it).
+//! `Relaxed` too. [`Versioned`] has its own protocol, explained there, and so has the
+//! exact-key table's use of [`AtomicPtr`] (`index::exact`: entries stored with
+//! `Release`, loaded with `Acquire`). Everything else that orders the store's state
+//! goes through the locks, the `Published` swap and the `Slot` (arc-swap's loads and
+//! stores are sequentially consistent: a body stored in a slot is fully built before
+//! any reader can load it).
 //!
 //! `Arc` is `std::sync::Arc` in both builds: it is part of the public API (objects are
 //! handed in and out as `Arc<K>`), and reference counting is not one of our protocols.

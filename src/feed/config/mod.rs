@@ -39,7 +39,7 @@
 //! | `label_selector`, `field_selector` | no | passed to the watch as they are |
 //! | `ignore_fields` | no | field paths removed before objects are stored; `metadata.managedFields` always is |
 //! | `missing_fields` | no | `error` (default: the object is logged and skipped) or `empty` (a missing index field is `""`) |
-//! | `index_shards` | no | the exact-key index's shard count, a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS) (65,536); defaults to 1,024 (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)) |
+//! | `index_shards` | no | kept for compatibility, with no effect (the exact-key index is one lock-free table); still checked: a power of two from 2 to [`MAX_SHARDS`](crate::MAX_SHARDS) (65,536), reported by `shards()` (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)) |
 //! | `cache_ttl` | no, `on-demand` only | how long a fetched body is kept: `250ms`, `90s`, `5m`, `1h30m` or an integer of seconds; defaults to 5 minutes |
 //! | `max_cache_entries` | no, `on-demand` only | the most bodies cached; defaults to 10,000 |
 //! | `max_cache_bytes` | no, `on-demand` only | a byte budget for cached bodies; defaults to none |
@@ -204,8 +204,10 @@ pub struct ResourceConfig {
     pub ignore_fields: Vec<String>,
     /// What to do with an object that lacks an index field.
     pub missing_fields: MissingFieldPolicy,
-    /// The exact-key index's shard count (a power of two, at least 2); `None` leaves
-    /// the store's default (see [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
+    /// A shard count for the exact-key index (a power of two, at least 2), kept for
+    /// compatibility: it is checked and reported by the store's `shards()`, and has no
+    /// effect. `None` leaves the store's default (see
+    /// [`MemoryStoreBuilder::shards`](crate::MemoryStoreBuilder::shards)).
     pub index_shards: Option<usize>,
     /// How long an on-demand store keeps a fetched body; see [`ttl`](Self::ttl).
     pub cache_ttl: Option<Duration>,

@@ -223,7 +223,7 @@ impl Versions {
 impl Freshness {
     /// A write was published: records its versions and wakes every waiter (each checks
     /// its own condition again). Called after the write's new state is visible to
-    /// readers, and after its shard locks are released.
+    /// readers.
     pub(crate) fn applied(&self, versions: Versions) {
         #[cfg(k8s_store_loom)]
         let early = seeded::is(seeded::Bug::WakeBeforeRecord);

@@ -33,12 +33,11 @@
 //! - **Linearizable.** Once a write has returned, every later `get`/`list`/`len` on any
 //!   thread sees it; a snapshot is the state after some prefix of the writes, never a
 //!   torn mix.
-//! - **Reads do not wait for each other** and do not wait for the writer except, for an
-//!   exact get, while the writer holds that key's shard lock (a bucket update and the
-//!   publication of the new state). Prefix gets and `list` take no lock at all.
-//! - **The writer is not starved by readers:** readers hold a shard lock only for a hash
-//!   probe and a reference-count increment; result vectors are filled after the lock is
-//!   released.
+//! - **No read takes a lock.** Exact gets, prefix gets and `list` read the published
+//!   state without waiting for each other or for the writer; an exact get answers for
+//!   the state it loaded, however far the writer has moved on since.
+//! - **The writer never waits for a reader:** nothing a reader holds is a lock the
+//!   writer takes.
 //! - **Snapshots never change** and cost O(1) to take; a write after a snapshot copies
 //!   only the O(log n) tree nodes on its path.
 //! - Objects are shared as `Arc<K>`: nothing is deep-copied, nothing is mutable.

@@ -23,7 +23,7 @@ const TERMINATOR: u8 = 0x01;
 ///
 /// Seeded per store at random (keys come from objects that cluster users write, so a
 /// fixed seed would let them craft collisions); fixed under loom and fuzzing, so that
-/// models and crash inputs replay with the same shard layout.
+/// models and crash inputs replay with the same table layout.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyHasher {
     #[cfg(not(any(k8s_store_loom, fuzzing)))]

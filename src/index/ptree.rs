@@ -67,8 +67,8 @@ pub(crate) enum Node<T, L> {
 /// and unlinks: the one thing that differs between the two kinds of tree.
 ///
 /// - [`Counted`]: `Arc`-linked nodes. Copying a node counts each child once more, and
-///   a node is freed when its last holder is; nothing else keeps track. The buckets'
-///   trees, which readers clone out under a shard lock.
+///   a node is freed when its last holder is; nothing else keeps track. The trees of
+///   the exact-key table's keys of several objects, which readers walk in place.
 /// - [`Uncounted`]: nodes linked by plain pointers that own nothing, so a copy copies
 ///   pointers and touches no child. The writer retires every node it replaces or
 ///   unlinks into a [`Draft`], which hands them to the previous state's generation;

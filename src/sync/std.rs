@@ -5,25 +5,20 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
 use super::Arc;
 use std::ops::DerefMut;
 
-/// The default shard count: dashmap's (four per core, rounded up to a power of two).
+/// The default shard count of the sharded structures that still have shards (the
+/// on-demand tier's cache and singleflight): four per core, rounded up to a power of
+/// two.
 pub(crate) fn default_shard_count() -> usize {
     (std::thread::available_parallelism().map_or(1, usize::from) * 4)
         .next_power_of_two()
         .max(2)
 }
 
-/// The default shard count of the exact-key index: 1024, or dashmap's default where
-/// that is more. Many shards, whatever the core count, because what stalls the
-/// writer is a reader descheduled while it holds a shard's read lock (preempted on
-/// a busy node, or throttled by a CPU limit), and the chance that the writer needs
-/// exactly that shard is one in the shard count. The shards cost 128 bytes each
-/// (128 KiB a store); a get touches one of them.
+/// The shard count a store reports when it was built without one: 1024, or four per
+/// core where that is more (what the sharded exact-key index used to default to). The
+/// exact-key index has no shards any more (see `index::exact`); the setting is kept,
+/// validated and reported for compatibility.
 pub(crate) fn default_index_shards() -> usize {
-    // Under Miri, which interprets every shard's construction and every relist's swap
-    // of all of them, the fewest: the protocols are the same with 2.
-    if cfg!(miri) {
-        return 2;
-    }
     default_shard_count().max(1024)
 }
 

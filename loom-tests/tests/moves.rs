@@ -18,27 +18,33 @@
 //! The [`Observer`] checks exactly this for any sequence of reads; every model runs the
 //! four kinds of read (exact old, exact new, prefix old, prefix new) in one order and
 //! in the reverse order, so every ordered pair of kinds is checked in both directions,
-//! across the two paths: exact gets under the shard locks and prefix gets on the
-//! published state. The writer also moves the object back, so a reader may see
-//! old -> new -> old, each step only forward.
+//! across the two paths: exact gets, which probe the exact-key table without a lock
+//! (against the stamp of the state they loaded), and prefix gets on the published
+//! state. The writer also moves the object back, so a reader may see old -> new ->
+//! old, each step only forward.
 //!
-//! Where the keys land (two shards; under loom `src/key.rs` hashes with foldhash 0.2's
-//! `FixedState`, so this is deterministic; computed offline with the same hasher):
+//! Where the keys land (under loom `src/index/key.rs` hashes with foldhash 0.2's
+//! `FixedState`, so this is deterministic; computed offline with the same hasher). The
+//! models were written when the exact-key index was split into two shards by the
+//! hash's lowest bit, and their names still call that bit the key's "shard"; the index
+//! is now one table, in which the keys' home slots (of the first table's 16) are:
 //!
-//! | key                | shard |
-//! |--------------------|-------|
-//! | `["ns", "a"]`      | 0     |
-//! | `["ns", "b"]`      | 0     |
-//! | `["other", "b"]`   | 0     |
-//! | `["x", "a"]`       | 0     |
-//! | `["ns", "new"]`    | 1     |
-//! | `["ns", "shared"]` | 1     |
-//! | `["other", "a"]`   | 1     |
-//! | `["y", "a"]`       | 1     |
+//! | key                | hash's low bit ("shard") | home slot |
+//! |--------------------|--------------------------|-----------|
+//! | `["ns", "a"]`      | 0                        | 4         |
+//! | `["ns", "b"]`      | 0                        | 4         |
+//! | `["other", "b"]`   | 0                        | 6         |
+//! | `["x", "a"]`       | 0                        | 6         |
+//! | `["ns", "new"]`    | 1                        | 5         |
+//! | `["ns", "shared"]` | 1                        | 13        |
+//! | `["other", "a"]`   | 1                        | 3         |
+//! | `["y", "a"]`       | 1                        | 13        |
 //!
-//! so the pairs below cover a move within one shard, from the lower shard to the higher
-//! (locks taken old then new) and from the higher to the lower (new then old), each with
-//! and without a shared first component.
+//! so the pairs below cover a move between keys of the same low bit and between keys
+//! of different ones, in both directions, each with and without a shared first
+//! component. `["ns", "a"]` and `["ns", "b"]` share their home slot, so a move from
+//! the first to the second puts the object in the slot past the first key's, which
+//! keeps its tombstone: exact gets of the new key probe past it.
 
 use std::sync::Arc;
 

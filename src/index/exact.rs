@@ -143,31 +143,89 @@ impl<K> Head<K> {
             p
         }
     }
+}
+
+/// A published entry, read through a pointer to its whole allocation (the key's bytes
+/// follow the header, outside what a `&Head` would cover).
+pub(crate) struct Entry<'a, K> {
+    p: NonNull<Head<K>>,
+    life: std::marker::PhantomData<&'a Head<K>>,
+}
+
+impl<K> Clone for Entry<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for Entry<'_, K> {}
+
+impl<'a, K> Entry<'a, K> {
+    /// # Safety
+    ///
+    /// `p` is an entry made by [`Head::alloc`], alive for `'a`.
+    #[allow(unsafe_code)]
+    unsafe fn new(p: NonNull<Head<K>>) -> Self {
+        Self {
+            p,
+            life: std::marker::PhantomData,
+        }
+    }
+
+    #[inline]
+    fn head(self) -> *const Head<K> {
+        self.p.as_ptr()
+    }
+
+    /// The header's fields, copied out (no reference to the header is made).
+    #[inline]
+    fn fields(self) -> (u64, *const Head<K>, usize, usize) {
+        // SAFETY: alive for `'a` (`new`), and never written after it was published.
+        #[allow(unsafe_code)]
+        unsafe {
+            let h = self.head();
+            ((*h).at, (*h).prev, (*h).value, (*h).len as usize)
+        }
+    }
 
     /// The key's encoding.
     #[inline]
-    pub(crate) fn key(&self) -> &[u8] {
-        // SAFETY: every `Head` is made by `alloc`, followed by `len` initialised key
-        // bytes in the same allocation, which lives as long as the `Head`.
+    pub(crate) fn key(self) -> &'a [u8] {
+        let len = self.fields().3;
+        // SAFETY: every entry is made by `alloc`, followed by `len` initialised key
+        // bytes in the same allocation, which lives for `'a`; the pointer is the
+        // allocation's own, so its provenance covers them.
         #[allow(unsafe_code)]
         unsafe {
-            std::slice::from_raw_parts(
-                std::ptr::from_ref(self).cast::<u8>().add(KEY_OFFSET),
-                self.len as usize,
-            )
+            std::slice::from_raw_parts(self.head().cast::<u8>().add(KEY_OFFSET), len)
         }
     }
 
     /// The stamp of the write that stored it.
-    #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
-    pub(crate) fn at(&self) -> u64 {
-        self.at
+    #[inline]
+    pub(crate) fn at(self) -> u64 {
+        self.fields().0
+    }
+
+    /// The entry it replaced, if a reader of an older state can still reach it.
+    #[inline]
+    fn prev(self) -> Option<Entry<'a, K>> {
+        let prev = NonNull::new(self.fields().1.cast_mut())?;
+        // SAFETY: the caller reads a state older than this entry, which keeps the one
+        // it replaced alive (module documentation).
+        #[allow(unsafe_code)]
+        Some(unsafe { Entry::new(prev) })
+    }
+
+    /// Whether it holds objects (it is not a tombstone).
+    #[inline]
+    fn is_live(self) -> bool {
+        self.fields().2 != 0
     }
 
     /// The key's objects; `None` for a tombstone.
     #[inline]
-    pub(crate) fn value(&self) -> Option<Value<'_, K>> {
-        match self.value {
+    pub(crate) fn value(self) -> Option<Value<'a, K>> {
+        match self.fields().2 {
             0 => None,
             v if v & MANY == 0 => {
                 // SAFETY: an object held by an entry is alive while a state that holds
@@ -198,8 +256,8 @@ unsafe fn free_entry<K>(ptr: NonNull<()>) {
     // SAFETY: the caller's promise: the entry is ours, and so is its tree.
     unsafe {
         let (value, len) = {
-            let h = p.as_ref();
-            (h.value, h.len as usize)
+            let h = p.as_ptr();
+            ((*h).value, (*h).len as usize)
         };
         if value & MANY != 0 {
             drop(Box::from_raw((value & !MANY) as *mut PTree<Arc<K>>));
@@ -326,13 +384,17 @@ impl<K> Table<K> {
     /// The slot of the key of hash `hash` that `eq` recognises, and its entry; or the
     /// null slot where the key would go.
     #[inline]
-    fn find(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> (usize, Option<&Head<K>>) {
+    fn find(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> (usize, Option<Entry<'_, K>>) {
         self.find_where(hash, |e| eq(e.key()))
     }
 
     /// As [`find`](Self::find), for the entry `pred` recognises.
     #[inline]
-    fn find_where(&self, hash: u64, pred: impl Fn(&Head<K>) -> bool) -> (usize, Option<&Head<K>>) {
+    fn find_where(
+        &self,
+        hash: u64,
+        pred: impl Fn(Entry<'_, K>) -> bool,
+    ) -> (usize, Option<Entry<'_, K>>) {
         let s = self.slots();
         let tag = tag_of(hash);
         let mut i = hash as usize & s.mask;
@@ -347,7 +409,7 @@ impl<K> Table<K> {
                 // (module documentation); the `Acquire` load synchronises with the
                 // `Release` store that published it whole.
                 #[allow(unsafe_code)]
-                let e = unsafe { &*p };
+                let e = unsafe { Entry::new(NonNull::new_unchecked(p.cast_mut())) };
                 if pred(e) {
                     return (i, Some(e));
                 }
@@ -369,23 +431,20 @@ impl<K> Table<K> {
     ) -> Option<Value<'_, K>> {
         let (_, mut e) = self.find(hash, eq);
         while let Some(h) = e {
-            if h.at <= stamp {
+            if h.at() <= stamp {
                 return h.value();
             }
-            // SAFETY: an entry newer than the reader's state was stored by a write whose
+            // An entry newer than the reader's state was stored by a write whose
             // previous state is the reader's or later; that write retired the entry it
             // replaced into that state's generation, which the reader holds (module
             // documentation).
-            #[allow(unsafe_code)]
-            {
-                e = unsafe { h.prev.as_ref() };
-            }
+            e = h.prev();
         }
         None
     }
 
     /// The current entry of the key, tombstones included: the writer's view.
-    pub(crate) fn current(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> Option<&Head<K>> {
+    pub(crate) fn current(&self, hash: u64, eq: impl Fn(&[u8]) -> bool) -> Option<Entry<'_, K>> {
         self.find(hash, eq).1
     }
 
@@ -394,8 +453,8 @@ impl<K> Table<K> {
     pub(crate) fn current_where(
         &self,
         hash: u64,
-        pred: impl Fn(&Head<K>) -> bool,
-    ) -> Option<&Head<K>> {
+        pred: impl Fn(Entry<'_, K>) -> bool,
+    ) -> Option<Entry<'_, K>> {
         self.find_where(hash, pred).1
     }
 
@@ -414,8 +473,7 @@ impl<K> Table<K> {
         rehash: impl Fn(&[u8]) -> u64,
     ) {
         let (mut i, old) = self.find(hash, |k| k == key);
-        let old = old.map(NonNull::from);
-        let Some(old) = old else {
+        let Some(o) = old else {
             if stored.is_none() {
                 return;
             }
@@ -430,18 +488,16 @@ impl<K> Table<K> {
             fill.live += 1;
             return;
         };
-        // SAFETY: the current entry of the writer's own table is alive.
-        #[allow(unsafe_code)]
-        let o = unsafe { old.as_ref() };
-        let was_live = o.value != 0;
+        let old = o.p;
+        let was_live = o.is_live();
         if !was_live && stored.is_none() {
             return;
         }
         // An entry this write stored itself was never published: no state holds it, so
         // the new one replaces it in the chain (a reader that already read it still
         // reaches its `prev`, and it is retired below like any other).
-        let prev = if o.at == cx.stamp() {
-            o.prev
+        let prev = if o.at() == cx.stamp() {
+            o.fields().1
         } else {
             old.as_ptr().cast_const()
         };
@@ -482,19 +538,26 @@ impl<K> Table<K> {
         let new = Table::<K>::new(keys.max(fill.live));
         let ns = new.slots();
         let mut live = 0;
-        for slot in self.slots().slots.iter() {
+        // Each entry is read for its key (a cache miss on a large table): the entries
+        // `AHEAD` slots on are asked for while this one is read.
+        const AHEAD: usize = 8;
+        let old = &self.slots().slots;
+        for (n, slot) in old.iter().enumerate() {
+            if let Some(ahead) = old.get(n + AHEAD) {
+                crate::index::latest::prefetch(untag(ahead.load(Acquire)).0.cast());
+            }
             let p = slot.load(Acquire);
             if p.is_null() {
                 continue;
             }
             let (p, _) = untag(p);
-            // SAFETY: the current entries of the writer's own table are alive.
-            #[allow(unsafe_code)]
-            let e = unsafe { &*p };
             // SAFETY: `p` is not null (checked above).
             #[allow(unsafe_code)]
             let nn = unsafe { NonNull::new_unchecked(p.cast_mut()) };
-            if e.value == 0 {
+            // SAFETY: the current entries of the writer's own table are alive.
+            #[allow(unsafe_code)]
+            let e = unsafe { Entry::new(nn) };
+            if !e.is_live() {
                 // A tombstone: readers of the old table (older states) may still
                 // read it.
                 // SAFETY: out of every later table; freed with the generation of the
@@ -540,12 +603,12 @@ impl<K> Table<K> {
     /// Every current entry with its slot, tombstones included, for invariant checks
     /// (the writer's).
     #[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, &Head<K>)> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, Entry<'_, K>)> {
         self.slots().slots.iter().enumerate().filter_map(|(i, s)| {
-            let p = untag(s.load(Acquire)).0;
+            let p = NonNull::new(untag(s.load(Acquire)).0.cast_mut())?;
             // SAFETY: as in `find`.
             #[allow(unsafe_code)]
-            unsafe { p.as_ref() }.map(|e| (i, e))
+            Some((i, unsafe { Entry::new(p) }))
         })
     }
 
@@ -562,7 +625,7 @@ impl<K> Table<K> {
         let (mut used, mut live) = (0, 0);
         for (i, e) in self.entries() {
             used += 1;
-            if e.value != 0 {
+            if e.is_live() {
                 live += 1;
             }
             let h = rehash(e.key());
@@ -636,7 +699,7 @@ impl<K> Builder<K> {
             Some(old) => {
                 let stored = crate::index::bucket::inserted(old.value().as_ref(), obj, None, acc);
                 let e = Head::alloc(0, std::ptr::null(), Some(stored), old.key());
-                let old = NonNull::from(old);
+                let old = old.p;
                 slot.store(tagged(e, tag_of(hash)), Release);
                 // SAFETY: no reader has seen this table, and the slot no longer holds it.
                 #[allow(unsafe_code)]
@@ -699,13 +762,13 @@ mod tests {
         };
         // Growth: 40 keys pass 13/16 of 16 and of 64 slots.
         let mut added = Vec::new();
-        for i in 0..40 {
-            added.push(write(&mut t, &mut fill, i, Some(&objects[i])));
+        for (i, obj) in objects.iter().enumerate() {
+            added.push(write(&mut t, &mut fill, i, Some(obj)));
         }
         t.validate(&fill, hash).unwrap();
-        for i in 0..40 {
-            assert_eq!(get(&t, i, added[i]), Some(i as u32));
-            assert_eq!(get(&t, i, added[i] - 1), None, "key {i} before its write");
+        for (i, &at) in added.iter().enumerate() {
+            assert_eq!(get(&t, i, at), Some(i as u32));
+            assert_eq!(get(&t, i, at - 1), None, "key {i} before its write");
         }
         // A new version of key 3, readable at both stamps.
         let before = stamp.get();
@@ -722,7 +785,6 @@ mod tests {
             assert_eq!(get(&t, i, stamp.get()), Some(i as u32));
         }
         // Everything goes with a generation, as a relist or a dropped store does.
-        drop(write);
         let mut cx = Draft::new(stamp.get() + 1);
         t.retire_all(&mut cx);
         retired.extend(cx.finish());

@@ -323,7 +323,7 @@ impl<K> AsRef<K> for Member<K> {
 /// the loom cfg).
 #[allow(unused_variables)]
 #[inline]
-fn prefetch(at: *const u8) {
+pub(crate) fn prefetch(at: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri), not(k8s_store_loom)))]
     // SAFETY: a prefetch is a hint: it never faults and reads nothing the program can
     // see, whatever the address.

@@ -1812,7 +1812,7 @@ impl<K: Send + Sync + 'static> Index<K> {
     /// The encoded key (of hash `hash`) in `st`'s exact-key table that holds `obj`, and
     /// whether `obj` is alone under it.
     fn encoded_key_of(&self, st: &State<K>, hash: u64, obj: MetaView<'_>) -> (Vec<u8>, bool) {
-        let holds = |e: &exact::Head<K>| e.value().is_some_and(|v| v.contains(obj, self.acc));
+        let holds = |e: exact::Entry<'_, K>| e.value().is_some_and(|v| v.contains(obj, self.acc));
         match st.exact.current_where(hash, holds) {
             Some(e) => (
                 e.key().to_vec(),

@@ -753,3 +753,25 @@ where
         b.preemption_bound
     );
 }
+
+/// Runs every write of `h` on `store` in order, and after each stores into `done` how
+/// many have returned (`Release`: a reader that loads `i + 1` knows write `i` has
+/// returned, which the [`Observer`]'s `at_least` checks).
+#[cfg(k8s_store_loom)]
+pub fn write_all(h: &History, store: &Store, done: &loom::sync::atomic::AtomicUsize) {
+    for i in 0..h.len() {
+        h.run(i, store);
+        done.store(i + 1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A loom thread that runs [`write_all`]: the writer of most models.
+#[cfg(k8s_store_loom)]
+pub fn spawn_writer(
+    h: &Arc<History>,
+    store: &Arc<Store>,
+    done: &Arc<loom::sync::atomic::AtomicUsize>,
+) -> loom::thread::JoinHandle<()> {
+    let (h, store, done) = (Arc::clone(h), Arc::clone(store), Arc::clone(done));
+    loom::thread::spawn(move || write_all(&h, &store, &done))
+}

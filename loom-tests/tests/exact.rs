@@ -141,7 +141,9 @@
 
 use std::sync::Arc;
 
-use k8s_store_loom_tests::{History, Keys, Observer, Op, Store, Tag, keys, model, new_store, tags};
+use k8s_store_loom_tests::{
+    History, Keys, Observer, Op, Store, Tag, keys, model, new_store, spawn_writer, tags,
+};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// One read of a model.
@@ -193,15 +195,7 @@ fn check_in(
         h.set_up(&store);
         let done = Arc::new(AtomicUsize::new(0));
 
-        let writer = {
-            let (h, store, done) = (Arc::clone(&h), Arc::clone(&store), Arc::clone(&done));
-            loom::thread::spawn(move || {
-                for i in 0..h.len() {
-                    h.run(i, &store);
-                    done.store(i + 1, Ordering::Release);
-                }
-            })
-        };
+        let writer = spawn_writer(&h, &store, &done);
 
         let other = second.as_ref().map(|reads| {
             let (h, store, done) = (Arc::clone(&h), Arc::clone(&store), Arc::clone(&done));

@@ -48,7 +48,9 @@
 
 use std::sync::Arc;
 
-use k8s_store_loom_tests::{History, Keys, Observer, Op, Tag, keys, model, new_store};
+use k8s_store_loom_tests::{
+    History, Keys, Observer, Op, Tag, keys, model, new_store, spawn_writer,
+};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// The four reads of a move, tagged so a model can run them in any order.
@@ -127,15 +129,7 @@ fn check_move(from: Keys, to: Keys, bystander: bool, order: [Read; 4]) {
         h.set_up(&store);
         let done = Arc::new(AtomicUsize::new(0));
 
-        let writer = {
-            let (h, store, done) = (Arc::clone(&h), Arc::clone(&store), Arc::clone(&done));
-            loom::thread::spawn(move || {
-                for i in 0..h.len() {
-                    h.run(i, &store);
-                    done.store(i + 1, Ordering::Release);
-                }
-            })
-        };
+        let writer = spawn_writer(&h, &store, &done);
 
         let mut r = Observer::new(&h, "reader");
         run_reads(&mut r, &store, &done, &from, &to, order);

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use k8s_store_loom_tests::{History, Observer, Op, Tag, keys, model, new_store};
+use k8s_store_loom_tests::{History, Observer, Op, Tag, keys, model, new_store, write_all};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 
 fn history() -> History {
@@ -29,14 +29,6 @@ fn history() -> History {
 }
 
 /// Runs every write of `h` on `store`, bumping `done` after each has returned.
-fn write_all(h: &History, store: &k8s_store_loom_tests::Store, done: &AtomicUsize) {
-    for i in 0..h.len() {
-        h.run(i, store);
-        // Release: a reader that loads `i + 1` knows write `i` has returned.
-        done.store(i + 1, Ordering::Release);
-    }
-}
-
 #[test]
 fn snapshots_are_prefix_states_of_the_writes() {
     let h = Arc::new(history());

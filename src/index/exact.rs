@@ -478,8 +478,10 @@ impl<K> Table<K> {
                 return;
             }
             if (fill.used + 1) * 16 > self.slots().slots.len() * MAX_FILL_16THS {
-                // Twice the keys: the table doubles (or, mostly tombstones, stays).
-                self.rebuild(fill, 2 * (fill.live + 1), cx, &rehash);
+                // Room for the live keys and an eighth more: with few tombstones that
+                // is past the limit, so the table doubles; with an eighth of its
+                // entries tombstones it stays, without them.
+                self.rebuild(fill, fill.live + fill.live / 8 + 1, cx, &rehash);
                 i = self.find(hash, |k| k == key).0;
             }
             let e = Head::alloc(cx.stamp(), std::ptr::null(), stored, key);
@@ -736,7 +738,7 @@ mod tests {
     /// (run under Miri as well as natively).
     #[test]
     fn versions_rebuilds_and_frees() {
-        let objects: Vec<Arc<u32>> = (0..40).map(Arc::new).collect();
+        let objects: Vec<Arc<u32>> = (0..60).map(Arc::new).collect();
         let mut t = Table::<u32>::new(0);
         let mut fill = Fill::default();
         let generation = Generation::<u32>::new();
@@ -760,12 +762,13 @@ mod tests {
                 Value::Many(_) => u32::MAX,
             })
         };
-        // Growth: 40 keys pass 13/16 of 16 and of 64 slots.
+        // Growth: 60 keys pass 13/16 of 16, 32 and 64 slots (each growth doubles).
         let mut added = Vec::new();
         for (i, obj) in objects.iter().enumerate() {
             added.push(write(&mut t, &mut fill, i, Some(obj)));
         }
         t.validate(&fill, hash).unwrap();
+        assert_eq!(t.slots().slots.len(), 128, "60 keys in the fewest slots that hold them");
         for (i, &at) in added.iter().enumerate() {
             assert_eq!(get(&t, i, at), Some(i as u32));
             assert_eq!(get(&t, i, at - 1), None, "key {i} before its write");
@@ -776,14 +779,15 @@ mod tests {
         assert_eq!(get(&t, 3, before), Some(3));
         assert_eq!(get(&t, 3, updated), Some(7));
         // Removals: tombstones, a purge once they are an eighth, then shrinks.
-        for i in 0..36 {
+        for i in 0..52 {
             let at = write(&mut t, &mut fill, i, None);
             t.validate(&fill, hash).unwrap();
             assert_eq!(get(&t, i, at), None);
         }
-        for i in 36..40 {
+        for i in 52..60 {
             assert_eq!(get(&t, i, stamp.get()), Some(i as u32));
         }
+        assert_eq!(t.slots().slots.len(), 32, "rebuilt smaller as keys went");
         // Everything goes with a generation, as a relist or a dropped store does.
         let mut cx = Draft::new(stamp.get() + 1);
         t.retire_all(&mut cx);

@@ -13,6 +13,9 @@ use crate::index::batch::{Applied, Batch, Change};
 use crate::index::bucket::{self, by_order, sep_of};
 use crate::index::exact::{self, Fill, Value};
 use crate::index::group::{Group, by_prefix, group_sep};
+#[cfg(any(test, fuzzing, k8s_store_loom, feature = "validate"))]
+use crate::index::ids::LocatedRef;
+use crate::index::ids::{Ids, Located};
 use crate::index::key::{self, KeyHasher};
 use crate::index::latest::{Found, Member};
 use crate::index::ptree::{Draft, Elem, PTree, Sep, SepBuilder, StateTree, Target};
@@ -67,16 +70,17 @@ impl<K> Drop for Index<K> {
         let mut w = self.writer.lock();
         let ids = std::mem::take(&mut w.ids);
         let mut cx = Draft::new(0);
-        for l in &ids {
-            if let Some(m) = l.member {
+        let objects = ids.into_parts().map(|(obj, member)| {
+            if let Some(m) = member {
                 // SAFETY: the identity leaves the table (the store is dropped), once.
                 #[allow(unsafe_code)]
                 unsafe {
                     m.retire(&mut cx)
                 };
             }
-        }
-        w.state.generation.retire(ids.into_iter().map(|l| l.obj));
+            obj
+        });
+        w.state.generation.retire(objects);
         // So do the current state's trees: no later write will replace their nodes.
         w.state.retire_trees(&mut cx);
         w.state.generation.retire_nodes(cx.finish());
@@ -330,8 +334,8 @@ type Lists<K> = Vec<StateTree<Member<K>>>;
 
 /// What only the writer touches: where each identity lives.
 struct Writer<K> {
-    /// identity -> (the stored object, the hash of its composite key).
-    ids: HashTable<Located<K>>,
+    /// identity -> the stored object, the hash of its composite key, its member.
+    ids: Ids<K>,
     /// The state last published.
     state: Arc<State<K>>,
     /// The stamp of the last write's [`Draft`]: each write takes the next.
@@ -346,14 +350,6 @@ impl<K> Writer<K> {
         self.stamp += 1;
         Draft::new(self.stamp)
     }
-}
-
-struct Located<K> {
-    obj: Arc<K>,
-    key_hash: u64,
-    /// The identity's [`Member`] of the secondary indexes' groups (`None` when it is in
-    /// none: no secondary index, or no key in any).
-    member: Option<Member<K>>,
 }
 
 /// The most key components a store (and an [`Indexer`](crate::Indexer)) takes: 64.
@@ -573,6 +569,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             // The label index goes last (`select` finds it there).
             .chain(labels.clone().map(Secondary::labels::<M>))
             .collect();
+        let grouped = !secondary.is_empty();
         let garbage = Arc::new(Garbage::new());
         let state = Arc::new(State {
             all: (self.num_keys == 1).then(StateTree::default),
@@ -598,7 +595,7 @@ impl<K: Send + Sync + 'static> MemoryStoreBuilder<K> {
             shards,
             published: Published::new(Arc::clone(&state)),
             writer: Mutex::new(Writer {
-                ids: HashTable::new(),
+                ids: Ids::with_capacity(grouped, 0),
                 state,
                 stamp: 0,
                 fill: Fill::default(),
@@ -1044,9 +1041,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let prev = self.publish(w, state, cx);
         for obj in &members {
             let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
-            if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
-                e.remove();
-            }
+            w.ids.remove(id_hash, |o| Arc::ptr_eq(o, obj));
         }
         let n = members.len();
         // The previous state may still be read: its generation keeps them.
@@ -1081,9 +1076,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             &mut cx,
         );
         let prev = self.publish(w, state, cx);
-        if let Ok(e) = w.ids.find_entry(id_hash, |l| Arc::ptr_eq(&l.obj, &old)) {
-            e.remove();
-        }
+        w.ids.remove(id_hash, |o| Arc::ptr_eq(o, &old));
         // The previous state may still be read: its generation keeps the object.
         prev.generation.retire([old]);
         drop(prev);
@@ -1122,7 +1115,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         let items = items.into_iter();
         let expected = items.size_hint().0;
         let mut entries: Vec<Option<Entry<K, C>>> = Vec::with_capacity(expected);
-        let mut ids: HashTable<Located<K>> = HashTable::with_capacity(expected);
+        let mut ids = Ids::with_capacity(!self.secondary.is_empty(), expected);
         let mut slot_of: HashTable<(u64, usize)> = HashTable::with_capacity(expected);
         for (obj, owned) in items {
             let keys = owned.parts();
@@ -1225,10 +1218,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     key_hash: *hash,
                     member,
                 },
-                |l| {
-                    self.hasher
-                        .hash_identity(&(self.acc.meta)(&l.obj).identity())
-                },
+                |o| self.hasher.hash_identity(&(self.acc.meta)(o).identity()),
             );
             for (d, (g, run)) in groups.iter_mut().zip(&mut runs).enumerate() {
                 let p = &keys[..=d];
@@ -1319,21 +1309,25 @@ impl<K: Send + Sync + 'static> Index<K> {
         // The old state's trees share no node with the new one's: they go whole.
         let mut cx = w.draft();
         w.state.retire_trees(&mut cx);
-        for l in &old_ids {
-            if let Some(m) = l.member {
-                // SAFETY: every old identity left the identity table above, once.
-                #[allow(unsafe_code)]
-                unsafe {
-                    m.retire(&mut cx)
-                };
-            }
-        }
+        let old_objects: Vec<Arc<K>> = old_ids
+            .into_parts()
+            .map(|(obj, member)| {
+                if let Some(m) = member {
+                    // SAFETY: every old identity left the identity table above, once.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        m.retire(&mut cx)
+                    };
+                }
+                obj
+            })
+            .collect();
         let prev = self.publish(&mut w, state, cx);
         drop(w);
         // The old state is dropped here, outside every lock; the old objects go to the
         // old state's generation, which keeps them for as long as a snapshot of it is
         // read.
-        prev.generation.retire(old_ids.into_iter().map(|l| l.obj));
+        prev.generation.retire(old_objects);
         drop(prev);
         self.garbage.collect();
         Ok(())
@@ -1524,12 +1518,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                     );
                 }
                 (None, Some(stored)) => {
-                    if let Ok(e) = w
-                        .ids
-                        .find_entry(t.id_hash, |l| Arc::ptr_eq(&l.obj, &stored))
-                    {
-                        e.remove();
-                    } else {
+                    if !w.ids.remove(t.id_hash, |o| Arc::ptr_eq(o, &stored)) {
                         // The identity table holds what the batch found stored.
                         debug_assert!(false, "a removed object missing from the identity table");
                     }
@@ -1751,36 +1740,27 @@ impl<K: Send + Sync + 'static> Index<K> {
         key_hash: u64,
         member: Option<Member<K>>,
     ) {
+        let mut located = Located {
+            obj,
+            key_hash,
+            member,
+        };
         if let Some(stored) = stored {
-            if let Some(l) = w.ids.find_mut(id_hash, |l| Arc::ptr_eq(&l.obj, stored)) {
-                l.obj = obj;
-                l.key_hash = key_hash;
-                l.member = member;
-                return;
+            match w.ids.replace(id_hash, |o| Arc::ptr_eq(o, stored), located) {
+                Ok(()) => return,
+                Err(l) => located = l,
             }
             // The caller found `stored` in the table, under the writer mutex.
             debug_assert!(false, "a located object missing from the identity table");
         }
         let meta = self.acc.meta;
-        let id = meta(&obj).identity();
-        match w.ids.find_mut(id_hash, |l| meta(&l.obj).identity() == id) {
-            Some(l) => {
-                l.obj = obj;
-                l.key_hash = key_hash;
-                l.member = member;
-            }
-            None => {
-                let hasher = &self.hasher;
-                let located = Located {
-                    obj,
-                    key_hash,
-                    member,
-                };
-                w.ids.insert_unique(id_hash, located, |l| {
-                    hasher.hash_identity(&meta(&l.obj).identity())
-                });
-            }
-        }
+        let hasher = &self.hasher;
+        w.ids.set(
+            id_hash,
+            located,
+            |o, new| meta(o).identity() == meta(new).identity(),
+            |o| hasher.hash_identity(&meta(o).identity()),
+        );
     }
 
     /// The stored object with `view`'s identity, the hash of its key and its member of
@@ -1792,10 +1772,10 @@ impl<K: Send + Sync + 'static> Index<K> {
         view: MetaView<'_>,
     ) -> Option<(Arc<K>, u64, Option<Member<K>>)> {
         w.ids
-            .find(id_hash, |l| {
-                (self.acc.meta)(&l.obj).identity() == view.identity()
+            .find(id_hash, |o| {
+                (self.acc.meta)(o).identity() == view.identity()
             })
-            .map(|l| (Arc::clone(&l.obj), l.key_hash, l.member))
+            .map(|l| (Arc::clone(l.obj), l.key_hash, l.member))
     }
 
     /// The member of the secondary indexes' groups of `obj`, a stored object.
@@ -1805,7 +1785,7 @@ impl<K: Send + Sync + 'static> Index<K> {
         }
         let id_hash = self.hasher.hash_identity(&(self.acc.meta)(obj).identity());
         w.ids
-            .find(id_hash, |l| Arc::ptr_eq(&l.obj, obj))
+            .find(id_hash, |o| Arc::ptr_eq(o, obj))
             .and_then(|l| l.member)
     }
 
@@ -2381,7 +2361,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                         ));
                     }
                     let id_hash = self.hasher.hash_identity(&view.identity());
-                    match w.ids.find(id_hash, |l| Arc::ptr_eq(&l.obj, obj)) {
+                    match w.ids.find(id_hash, |o| Arc::ptr_eq(o, obj)) {
                         Some(l) if l.key_hash == h => {}
                         _ => err = Some(format!("{} is not located at its bucket", view.display())),
                     }
@@ -2451,7 +2431,7 @@ impl<K: Send + Sync + 'static> Index<K> {
             let keys: SecondaryKeys = self
                 .secondary
                 .iter()
-                .map(|s| s.keys_of(&l.obj))
+                .map(|s| s.keys_of(l.obj))
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             let grouped = keys.iter().any(|k| !k.is_empty());
@@ -2462,11 +2442,11 @@ impl<K: Send + Sync + 'static> Index<K> {
                     return Err("a member of an identity in no group".into());
                 }
                 Some(m) => {
-                    if !Arc::ptr_eq(&m.current(), &l.obj) {
+                    if !Arc::ptr_eq(&m.current(), l.obj) {
                         return Err("a member whose current version is not the stored one".into());
                     }
                     match m.at(st.stamp) {
-                        Found::Version(v, _) if !Arc::ptr_eq(&v, &l.obj) => {
+                        Found::Version(v, _) if !Arc::ptr_eq(&v, l.obj) => {
                             return Err("a member that does not give the stored version".into());
                         }
                         Found::Version(_, marks)
@@ -2486,10 +2466,10 @@ impl<K: Send + Sync + 'static> Index<K> {
             if sst.depths.len() != s.num_keys {
                 return Err(format!("index {}: {} depths", s.name, sst.depths.len()));
             }
-            let mut want: Vec<BTreeMap<Vec<u8>, Vec<&Located<K>>>> =
+            let mut want: Vec<BTreeMap<Vec<u8>, Vec<LocatedRef<'_, K>>>> =
                 (0..s.num_keys).map(|_| BTreeMap::new()).collect();
             for l in w.ids.iter() {
-                let keys = s.keys_of(&l.obj).map_err(|e| e.to_string())?;
+                let keys = s.keys_of(l.obj).map_err(|e| e.to_string())?;
                 for d in s.depths() {
                     for p in prefixes(&keys, d) {
                         want[d - 1].entry(p.to_vec()).or_default().push(l);
@@ -2518,7 +2498,7 @@ impl<K: Send + Sync + 'static> Index<K> {
                             d + 1
                         ));
                     };
-                    objects.sort_by(|a, b| order_arcs(self.acc, &a.obj, &b.obj));
+                    objects.sort_by(|a, b| order_arcs(self.acc, a.obj, b.obj));
                     let same = objects.len() == g.members.len()
                         && objects
                             .iter()

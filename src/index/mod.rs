@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod bucket;
 pub(crate) mod exact;
 pub(crate) mod group;
+pub(crate) mod ids;
 pub mod key;
 pub(crate) mod latest;
 pub(crate) mod memory;

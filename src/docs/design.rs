@@ -23,11 +23,12 @@
 //! open-addressing table (linear probing), held by the published state. A slot holds a
 //! pointer to an immutable *entry*, with 16 bits of the key's hash in the pointer's top
 //! bits (on 64-bit targets), so a probe passes over most other keys' slots without
-//! reading their entries. An entry is one allocation: a 28-byte header (the stamp of
-//! the write that stored it, the entry of the same key it replaced, the key's objects:
-//! one object held uncounted, or a counted persistent tree of several in (namespace,
-//! name, uid) order) followed by the key's encoding ([`key`](crate::key)) inline. The
-//! internals are in `index::exact`.
+//! reading their entries. An entry is one allocation: a 24-byte header (the stamp of
+//! the write that stored it, the entry of the same key it replaced with the key's
+//! length in that pointer's top bits, the key's objects: one object held uncounted, or
+//! a counted persistent tree of several in (namespace, name, uid) order) followed by
+//! the key's encoding ([`key`](crate::key)) inline. A key of 64 KiB or more keeps its
+//! length in front of its bytes instead. The internals are in `index::exact`.
 //!
 //! Why this shape:
 //!

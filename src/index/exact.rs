@@ -4,7 +4,7 @@
 //!
 //! A table is an array of slots, each a pointer to the [`Head`] of one composite key's
 //! entry (or null). An entry is one allocation: the key's encoding (see
-//! [`key`](crate::index::key)) inline after a 28-byte header, so a probe confirms its
+//! [`key`](crate::index::key)) inline after a 24-byte header, so a probe confirms its
 //! key in the entry's own cache lines and never reads an object's namespace or name.
 //! The pointer carries 16 bits of the key's hash in its top bits (on 64-bit targets,
 //! where user-space addresses leave them clear), so a probe passes over other keys'
@@ -56,28 +56,64 @@ use crate::sync::{Arc, AtomicPtr};
 const MAX_FILL_16THS: usize = 13;
 /// The fewest slots a table has.
 const MIN_SLOTS: usize = 16;
-/// The longest key encoding an entry holds ([`Head::len`] is a `u32`).
+/// The longest key encoding an entry holds (a long key's length is a `u32`).
 pub(crate) const MAX_KEY_BYTES: usize = u32::MAX as usize;
 
-/// An entry's header; the key's encoding follows it in the same allocation.
+/// An entry's header; the key's encoding follows it in the same allocation, after its
+/// length when the length is not in `link`.
 #[repr(C)]
 pub(crate) struct Head<K> {
     /// The stamp of the write that stored it.
     at: u64,
     /// The entry of the same key it replaced (null for none): the key's objects before
-    /// `at`, for readers of older states.
-    prev: *const Head<K>,
+    /// `at`, for readers of older states. When its low bit ([`SHORT`]) is set, the
+    /// top 16 bits hold the key's length instead of address bits (see [`link`]); else
+    /// the length is a `u32` in front of the key's bytes.
+    link: *const Head<K>,
     /// The key's objects: 0 for none (a tombstone); else a pointer tagged in its low
     /// bit: clear, one object (`Arc::as_ptr`, uncounted); set, a `Box<PTree<Arc<K>>>`
     /// this entry owns.
     value: usize,
-    /// The length of the key's encoding, which follows.
-    len: u32,
     objects: std::marker::PhantomData<*const K>,
 }
 
-/// Where the key bytes start: right after `len`, not after the header's padding.
-const KEY_OFFSET: usize = std::mem::offset_of!(Head<()>, len) + 4;
+/// Where the key bytes (or a long key's length) start: right after the header.
+const KEY_OFFSET: usize = std::mem::size_of::<Head<()>>();
+
+/// The bit of [`Head::link`] that says the key's length is in its top 16 bits (an
+/// entry is aligned to 8 bytes, so the bit is otherwise 0).
+const SHORT: usize = 1;
+
+/// Where a short key's length sits in [`Head::link`]: the 16 bits above the 48 that
+/// user-space addresses use on 64-bit targets (those that do not are linked without it).
+const LEN_SHIFT: u32 = 48;
+
+/// `prev` with the length of a key of `len` bytes in it, if it fits (see
+/// [`Head::link`]); else `prev` as it is, and the length goes in front of the key.
+#[inline]
+fn link<K>(prev: *const Head<K>, len: usize) -> *const Head<K> {
+    #[cfg(target_pointer_width = "64")]
+    {
+        if prev.addr() >> LEN_SHIFT == 0 && len < 1 << (usize::BITS - LEN_SHIFT) {
+            return prev.map_addr(|a| a | SHORT | (len << LEN_SHIFT));
+        }
+    }
+    let _ = len;
+    prev
+}
+
+/// The entry a [`Head::link`] points to, and its key's length if the link holds it.
+#[inline]
+fn unlink<K>(link: *const Head<K>) -> (*const Head<K>, Option<usize>) {
+    #[cfg(target_pointer_width = "64")]
+    {
+        if link.addr() & SHORT != 0 {
+            let prev = link.map_addr(|a| a & ((1 << LEN_SHIFT) - 1) & !SHORT);
+            return (prev, Some(link.addr() >> LEN_SHIFT));
+        }
+    }
+    (link, None)
+}
 
 /// The tag bit of a [`Head::value`] that holds a tree.
 const MANY: usize = 1;
@@ -97,10 +133,12 @@ pub(crate) enum Stored<K> {
 }
 
 impl<K> Head<K> {
-    fn layout(len: usize) -> Layout {
-        // The header's size and alignment are small constants and `len` is bounded by
-        // `MAX_KEY_BYTES`, so the size cannot overflow `isize`.
-        Layout::from_size_align(KEY_OFFSET + len, std::mem::align_of::<Head<K>>())
+    /// The layout of an entry whose key (with its length, for a long one) takes
+    /// `bytes` bytes after the header.
+    fn layout(bytes: usize) -> Layout {
+        // The header's size and alignment are small constants and `bytes` is bounded by
+        // `MAX_KEY_BYTES + 4`, so the size cannot overflow `isize`.
+        Layout::from_size_align(KEY_OFFSET + bytes, std::mem::align_of::<Head<K>>())
             .unwrap_or_else(|_| Layout::new::<Head<K>>())
     }
 
@@ -113,15 +151,19 @@ impl<K> Head<K> {
     ) -> NonNull<Self> {
         let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
         let key = &key[..len as usize];
+        let link = link(prev, key.len());
+        let (_, short) = unlink(link);
+        // A long key's length goes in front of it.
+        let start = if short.is_some() { 0 } else { 4 };
         let value = match stored {
             None => 0,
             Some(Stored::One(obj)) => Arc::as_ptr(&obj) as usize,
             Some(Stored::Many(tree)) => Box::into_raw(Box::new(tree)) as usize | MANY,
         };
-        let layout = Self::layout(key.len());
+        let layout = Self::layout(start + key.len());
         // SAFETY: the layout has a non-zero size (the header's). The header is written
-        // whole and the key bytes copied into the rest of the allocation, which the
-        // layout sized for them; the two do not overlap (`KEY_OFFSET` is past `len`).
+        // whole, then a long key's length and the key bytes into the rest of the
+        // allocation, which the layout sized for them; none of the three overlap.
         #[allow(unsafe_code)]
         unsafe {
             let p = std::alloc::alloc(layout).cast::<Head<K>>();
@@ -130,16 +172,15 @@ impl<K> Head<K> {
             };
             p.as_ptr().write(Head {
                 at,
-                prev,
+                link,
                 value,
-                len,
                 objects: std::marker::PhantomData,
             });
-            std::ptr::copy_nonoverlapping(
-                key.as_ptr(),
-                p.as_ptr().cast::<u8>().add(KEY_OFFSET),
-                key.len(),
-            );
+            let rest = p.as_ptr().cast::<u8>().add(KEY_OFFSET);
+            if start != 0 {
+                rest.cast::<u32>().write_unaligned(len);
+            }
+            std::ptr::copy_nonoverlapping(key.as_ptr(), rest.add(start), key.len());
             p
         }
     }
@@ -178,25 +219,22 @@ impl<'a, K> Entry<'a, K> {
 
     /// The header's fields, copied out (no reference to the header is made).
     #[inline]
-    fn fields(self) -> (u64, *const Head<K>, usize, usize) {
+    fn fields(self) -> (u64, *const Head<K>, usize) {
         // SAFETY: alive for `'a` (`new`), and never written after it was published.
         #[allow(unsafe_code)]
         unsafe {
             let h = self.head();
-            ((*h).at, (*h).prev, (*h).value, (*h).len as usize)
+            ((*h).at, (*h).link, (*h).value)
         }
     }
 
     /// The key's encoding.
     #[inline]
     pub(crate) fn key(self) -> &'a [u8] {
-        let len = self.fields().3;
-        // SAFETY: every entry is made by `alloc`, followed by `len` initialised key
-        // bytes in the same allocation, which lives for `'a`; the pointer is the
-        // allocation's own, so its provenance covers them.
+        // SAFETY: as for `fields`.
         #[allow(unsafe_code)]
         unsafe {
-            std::slice::from_raw_parts(self.head().cast::<u8>().add(KEY_OFFSET), len)
+            key_of(self.head())
         }
     }
 
@@ -209,11 +247,17 @@ impl<'a, K> Entry<'a, K> {
     /// The entry it replaced, if a reader of an older state can still reach it.
     #[inline]
     fn prev(self) -> Option<Entry<'a, K>> {
-        let prev = NonNull::new(self.fields().1.cast_mut())?;
+        let prev = NonNull::new(self.prev_ptr().cast_mut())?;
         // SAFETY: the caller reads a state older than this entry, which keeps the one
         // it replaced alive (module documentation).
         #[allow(unsafe_code)]
         Some(unsafe { Entry::new(prev) })
+    }
+
+    /// The pointer to the entry it replaced (null for none).
+    #[inline]
+    fn prev_ptr(self) -> *const Head<K> {
+        unlink(self.fields().1).0
     }
 
     /// Whether it holds objects (it is not a tombstone).
@@ -245,6 +289,30 @@ impl<'a, K> Entry<'a, K> {
     }
 }
 
+/// The key bytes of the entry at `h`.
+///
+/// # Safety
+///
+/// `h` is an entry made by [`Head::alloc`] (a pointer to its whole allocation), alive
+/// for `'a`.
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn key_of<'a, K>(h: *const Head<K>) -> &'a [u8] {
+    // SAFETY: the caller's promise. `alloc` put `len` initialised key bytes right after
+    // the header (after a long key's `u32` length), in the same allocation; the pointer
+    // is the allocation's own, so its provenance covers them.
+    unsafe {
+        let rest = h.cast::<u8>().add(KEY_OFFSET);
+        match unlink((*h).link).1 {
+            Some(len) => std::slice::from_raw_parts(rest, len),
+            None => {
+                let len = rest.cast::<u32>().read_unaligned() as usize;
+                std::slice::from_raw_parts(rest.add(4), len)
+            }
+        }
+    }
+}
+
 /// Frees an entry made by [`Head::alloc`], and the tree it owns.
 ///
 /// # Safety
@@ -255,14 +323,16 @@ unsafe fn free_entry<K>(ptr: NonNull<()>) {
     let p = ptr.cast::<Head<K>>();
     // SAFETY: the caller's promise: the entry is ours, and so is its tree.
     unsafe {
-        let (value, len) = {
-            let h = p.as_ptr();
-            ((*h).value, (*h).len as usize)
+        let h = p.as_ptr();
+        let value = (*h).value;
+        let bytes = match unlink((*h).link).1 {
+            Some(len) => len,
+            None => 4 + key_of(h).len(),
         };
         if value & MANY != 0 {
             drop(Box::from_raw((value & !MANY) as *mut PTree<Arc<K>>));
         }
-        std::alloc::dealloc(p.as_ptr().cast(), Head::<K>::layout(len));
+        std::alloc::dealloc(h.cast(), Head::<K>::layout(bytes));
     }
 }
 
@@ -499,7 +569,7 @@ impl<K> Table<K> {
         // the new one replaces it in the chain (a reader that already read it still
         // reaches its `prev`, and it is retired below like any other).
         let prev = if o.at() == cx.stamp() {
-            o.fields().1
+            o.prev_ptr()
         } else {
             old.as_ptr().cast_const()
         };
@@ -722,8 +792,14 @@ mod tests {
     use super::*;
     use crate::index::retire::Generation;
 
+    /// Keys 5 and 55 are longer than a link holds (their length goes before them).
     fn key(i: usize) -> Vec<u8> {
-        crate::index::key::encode(&["ns", &format!("k{i}")])
+        let long = if i % 50 == 5 {
+            "x".repeat(1 << 16)
+        } else {
+            String::new()
+        };
+        crate::index::key::encode(&["ns", &format!("k{i}{long}")])
     }
 
     fn hash(k: &[u8]) -> u64 {
@@ -768,7 +844,23 @@ mod tests {
             added.push(write(&mut t, &mut fill, i, Some(obj)));
         }
         t.validate(&fill, hash).unwrap();
-        assert_eq!(t.slots().slots.len(), 128, "60 keys in the fewest slots that hold them");
+        assert_eq!(
+            t.slots().slots.len(),
+            128,
+            "60 keys in the fewest slots that hold them"
+        );
+        for (i, short) in [(54, true), (55, false)] {
+            let k = key(i);
+            let e = t.current(hash(&k), |b| b == k).unwrap();
+            assert_eq!(e.key(), k);
+            #[cfg(target_pointer_width = "64")]
+            assert_eq!(
+                unlink(e.fields().1).1.is_some(),
+                short,
+                "key {i}'s length in the link"
+            );
+            let _ = short;
+        }
         for (i, &at) in added.iter().enumerate() {
             assert_eq!(get(&t, i, at), Some(i as u32));
             assert_eq!(get(&t, i, at - 1), None, "key {i} before its write");

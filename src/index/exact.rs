@@ -68,7 +68,8 @@ pub(crate) struct Head<K> {
     /// The entry of the same key it replaced (null for none): the key's objects before
     /// `at`, for readers of older states. When its low bit ([`SHORT`]) is set, the
     /// top 16 bits hold the key's length instead of address bits (see [`link`]); else
-    /// the length is a `u32` in front of the key's bytes.
+    /// the length is a `u32` in front of the key's bytes. Its second bit ([`PLAIN`])
+    /// says the key's encoding has no escaped NUL byte.
     link: *const Head<K>,
     /// The key's objects: 0 for none (a tombstone); else a pointer tagged in its low
     /// bit: clear, one object (`Arc::as_ptr`, uncounted); set, a `Box<PTree<Arc<K>>>`
@@ -84,22 +85,33 @@ const KEY_OFFSET: usize = std::mem::size_of::<Head<()>>();
 /// entry is aligned to 8 bytes, so the bit is otherwise 0).
 const SHORT: usize = 1;
 
+/// The bit of [`Head::link`] that says the key's encoding is plain: no component has
+/// a NUL byte, so it is compared with a caller's key in one piece per component
+/// ([`key::entry_eq`](crate::index::key::entry_eq)).
+const PLAIN: usize = 2;
+
+/// The bits of [`Head::link`] below an entry's alignment.
+const LOW: usize = SHORT | PLAIN;
+const _: () = assert!(std::mem::align_of::<Head<()>>() > LOW);
+
 /// Where a short key's length sits in [`Head::link`]: the 16 bits above the 48 that
 /// user-space addresses use on 64-bit targets (those that do not are linked without it).
 const LEN_SHIFT: u32 = 48;
 
-/// `prev` with the length of a key of `len` bytes in it, if it fits (see
-/// [`Head::link`]); else `prev` as it is, and the length goes in front of the key.
+/// `prev` with the length of a key of `len` bytes in it, if it fits, and whether the
+/// key is `plain` (see [`Head::link`]); if the length does not fit, it goes in front
+/// of the key.
 #[inline]
-fn link<K>(prev: *const Head<K>, len: usize) -> *const Head<K> {
+fn link<K>(prev: *const Head<K>, len: usize, plain: bool) -> *const Head<K> {
+    let plain = if plain { PLAIN } else { 0 };
     #[cfg(target_pointer_width = "64")]
     {
         if prev.addr() >> LEN_SHIFT == 0 && len < 1 << (usize::BITS - LEN_SHIFT) {
-            return prev.map_addr(|a| a | SHORT | (len << LEN_SHIFT));
+            return prev.map_addr(|a| a | SHORT | plain | (len << LEN_SHIFT));
         }
     }
     let _ = len;
-    prev
+    prev.map_addr(|a| a | plain)
 }
 
 /// The entry a [`Head::link`] points to, and its key's length if the link holds it.
@@ -108,11 +120,11 @@ fn unlink<K>(link: *const Head<K>) -> (*const Head<K>, Option<usize>) {
     #[cfg(target_pointer_width = "64")]
     {
         if link.addr() & SHORT != 0 {
-            let prev = link.map_addr(|a| a & ((1 << LEN_SHIFT) - 1) & !SHORT);
+            let prev = link.map_addr(|a| a & ((1 << LEN_SHIFT) - 1) & !LOW);
             return (prev, Some(link.addr() >> LEN_SHIFT));
         }
     }
-    (link, None)
+    (link.map_addr(|a| a & !LOW), None)
 }
 
 /// The tag bit of a [`Head::value`] that holds a tree.
@@ -151,7 +163,7 @@ impl<K> Head<K> {
     ) -> NonNull<Self> {
         let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
         let key = &key[..len as usize];
-        let link = link(prev, key.len());
+        let link = link(prev, key.len(), crate::index::key::is_plain(key));
         let (_, short) = unlink(link);
         // A long key's length goes in front of it.
         let start = if short.is_some() { 0 } else { 4 };
@@ -252,6 +264,12 @@ impl<'a, K> Entry<'a, K> {
         // it replaced alive (module documentation).
         #[allow(unsafe_code)]
         Some(unsafe { Entry::new(prev) })
+    }
+
+    /// Whether the key's encoding has no escaped NUL byte (see [`PLAIN`]).
+    #[inline]
+    pub(crate) fn is_plain(self) -> bool {
+        self.fields().1.addr() & PLAIN != 0
     }
 
     /// The pointer to the entry it replaced (null for none).
@@ -491,15 +509,16 @@ impl<K> Table<K> {
     }
 
     /// The objects the state of stamp `stamp` (one that holds this table) has under the
-    /// key of hash `hash` that `eq` recognises: for any thread.
+    /// key of hash `hash` that `eq` recognises (given an entry's key and whether it is
+    /// plain: see [`Entry::is_plain`]): for any thread.
     #[inline]
     pub(crate) fn get(
         &self,
         hash: u64,
         stamp: u64,
-        eq: impl Fn(&[u8]) -> bool,
+        eq: impl Fn(&[u8], bool) -> bool,
     ) -> Option<Value<'_, K>> {
-        let (_, mut e) = self.find(hash, eq);
+        let (_, mut e) = self.find_where(hash, |e| eq(e.key(), e.is_plain()));
         while let Some(h) = e {
             if h.at() <= stamp {
                 return h.value();
@@ -833,7 +852,7 @@ mod tests {
         };
         let get = |t: &Table<u32>, i: usize, at: u64| {
             let k = key(i);
-            t.get(hash(&k), at, |b| b == k).map(|v| match v {
+            t.get(hash(&k), at, |b, _| b == k).map(|v| match v {
                 Value::One(o) => **o,
                 Value::Many(_) => u32::MAX,
             })

@@ -229,6 +229,37 @@ pub(crate) fn encoded_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool 
     rest.is_empty()
 }
 
+/// Whether an encoding has no escaped NUL byte: none of its components had one.
+pub(crate) fn is_plain(encoded: &[u8]) -> bool {
+    !encoded.windows(2).any(|w| w == [ESC, ESCAPED_NUL])
+}
+
+/// [`encoded_eq`], given whether `bytes` [`is_plain`]: if it is, each component is
+/// compared in one piece, without looking for NUL bytes in it.
+///
+/// Exact when `bytes` holds as many components as `components` (as every key of one
+/// store does): a plain encoding has one NUL byte per component, before each
+/// terminator, so bytes equal to the components laid end to end with a terminator
+/// after each hold no NUL byte of the components, and are their encoding.
+#[inline]
+pub(crate) fn entry_eq<S: AsRef<str>>(bytes: &[u8], plain: bool, components: &[S]) -> bool {
+    if !plain {
+        return encoded_eq(bytes, components);
+    }
+    let mut rest = bytes;
+    for c in components {
+        let c = c.as_ref().as_bytes();
+        let n = c.len();
+        match rest.get(..n + 2) {
+            Some(head) if head[n..] == [ESC, TERMINATOR] && short_eq(&head[..n], c) => {
+                rest = &rest[n + 2..];
+            }
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// [`encoded_eq`], piece by piece between the escaped NUL bytes.
 fn escaped_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool {
     let mut rest = bytes;
@@ -258,7 +289,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encoded_eq_agrees_with_comparing_encodings() {
+    fn encoded_eq_and_entry_eq_agree_with_comparing_encodings() {
         // Components with NUL bytes next to U+0001 (the terminator's second byte) and
         // 0xFF's neighbours, empty ones, and splits of the same bytes.
         let parts = [
@@ -291,7 +322,17 @@ mod tests {
                     encode(given) == bytes,
                     "{stored:?} against {given:?}"
                 );
+                // Every key of one store has as many components.
+                if given.len() == stored.len() {
+                    assert_eq!(
+                        entry_eq(&bytes, is_plain(&bytes), given),
+                        encode(given) == bytes,
+                        "{stored:?} against {given:?}, an entry's key"
+                    );
+                }
             }
+            let plain = stored.iter().all(|c| !c.contains('\0'));
+            assert_eq!(is_plain(&bytes), plain, "{stored:?} is plain");
         }
     }
 

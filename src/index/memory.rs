@@ -1009,8 +1009,10 @@ impl<K: Send + Sync + 'static> Index<K> {
     #[inline]
     fn probe<S: AsRef<str>, R>(&self, keys: &[S], f: impl FnOnce(Option<Value<'_, K>>) -> R) -> R {
         let hash = self.hash_keys(keys);
-        self.published
-            .with(|st| f(st.exact.get(hash, st.stamp, |k| key::encoded_eq(k, keys))))
+        self.published.with(|st| {
+            f(st.exact
+                .get(hash, st.stamp, |k, plain| key::entry_eq(k, plain, keys)))
+        })
     }
 
     /// See [`MemoryStore::delete`].

@@ -1151,18 +1151,41 @@ fn run_writes(c: &mut Criterion, fx: &Fixture, s: &mut Stores, notes: &Notes) {
 // Paired rounds of exact gets.
 
 /// The cases of the paired rounds, in this order (indices into `Rounds::ns`).
-const PAIRED: [&str; 5] = [
+const PAIRED: [&str; 6] = [
     "ours_get_one",
     "ours",
     "kube",
     "kube_prebuilt_ref",
     "floor_keyed",
+    "floor_guarded",
 ];
 const GET_ONE: usize = 0;
 const GET: usize = 1;
 const KUBE: usize = 2;
 const KUBE_PREBUILT: usize = 3;
 const FLOOR_KEYED: usize = 4;
+const FLOOR_GUARDED: usize = 5;
+
+/// [`KeyedFloor`] behind the one step a store that is written while it is read cannot
+/// skip: each get loads the table through an `arc_swap::ArcSwap` guard (as ours loads
+/// its published state) and drops the guard after. The floor of any such store that
+/// publishes with arc-swap and frees what a write replaces as soon as no reader holds
+/// it; the same entries as `floor_keyed`, so the two differ only by the guard.
+struct GuardedFloor<'a> {
+    published: arc_swap::ArcSwap<&'a KeyedFloor<'a>>,
+}
+
+impl Reads for GuardedFloor<'_> {
+    fn get(&self, i: usize) -> usize {
+        self.published.load().get(i)
+    }
+    fn prefix(&self, _: &str) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+    fn list(&self) -> usize {
+        unreachable!("the floor is measured for exact gets only")
+    }
+}
 
 /// One form of the paired rounds (keys, threads) and its rounds.
 struct PairedForm {
@@ -1183,14 +1206,19 @@ fn paired_gets(fx: &Fixture, s: &Stores, keyed: &KeyedFloor<'_>) -> Vec<PairedFo
     }
     let (one, get) = (OursOne(ours(&s.ours, fx, false)), ours(&s.ours, fx, false));
     let (kube_built, kube_prebuilt) = (kube(&s.kube, fx, false), kube(&s.kube, fx, true));
-    let (one, get, kube_built, kube_prebuilt, keyed) = (
+    let guarded = GuardedFloor {
+        published: arc_swap::ArcSwap::from_pointee(keyed),
+    };
+    let (one, get, kube_built, kube_prebuilt, keyed, guarded) = (
         timer(&one),
         timer(&get),
         timer(&kube_built),
         timer(&kube_prebuilt),
         timer(keyed),
+        timer(&guarded),
     );
-    let cases: [Batch<'_>; PAIRED.len()] = [&one, &get, &kube_built, &kube_prebuilt, &keyed];
+    let cases: [Batch<'_>; PAIRED.len()] =
+        [&one, &get, &kube_built, &kube_prebuilt, &keyed, &guarded];
     let rounds = if quick() { 21 } else { 201 };
 
     let t = Instant::now();
@@ -1308,6 +1336,10 @@ mod summary {
         (
             "floor_keyed",
             "floor of ours: one lock-free probe, key bytes in the entry, Arc in an Option",
+        ),
+        (
+            "floor_guarded",
+            "floor_keyed behind an arc-swap guard, as a store written while read loads its state",
         ),
         ("go_100k", "Go-shaped baseline, 100k"),
         ("kube_100k", "kube-runtime, 100k"),
@@ -1674,12 +1706,13 @@ mod summary {
         println!();
         println!(
             "Cases: ours_get_one = {}; ours = {}; kube = {}; kube_prebuilt_ref = {}; \
-             floor_keyed = {}.",
+             floor_keyed = {}; floor_guarded = {}.",
             store_name(PAIRED[GET_ONE]),
             store_name(PAIRED[GET]),
             store_name(PAIRED[KUBE]),
             store_name(PAIRED[KUBE_PREBUILT]),
             store_name(PAIRED[FLOOR_KEYED]),
+            store_name(PAIRED[FLOOR_GUARDED]),
         );
         println!();
         print!("| form | rounds × gets |");
@@ -1700,7 +1733,7 @@ mod summary {
         // (a, b, what, target)
         /// At least (`true`) or at most (`false`) this value.
         type Target = Option<(bool, f64)>;
-        let ratios: [(usize, usize, &str, Target); 5] = [
+        let ratios: [(usize, usize, &str, Target); 9] = [
             (
                 KUBE,
                 GET_ONE,
@@ -1729,6 +1762,30 @@ mod summary {
                 GET,
                 FLOOR_KEYED,
                 "ours / floor_keyed (get, informational)",
+                None,
+            ),
+            (
+                FLOOR_GUARDED,
+                FLOOR_KEYED,
+                "floor_guarded / floor_keyed (what the state's guard costs the floor)",
+                None,
+            ),
+            (
+                GET_ONE,
+                FLOOR_GUARDED,
+                "ours_get_one / floor_guarded (get_one against the floor with the guard)",
+                None,
+            ),
+            (
+                KUBE_PREBUILT,
+                FLOOR_KEYED,
+                "kube_prebuilt_ref / floor_keyed (the most any store gains there)",
+                None,
+            ),
+            (
+                KUBE_PREBUILT,
+                FLOOR_GUARDED,
+                "kube_prebuilt_ref / floor_guarded (the most any guarded store gains there)",
                 None,
             ),
         ];

@@ -44,6 +44,19 @@
 //! no published state to load, no stamps, no tombstones), in the same rows as the
 //! other floors.
 //!
+//! The paired rounds add a fourth, `floor_guarded`: `floor_keyed` behind an
+//! `arc_swap::ArcSwap`, loaded and its guard dropped on every get. A store that is
+//! written while it is read, and frees what a write replaced as soon as no reader holds
+//! it, must do at least that much: the reader announces what it reads (arc-swap's debt
+//! slot, a hazard pointer, an epoch) and the announcement must be visible before it
+//! reads, which costs a fenced instruction, and another to withdraw it. In one full run
+//! (201 paired rounds) the guard cost the floor 1.21–1.26× its time, also when the
+//! gets miss the cache: the fences keep one get's misses from overlapping the next's.
+//! Ours was 1.40–1.51× `floor_keyed` and 1.17–1.22× `floor_guarded`. What is left
+//! between ours and the guarded floor is the stamp check and the store's own calls.
+//! Readers without fences are possible only if the writer forces them instead (Linux
+//! `membarrier`, microseconds per write), which would move the cost to every write.
+//!
 //! # The writer under readers
 //!
 //! The `write_2_readers` case runs the writer and two busy readers: three threads on

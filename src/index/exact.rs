@@ -561,7 +561,22 @@ impl<K> Table<K> {
         cx: &mut Draft,
         rehash: impl Fn(&[u8]) -> u64,
     ) {
+        self.update(fill, hash, key, |_| stored, cx, rehash);
+    }
+
+    /// As [`set`](Self::set), storing what `change` makes of the key's current objects
+    /// (`None`: none, or a tombstone), found by the same probe.
+    pub(crate) fn update(
+        &mut self,
+        fill: &mut Fill,
+        hash: u64,
+        key: &[u8],
+        change: impl FnOnce(Option<Value<'_, K>>) -> Option<Stored<K>>,
+        cx: &mut Draft,
+        rehash: impl Fn(&[u8]) -> u64,
+    ) {
         let (mut i, old) = self.find(hash, |k| k == key);
+        let stored = change(old.and_then(|o| o.value()));
         let Some(o) = old else {
             if stored.is_none() {
                 return;

@@ -1835,16 +1835,18 @@ impl<K: Send + Sync + 'static> Index<K> {
         old: MetaView<'_>,
         cx: &mut Draft,
     ) {
-        let table = state.exact;
-        let Some(v) = table
-            .current(hash, |k| k == encoded)
-            .and_then(|e| e.value())
-        else {
-            debug_assert!(false, "located object missing from its key");
-            return;
+        let (acc, hasher) = (self.acc, &self.hasher);
+        let removed = |v: Option<Value<'_, K>>| match v {
+            Some(v) => bucket::removed(&v, old, acc),
+            None => {
+                debug_assert!(false, "located object missing from its key");
+                // Nothing under the key: nothing is stored.
+                None
+            }
         };
-        let stored = bucket::removed(&v, old, self.acc);
-        self.exact_set(state, fill, hash, encoded, stored, cx);
+        state
+            .exact
+            .update(fill, hash, encoded, removed, cx, |k| hasher.hash_encoded(k));
     }
 
     /// Adds `obj` to the key encoded `encoded` (hash `hash`) in the draft `state`'s
@@ -1862,12 +1864,12 @@ impl<K: Send + Sync + 'static> Index<K> {
         replaces: Option<&Arc<K>>,
         cx: &mut Draft,
     ) {
-        let table = state.exact;
-        let old = table
-            .current(hash, |k| k == encoded)
-            .and_then(|e| e.value());
-        let stored = bucket::inserted(old.as_ref(), obj, replaces, self.acc);
-        self.exact_set(state, fill, hash, encoded, Some(stored), cx);
+        let (acc, hasher) = (self.acc, &self.hasher);
+        let inserted =
+            |v: Option<Value<'_, K>>| Some(bucket::inserted(v.as_ref(), obj, replaces, acc));
+        state.exact.update(fill, hash, encoded, inserted, cx, |k| {
+            hasher.hash_encoded(k)
+        });
     }
 
     /// Stores `stored` under the key encoded `encoded` (hash `hash`) in the draft

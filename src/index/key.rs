@@ -218,15 +218,25 @@ pub(crate) fn encoded_eq<S: AsRef<str>>(bytes: &[u8], components: &[S]) -> bool 
         if c.contains(&0) {
             return escaped_eq(rest, &components[i..]);
         }
-        let n = c.len();
-        match rest.get(..n + 2) {
-            Some(head) if head[n..] == [ESC, TERMINATOR] && short_eq(&head[..n], c) => {
-                rest = &rest[n + 2..];
-            }
-            _ => return false,
+        match strip_plain(rest, c) {
+            Some(r) => rest = r,
+            None => return false,
         }
     }
     rest.is_empty()
+}
+
+/// `bytes` after the encoding of the NUL-free component `c` at its start, if it is
+/// there: `c`'s own bytes, then a terminator.
+#[inline]
+fn strip_plain<'a>(bytes: &'a [u8], c: &[u8]) -> Option<&'a [u8]> {
+    let n = c.len();
+    match bytes.get(..n + 2) {
+        Some(head) if head[n..] == [ESC, TERMINATOR] && short_eq(&head[..n], c) => {
+            Some(&bytes[n + 2..])
+        }
+        _ => None,
+    }
 }
 
 /// Whether an encoding has no escaped NUL byte: none of its components had one.
@@ -248,13 +258,9 @@ pub(crate) fn entry_eq<S: AsRef<str>>(bytes: &[u8], plain: bool, components: &[S
     }
     let mut rest = bytes;
     for c in components {
-        let c = c.as_ref().as_bytes();
-        let n = c.len();
-        match rest.get(..n + 2) {
-            Some(head) if head[n..] == [ESC, TERMINATOR] && short_eq(&head[..n], c) => {
-                rest = &rest[n + 2..];
-            }
-            _ => return false,
+        match strip_plain(rest, c.as_ref().as_bytes()) {
+            Some(r) => rest = r,
+            None => return false,
         }
     }
     rest.is_empty()
